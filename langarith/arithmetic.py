@@ -1,0 +1,150 @@
+"""Layer 1: language arithmetic on plain tensors.
+
+State dicts in, state dicts out: no model, no adapters library, no UI. Each function is one idea
+from the paper (Klimaszewski et al., COLING 2025):
+
+    merged_adapter = λ·A + (1−λ)·B                      (interpolate)
+    merged_adapter = Σ wᵢ·θᵢ                             (weighted_sum, the N-way form)
+    merged_adapter = init + Σ wᵢ·(θᵢ − init)             (add_language_vectors, task-vector form)
+
+Keys are the adapter-name-free parameter names produced by ``langarith.model`` (for example
+``bert.encoder.layer.3.output.adapters.adapter_up.weight``), so adapters of different languages
+line up key by key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping, Sequence
+
+import torch
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+class MergeError(ValueError):
+    """Adapters that cannot be merged, or merge weights that make no sense. The message says why."""
+
+
+def check_lambda(lam: float, *, allow_extrapolation: bool = False) -> float:
+    """λ as a float, or a clear error: NaN, ±inf and (unless extrapolating) values outside [0, 1]."""
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise MergeError(f"λ must be a number, got {lam!r}") from None
+    if not math.isfinite(lam):
+        raise MergeError(f"λ must be a finite number, got {lam}")
+    if not allow_extrapolation and not 0.0 <= lam <= 1.0:
+        raise MergeError(f"λ must lie in [0, 1], got {lam} (extrapolation is off)")
+    if allow_extrapolation and abs(lam) > 10:
+        raise MergeError(f"λ = {lam} is far outside any sensible range (|λ| ≤ 10)")
+    return lam
+
+
+def check_weights(weights: Sequence[float], *, allow_extrapolation: bool = False) -> list[float]:
+    """Finite merge weights; without extrapolation each in [0, 1] and summing to 1."""
+    ws = [check_lambda(w, allow_extrapolation=True) for w in weights]
+    if not ws:
+        raise MergeError("at least one merge weight is needed")
+    if not allow_extrapolation:
+        if any(w < 0 or w > 1 for w in ws):
+            raise MergeError(f"merge weights must lie in [0, 1], got {ws} (extrapolation is off)")
+        if abs(sum(ws) - 1.0) > 1e-6:
+            raise MergeError(f"merge weights must sum to 1, got {sum(ws):.6g}")
+    return ws
+
+
+def check_compatible(*state_dicts: StateDict, names: Sequence[str] | None = None) -> None:
+    """Raise MergeError naming the first tensor whose key set or shape differs between adapters."""
+    names = list(names or [f"adapter {i}" for i in range(len(state_dicts))])
+    first, first_name = state_dicts[0], names[0]
+    for sd, name in zip(state_dicts[1:], names[1:]):
+        missing = sorted(set(first) - set(sd))
+        extra = sorted(set(sd) - set(first))
+        if missing or extra:
+            key = (missing or extra)[0]
+            where = name if missing else first_name
+            raise MergeError(
+                f"cannot merge {first_name} with {name}: tensor {key!r} is missing from {where}"
+                f" ({len(missing) + len(extra)} keys differ)"
+            )
+        for key, t in first.items():
+            if sd[key].shape != t.shape:
+                raise MergeError(
+                    f"cannot merge {first_name} with {name}: tensor {key!r} has shape "
+                    f"{tuple(t.shape)} vs {tuple(sd[key].shape)}"
+                )
+
+
+def interpolate(a: StateDict, b: StateDict, lam: float) -> dict[str, torch.Tensor]:
+    """The paper's merge: λ·A + (1−λ)·B, parameter by parameter."""
+    lam = check_lambda(lam)
+    check_compatible(a, b, names=["A", "B"])
+    # torch.lerp(b, a, λ) = b + λ·(a − b) = λ·a + (1−λ)·b, in one pass.
+    return {k: torch.lerp(b[k], a[k], lam) for k in a}
+
+
+def weighted_sum(state_dicts: Sequence[StateDict], weights: Sequence[float],
+                 *, allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
+    """N-way merge Σ wᵢ·θᵢ (the reference code also sums three languages)."""
+    ws = check_weights(weights, allow_extrapolation=allow_extrapolation)
+    if len(ws) != len(state_dicts):
+        raise MergeError(f"{len(state_dicts)} adapters but {len(ws)} weights")
+    check_compatible(*state_dicts)
+    return {k: sum(w * sd[k] for w, sd in zip(ws, state_dicts)) for k in state_dicts[0]}
+
+
+def language_vector(adapter: StateDict, init: StateDict) -> dict[str, torch.Tensor]:
+    """τ = θ − init: what training on one language added to the shared initialisation."""
+    check_compatible(adapter, init, names=["adapter", "init"])
+    return {k: adapter[k] - init[k] for k in adapter}
+
+
+def add_language_vectors(init: StateDict, adapters: Sequence[StateDict], weights: Sequence[float],
+                         *, allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
+    """Task-vector form init + Σ wᵢ·(θᵢ − init); equals weighted_sum when Σ wᵢ = 1."""
+    ws = check_weights(weights, allow_extrapolation=allow_extrapolation)
+    if len(ws) != len(adapters):
+        raise MergeError(f"{len(adapters)} adapters but {len(ws)} weights")
+    check_compatible(init, *adapters)
+    return {k: init[k] + sum(w * (sd[k] - init[k]) for w, sd in zip(ws, adapters)) for k in init}
+
+
+# --- statistics of a merge (pure, used by the analysis layer) -------------------------------
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def parameter_group(key: str) -> tuple[str, str]:
+    """(row, column) of a parameter in the per-layer plots: ("L3", "down"), ("inv", "F"), ..."""
+    if "invertible_adapters" in key:
+        return "inv", "F" if ".F." in key else "G"
+    m = _LAYER.search(key)
+    row = f"L{m.group(1)}" if m else "other"
+    return row, "down" if "adapter_down" in key else "up" if "adapter_up" in key else "other"
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    denom = a.norm() * b.norm()
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def merge_geometry(a: StateDict, b: StateDict, merged: StateDict) -> list[dict]:
+    """Per (row, part) group: ‖M−A‖/‖A‖, ‖M−B‖/‖B‖ and cos(A, B) — the rows of the per-layer plot."""
+    check_compatible(a, b, merged, names=["A", "B", "merged"])
+    sums: dict[tuple[str, str], list[float]] = {}
+    for key in a:
+        A, B, M = (t[key].flatten().double() for t in (a, b, merged))
+        s = sums.setdefault(parameter_group(key), [0.0] * 5)
+        for i, v in enumerate(((M - A).square().sum(), A.square().sum(), (M - B).square().sum(),
+                               B.square().sum(), A @ B)):
+            s[i] += float(v)
+    nan = float("nan")
+    return [{
+        "row": row, "part": part,
+        "dist_to_A": (dma / aa) ** 0.5 if aa else nan,
+        "dist_to_B": (dmb / bb) ** 0.5 if bb else nan,
+        "cos_AB": ab / (aa * bb) ** 0.5 if aa and bb else nan,
+    } for (row, part), (dma, aa, dmb, bb, ab) in sums.items()]

@@ -1,0 +1,113 @@
+"""Layer 4: the command line. JSON on stdout, messages on stderr.
+
+    python -m langarith languages [--bundle B]
+    python -m langarith predict --target pt [--source es] [--lam 0.7] --text "..."
+    python -m langarith merge --target pt --source es --lam 0.7 --out DIR
+    python -m langarith serve [--bundle B] [--port 7860]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "bundle"
+
+
+def bundle_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("LANGARITH_BUNDLE") or DEFAULT_BUNDLE)
+
+
+def _missing_bundle(path: Path) -> str:
+    return (f"no bundle at {path}. The embedded bundle ships in assets/bundle of the repository; "
+            f"to try the app without it, generate the small test bundle with\n"
+            f"    python -m langarith.bundle.tiny /tmp/tiny && LANGARITH_BUNDLE=/tmp/tiny python app.py")
+
+
+def load_stack(path: Path):
+    from .model import LanguageStack
+
+    if not (path / "manifest.json").is_file():
+        raise SystemExit(_missing_bundle(path))
+    return LanguageStack(path)
+
+
+def launch_app(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Launch the langarith web demo.")
+    p.add_argument("--bundle")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = p.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from .ui import build_demo
+
+    demo = build_demo(load_stack(bundle_path(args.bundle)))
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
+                                                   share=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m langarith", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bundle", help="bundle folder (default: $LANGARITH_BUNDLE or assets/bundle)")
+    sub.add_parser("languages", parents=[common], help="list the bundle's languages")
+    merge_args = argparse.ArgumentParser(add_help=False)
+    merge_args.add_argument("--target", required=True)
+    merge_args.add_argument("--source", help="adapter language B (default: the suggested one)")
+    merge_args.add_argument("--lam", type=float, default=0.5, help="weight of A in λ·A + (1−λ)·B")
+    pr = sub.add_parser("predict", parents=[common, merge_args], help="merged vs unmerged predictions")
+    pr.add_argument("--text", help="text to classify (default: the target's first example)")
+    pr.add_argument("--mask-text", help="fill-mask probe (default: the text with its longest word masked)")
+    mg = sub.add_parser("merge", parents=[common, merge_args], help="write the merged adapter folder")
+    mg.add_argument("--out", required=True)
+    sub.add_parser("serve", parents=[common], help="launch the web demo")
+    args, rest = p.parse_known_args(argv)
+
+    if args.cmd == "serve":
+        launch_app((["--bundle", args.bundle] if args.bundle else []) + rest)
+        return 0
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    from .arithmetic import MergeError
+    from .model import Bundle, BundleError, InputError
+
+    path = bundle_path(args.bundle)
+    try:
+        if args.cmd == "languages":
+            if not (path / "manifest.json").is_file():
+                raise SystemExit(_missing_bundle(path))
+            b = Bundle.load(path)
+            out = [{"code": c, "name": lang.name, "family": lang.family,
+                    "has_adapter": lang.has_adapter, "source": lang.source}
+                   for c, lang in b.languages.items()]
+        else:
+            from . import tasks
+
+            stack = load_stack(path)
+            a = tasks.baseline_language(stack, args.target)
+            b_ = args.source or tasks.suggested_source(stack, args.target)
+            if args.cmd == "predict":
+                text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
+                cmp = tasks.compare(stack, text, args.target, b_, args.lam,
+                                    mask_text=args.mask_text or tasks.mask_a_word(text))
+                out = cmp.to_json()
+                out.pop("hidden_shift")
+            else:
+                from .arithmetic import check_lambda
+
+                lam = check_lambda(args.lam)
+                weights = {a: lam, b_: 1.0 - lam}
+                folder = stack.save_merged(weights, args.out)
+                out = {"out": str(folder), "weights": weights, "formula": tasks.formula(weights)}
+    except (InputError, MergeError, BundleError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0

@@ -1,0 +1,352 @@
+"""Layer 2: the bundle, the model with its adapters, and the live merged-adapter slot.
+
+A *bundle* is a folder (format in README.md, "Bundle format"): a base encoder, one MAD-X language
+adapter folder per language (named by its code), task adapters with their heads, an MLM head, a
+tokenizer and ``manifest.json``. ``LanguageStack`` loads it through the ``adapters`` library,
+offline, and keeps one extra adapter, ``merged``, whose weights are rewritten in place whenever λ
+changes.
+
+Why flat buffers: every language adapter's tensors are re-pointed into one contiguous vector, so a
+merge is a single ``torch.lerp(B, A, λ, out=merged)`` over the whole adapter — no new adapter, no
+allocation, no host round trip, at memory-bandwidth speed. ``average_adapter`` builds a fresh
+adapter on every call and, on models with heads, skips the invertible adapter (see NOTES §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+
+from .arithmetic import MergeError, check_compatible, check_weights
+
+log = logging.getLogger(__name__)
+
+MERGED = "merged"  # name of the live slot adapter
+FORMAT = 1
+
+
+class BundleError(ValueError):
+    """A bundle or adapter folder that cannot be used; the message says what is wrong."""
+
+
+class InputError(ValueError):
+    """A request the engine refuses (unknown language, missing adapter, bad text...)."""
+
+
+# --- the bundle manifest ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    family: str
+    adapter: str | None = None  # folder relative to the bundle, None for zero-shot targets
+    source: str | None = None  # suggested related adapter language
+    examples: tuple[str, ...] = ()
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter is not None
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    kind: str  # "classification"
+    adapter: str
+    labels: tuple[str, ...]
+    eval: str | None = None  # folder of <lang>.jsonl eval files
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict
+    languages: dict[str, Language] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: str | Path) -> "Bundle":
+        root = Path(root)
+        path = root / "manifest.json"
+        if not path.is_file():
+            raise BundleError(f"no bundle at {root}: {path.name} is missing")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BundleError(f"{path} is not valid JSON: {e}") from None
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}")
+        b = cls(root=root, manifest=manifest)
+        for entry in manifest["languages"]:
+            entry = dict(entry)
+            entry["examples"] = tuple(entry.get("examples", ()))
+            lang = Language(**entry)
+            b.languages[lang.code] = lang
+        for entry in manifest["tasks"]:
+            entry = dict(entry)
+            entry["labels"] = tuple(entry["labels"])
+            task = Task(**entry)
+            b.tasks[task.name] = task
+        if b.task_language not in b.languages or not b.languages[b.task_language].has_adapter:
+            raise BundleError(f"{path}: task language {b.task_language!r} needs an adapter")
+        return b
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.root.name)
+
+    @property
+    def task_language(self) -> str:
+        return self.manifest.get("task_language", "en")
+
+    @property
+    def default_task(self) -> str:
+        return next(iter(self.tasks))
+
+    def language(self, code: str) -> Language:
+        if code not in self.languages:
+            known = ", ".join(sorted(self.languages))
+            raise InputError(f"unknown language {code!r}; this bundle has: {known}")
+        return self.languages[code]
+
+    def adapter_languages(self) -> list[str]:
+        return [c for c, lang in self.languages.items() if lang.has_adapter]
+
+    def task(self, name: str | None) -> Task:
+        name = name or self.default_task
+        if name not in self.tasks:
+            raise InputError(f"unknown task {name!r}; this bundle has: {', '.join(self.tasks)}")
+        return self.tasks[name]
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def base_path(self) -> Path:
+        """The base encoder's transformers folder (rebuilt into a cache when the bundle says so)."""
+        base = self.manifest["base"]
+        if "path" in base:
+            return self.path(base["path"])
+        from .bundle.encoder import base_for_bundle  # the embedded encoder is derived, not shipped
+
+        return base_for_bundle(self)
+
+
+# --- safe adapter loading --------------------------------------------------------------------
+
+
+def read_adapter_config(folder: Path) -> dict:
+    cfg = folder / "adapter_config.json"
+    if not cfg.is_file():
+        raise BundleError(f"adapter folder {folder} has no adapter_config.json")
+    try:
+        config = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{cfg} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise BundleError(f"{cfg} has no adapter 'config' section")
+    if not any((folder / f).is_file() for f in ("adapter.safetensors", "pytorch_adapter.bin")):
+        raise BundleError(f"adapter folder {folder} has no weights file")
+    return config
+
+
+def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
+    """``model.load_adapter`` that refuses partial or unreadable weights.
+
+    ``adapters`` only logs missing tensors; a truncated file would silently leave some layers at
+    their random init. Weights are read with safetensors or ``torch.load(weights_only=True)``
+    (the library's own loaders), so a pickle in the folder never runs.
+    """
+    read_adapter_config(folder)
+    info: dict = {}
+    try:
+        model.load_adapter(str(folder), load_as=name, set_active=False, use_safetensors=True,
+                           loading_info=info, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any failure here is a bad file, reported as such
+        if name in model.adapters_config:
+            model.delete_adapter(name)
+        raise BundleError(f"cannot load adapter {name!r} from {folder}: {e}".strip()) from None
+    missing = [k for k in info.get("missing_keys", []) if f".{name}." in k]
+    if missing:
+        model.delete_adapter(name)
+        raise BundleError(f"adapter {name!r} in {folder} lacks {len(missing)} tensors, e.g. {missing[0]}")
+
+
+# --- the model with a live merged slot --------------------------------------------------------
+
+
+def _language_params(model, name: str) -> dict[str, torch.nn.Parameter]:
+    """Parameters of one language adapter, by adapter-name-free key (layer adapters + invertible)."""
+    pat = re.compile(rf"(\.adapters|\binvertible_adapters)\.{re.escape(name)}\.")
+    out = {}
+    for key, p in model.named_parameters():
+        if pat.search(key):
+            out[pat.sub(r"\1.", key, count=1)] = p
+    return out
+
+
+class FlatAdapter:
+    """One adapter's tensors as views into a single contiguous vector (see module docstring)."""
+
+    def __init__(self, params: Mapping[str, torch.nn.Parameter]):
+        self.keys = sorted(params)
+        ref = params[self.keys[0]]
+        total = sum(params[k].numel() for k in self.keys)
+        self.flat = torch.empty(total, dtype=ref.dtype, device=ref.device)
+        self.views: dict[str, torch.Tensor] = {}
+        offset = 0
+        for k in self.keys:
+            p = params[k]
+            n = p.numel()
+            view = self.flat[offset:offset + n].view_as(p)
+            view.copy_(p.data)
+            p.data = view  # the module now computes with the flat buffer's memory
+            self.views[k] = view
+            offset += n
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.views)
+
+
+def _comparable_config(config) -> dict:
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return {k: v for k, v in cfg.items() if k not in ("init_weights_seed",)}
+
+
+class LanguageStack:
+    """Frozen encoder + all language adapters + task adapters/heads + the live ``merged`` slot.
+
+    Thread safety: the slot and the active-adapter setup are shared state, so every forward that
+    depends on them runs under ``self.lock`` (see ``use``). One person's λ can never be seen by
+    another's forward pass.
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, device: str | torch.device | None = None):
+        from adapters import BertAdapterModel  # heavy import, only when a model is built
+        from transformers import PreTrainedTokenizerFast
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        b = self.bundle
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(b.path(b.manifest["tokenizer"])))
+        model = BertAdapterModel.from_pretrained(str(b.base_path()))
+        model.load_head(str(b.path(b.manifest["mlm_head"])), load_as="mlm")
+        for task in b.tasks.values():
+            load_adapter_checked(model, b.path(task.adapter), task.name)  # with its head
+        self.adapter_config: dict[str, dict] = {}
+        for code in b.adapter_languages():
+            load_adapter_checked(model, b.path(b.languages[code].adapter), code)
+            self.adapter_config[code] = _comparable_config(model.adapters_config.get(code))
+        self.init: dict[str, torch.Tensor] | None = None
+        if b.manifest.get("adapter_init"):
+            load_adapter_checked(model, b.path(b.manifest["adapter_init"]), "_init")
+        model.eval().requires_grad_(False).to(self.device)
+
+        first = b.task_language
+        model.add_adapter(MERGED, config=copy.deepcopy(model.adapters_config.get(first)))
+        model.requires_grad_(False).to(self.device)
+        self.model = model
+        self.flat: dict[str, FlatAdapter] = {
+            code: FlatAdapter(_language_params(model, code)) for code in b.adapter_languages()
+        }
+        for code, fa in self.flat.items():  # every pair must line up for any merge to work
+            check_compatible(self.flat[first].views, fa.views, names=[first, code])
+        if "_init" in model.adapters_config:
+            self.init = FlatAdapter(_language_params(model, "_init")).state_dict()
+            self._init_flat = torch.cat([self.init[k].flatten() for k in sorted(self.init)])
+        self.slot = FlatAdapter(_language_params(model, MERGED))
+        self.lock = threading.RLock()
+        self.weights: dict[str, float] = {}
+
+    # -- merging -------------------------------------------------------------------------------
+
+    def check_mergeable(self, codes: list[str]) -> None:
+        for code in codes:
+            lang = self.bundle.language(code)
+            if not lang.has_adapter:
+                raise InputError(f"{lang.name} ({code}) has no language adapter to merge")
+        first = codes[0]
+        for code in codes[1:]:
+            if self.adapter_config[code] != self.adapter_config[first]:
+                diff = sorted(k for k in self.adapter_config[first]
+                              if self.adapter_config[first].get(k) != self.adapter_config[code].get(k))
+                raise MergeError(f"adapters {first} and {code} have different configs ({', '.join(diff)})")
+
+    def write_merge(self, weights: Mapping[str, float], *, allow_extrapolation: bool = False) -> None:
+        """Write Σ wᵢ·θᵢ into the live slot, in place. Caller holds ``self.lock``.
+
+        Two languages use one ``torch.lerp`` over the flat buffers; weights that do not sum to 1
+        (extrapolation) add the remainder on the shared init: init + Σ wᵢ(θᵢ − init).
+        """
+        codes = list(weights)
+        self.check_mergeable(codes)
+        ws = check_weights([weights[c] for c in codes], allow_extrapolation=allow_extrapolation)
+        out = self.slot.flat
+        rest = 1.0 - sum(ws)
+        if len(codes) == 2 and abs(rest) < 1e-9:
+            torch.lerp(self.flat[codes[1]].flat, self.flat[codes[0]].flat, ws[0], out=out)
+        elif len(codes) == 1 and abs(rest) < 1e-9:
+            out.copy_(self.flat[codes[0]].flat)
+        else:
+            if abs(rest) > 1e-9 and self.init is None:
+                raise MergeError("weights that do not sum to 1 need the bundle's shared adapter init")
+            torch.mul(self.flat[codes[0]].flat, ws[0], out=out)
+            for c, w in zip(codes[1:], ws[1:]):
+                out.add_(self.flat[c].flat, alpha=w)
+            if abs(rest) > 1e-9:
+                out.add_(self._init_flat, alpha=rest)
+        self.weights = dict(zip(codes, ws))
+
+    @contextlib.contextmanager
+    def use(self, adapter: str | Mapping[str, float], task: str | None = None,
+            *, allow_extrapolation: bool = False) -> Iterator:
+        """Hold the lock with ``Stack(adapter[, task])`` active; a mapping of weights is merged first.
+
+        ``task=None`` activates the language adapter alone (the MLM head's setting).
+        """
+        from adapters.composition import Stack
+
+        with self.lock:
+            if isinstance(adapter, Mapping):
+                self.write_merge(adapter, allow_extrapolation=allow_extrapolation)
+                name = MERGED
+            else:
+                lang = self.bundle.language(adapter)
+                if not lang.has_adapter:
+                    raise InputError(f"{lang.name} ({adapter}) has no language adapter of its own")
+                name = adapter
+            stack = Stack(name, task) if task else Stack(name)
+            self.model.set_active_adapters(stack)
+            yield self.model
+
+    def language_state_dict(self, code: str) -> dict[str, torch.Tensor]:
+        self.check_mergeable([code])
+        return self.flat[code].state_dict()
+
+    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The slot's current contents (copy), keyed like ``language_state_dict``."""
+        with self.lock:
+            return {k: v.clone() for k, v in self.slot.state_dict().items()}
+
+    def save_merged(self, weights: Mapping[str, float], out: str | Path,
+                    *, allow_extrapolation: bool = False) -> Path:
+        """Write the merge as an adapter folder that ``adapters``' ``load_adapter`` loads."""
+        out = Path(out)
+        with self.lock:
+            self.write_merge(weights, allow_extrapolation=allow_extrapolation)
+            self.model.save_adapter(str(out), MERGED, with_head=False, use_safetensors=True)
+        cfg = json.loads((out / "adapter_config.json").read_text())
+        cfg["langarith"] = {"weights": dict(weights)}
+        (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+        return out

@@ -1,0 +1,54 @@
+"""Layer 4: plotly figures. Pure presentation: data in, figure out."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = {"A": "#636efa", "merged": "#ef553b", "B": "#00cc96"}
+
+
+def predictions_figure(cmp) -> go.Figure:
+    """Grouped bars: label probabilities of A alone, the merge and B alone."""
+    names = {"A": f"A = {cmp.a} alone", "merged": f"merged (λ={cmp.lam:.2f})", "B": f"B = {cmp.b} alone"}
+    fig = go.Figure([
+        go.Bar(name=names[w], x=cmp.labels, y=cmp.probs[w], marker_color=COLORS[w])
+        for w in ("A", "merged", "B")
+    ])
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], title="probability"),
+                      title=cmp.formula, height=320, margin=dict(l=40, r=10, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def geometry_figure(rows: list[dict], a: str, b: str, lam: float) -> go.Figure:
+    """Per layer (and the invertible adapter as its own row): distance of the merge to A and to B,
+    relative to their norms, and cos(A, B); one line per part (down, up; F, G)."""
+    fig = make_subplots(rows=1, cols=3, shared_xaxes=False, horizontal_spacing=0.07, subplot_titles=(
+        f"‖merged − {a}‖ / ‖{a}‖", f"‖merged − {b}‖ / ‖{b}‖", f"cos({a}, {b})"))
+    for part, dash in (("down", "solid"), ("up", "dot"), ("F", "solid"), ("G", "dot")):
+        sel = [r for r in rows if r["part"] == part]
+        if not sel:
+            continue
+        x = [r["row"] for r in sel]
+        for col, key in enumerate(("dist_to_A", "dist_to_B", "cos_AB"), start=1):
+            fig.add_trace(go.Scatter(x=x, y=[r[key] for r in sel], name=part, legendgroup=part,
+                                     showlegend=col == 1, mode="lines+markers",
+                                     line=dict(dash=dash)), row=1, col=col)
+    order = list(dict.fromkeys(r["row"] for r in rows))
+    fig.update_xaxes(categoryorder="array", categoryarray=order)
+    fig.update_layout(height=300, margin=dict(l=40, r=10, t=40, b=30),
+                      title=dict(text=f"How the weights moved (λ={lam:.2f})", y=0.99, font=dict(size=13)))
+    return fig
+
+
+def hidden_shift_figure(shift: list[float], a: str, lam: float) -> go.Figure:
+    """Per layer: relative change of the hidden states on this input, merged vs A alone."""
+    x = ["emb"] + [f"L{i}" for i in range(len(shift) - 1)]
+    fig = go.Figure(go.Scatter(x=x, y=shift, mode="lines+markers", line=dict(color=COLORS["merged"])))
+    fig.update_layout(height=280, margin=dict(l=40, r=10, t=40, b=30),
+                      title=dict(text=f"Hidden states on this text: ‖h_merged − h_{a}‖ / ‖h_{a}‖ (λ={lam:.2f})",
+                                 font=dict(size=13)),
+                      yaxis=dict(title="relative change", rangemode="tozero"))
+    fig.update_xaxes(categoryorder="array", categoryarray=x)
+    return fig

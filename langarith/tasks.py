@@ -1,0 +1,214 @@
+"""Layer 3: task predictions of a stack — baseline, source and merged side by side — and evaluation.
+
+Everything here calls ``LanguageStack.use`` so that merge + forward happen under the stack's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+from .arithmetic import check_lambda
+from .model import InputError, LanguageStack
+
+MAX_CHARS = 2000  # longer text is cut (with a notice): the encoder reads at most max_length tokens
+MAX_TOKENS = 128
+
+
+def clean_text(text: str | None) -> tuple[str, str | None]:
+    """The text to use and an optional notice; empty text is refused."""
+    text = (text or "").strip()
+    if not text:
+        raise InputError("the text is empty: type a sentence or pick an example")
+    if len(text) > MAX_CHARS:
+        return text[:MAX_CHARS], f"text cut from {len(text):,} to {MAX_CHARS:,} characters"
+    return text, None
+
+
+def baseline_language(stack: LanguageStack, target: str) -> str:
+    """Adapter A: the target's own (enhancement) or the task's training language (zero-shot)."""
+    lang = stack.bundle.language(target)
+    return target if lang.has_adapter else stack.bundle.task_language
+
+
+def suggested_source(stack: LanguageStack, target: str) -> str:
+    """Adapter B: the manifest's related language for the target, else another adapter language."""
+    lang = stack.bundle.language(target)
+    a = baseline_language(stack, target)
+    if lang.source and lang.source != a and stack.bundle.languages.get(lang.source, lang).has_adapter:
+        return lang.source
+    return next(c for c in stack.bundle.adapter_languages() if c != a)
+
+
+def formula(weights: dict[str, float]) -> str:
+    return "merged = " + " + ".join(f"{w:.2f}·{c}" for c, w in weights.items())
+
+
+# --- forward passes ----------------------------------------------------------------------------
+
+
+def _encode(stack: LanguageStack, texts: list[str]):
+    enc = stack.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                          max_length=MAX_TOKENS)
+    return {k: v.to(stack.device) for k, v in enc.items()}
+
+
+@torch.inference_mode()
+def classify(stack: LanguageStack, texts: list[str], adapter, task: str | None = None,
+             *, hidden_states: bool = False):
+    """Label probabilities [n, labels] for ``Stack(adapter, task)``; optionally the hidden states."""
+    task = stack.bundle.task(task).name
+    enc = _encode(stack, texts)
+    with stack.use(adapter, task) as model:
+        out = model(**enc, head=task, output_hidden_states=hidden_states)
+    probs = out.logits.float().softmax(-1).cpu()
+    if not hidden_states:
+        return probs
+    mask = enc["attention_mask"].bool().cpu()
+    return probs, [h.float().cpu() for h in out.hidden_states], mask
+
+
+@torch.inference_mode()
+def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tuple[str, float]]:
+    """Top-k tokens for the first mask in ``text``, from the MLM head over the language adapter
+    alone (this runs the invertible adapter forward at the input and in reverse before the head)."""
+    mask = stack.tokenizer.mask_token
+    if mask not in text:
+        raise InputError(f"the fill-mask text needs a {mask} token")
+    enc = _encode(stack, [text])
+    pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
+    if len(pos) == 0:
+        raise InputError(f"the {mask} token was cut off: put it earlier in the text")
+    with stack.use(adapter, None) as model:
+        logits = model(**enc, head="mlm").logits[0, pos[0, 0]]
+    probs = logits.float().softmax(-1)
+    top = probs.topk(k)
+    tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    return [(t.replace("▁", "") or t, float(p)) for t, p in zip(tokens, top.values)]
+
+
+def mask_a_word(text: str, mask: str = "<mask>") -> str:
+    """Replace the longest word by the mask token: a default fill-mask probe for any sentence."""
+    if mask in text:
+        return text
+    words = text.split()
+    if not words:
+        return text
+    i = max(range(len(words)), key=lambda j: len(words[j].strip(".,;:!?")))
+    core = words[i].strip(".,;:!?")
+    words[i] = words[i].replace(core, mask, 1) if core else mask
+    return " ".join(words)
+
+
+# --- the side-by-side comparison ---------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    target: str
+    a: str
+    b: str
+    lam: float
+    formula: str
+    labels: list[str]
+    probs: dict[str, list[float]]  # "merged", "A", "B" -> probabilities over labels
+    fill_mask: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    hidden_shift: list[float] = field(default_factory=list)  # per layer, merged vs A
+    notice: str | None = None
+
+    def prediction(self, which: str) -> str:
+        p = self.probs[which]
+        return self.labels[max(range(len(p)), key=p.__getitem__)]
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["predictions"] = {w: self.prediction(w) for w in self.probs}
+        return d
+
+
+def _hidden_shift(h_merged, h_base, mask) -> list[float]:
+    """Per layer: mean over tokens of ‖h_merged − h_A‖ / ‖h_A‖ (moves non-linearly with λ)."""
+    out = []
+    for hm, ha in zip(h_merged, h_base):
+        rel = (hm - ha).norm(dim=-1) / ha.norm(dim=-1).clamp_min(1e-12)
+        out.append(float(rel[mask].mean()))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _single(stack: LanguageStack, text: str, adapter: str, task: str):
+    """Predictions of one unmerged adapter: they do not depend on λ, so cache them."""
+    probs, hidden, mask = classify(stack, [text], adapter, task, hidden_states=True)
+    return probs[0].tolist(), hidden, mask
+
+
+def compare(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
+            task: str | None = None, mask_text: str | None = None) -> Comparison:
+    """Merged stack vs adapter A alone vs adapter B alone, for one text."""
+    lam = check_lambda(lam)
+    text, notice = clean_text(text)
+    task_ = stack.bundle.task(task)
+    a = baseline_language(stack, target)
+    b = source or suggested_source(stack, target)
+    if b == a:
+        raise InputError(f"source and baseline are both {a}: pick another source language")
+    weights = {a: lam, b: 1.0 - lam}
+    stack.check_mergeable([a, b])
+    pa, ha, mask = _single(stack, text, a, task_.name)
+    pb, _, _ = _single(stack, text, b, task_.name)
+    pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
+    cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
+                     labels=list(task_.labels), probs={"merged": pm[0].tolist(), "A": pa, "B": pb},
+                     hidden_shift=_hidden_shift(hm, ha, mask[0:1]), notice=notice)
+    if mask_text is not None:
+        mtext, _ = clean_text(mask_text)
+        cmp.fill_mask = {"merged": fill_mask(stack, mtext, weights),
+                         "A": fill_mask(stack, mtext, a), "B": fill_mask(stack, mtext, b)}
+    return cmp
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def load_eval(stack: LanguageStack, lang: str, task: str | None = None,
+              split: str | None = None) -> list[dict]:
+    """The bundle's labelled eval items for one language ({"text", "label", "split"})."""
+    t = stack.bundle.task(task)
+    path = stack.bundle.path(t.eval) / f"{lang}.jsonl"
+    if not path.is_file():
+        raise InputError(f"no {t.name} eval set for {lang}")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def metrics(gold: list[int], pred: list[int], n_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1 (classes absent from both gold and predictions are skipped)."""
+    acc = sum(g == p for g, p in zip(gold, pred)) / max(len(gold), 1)
+    f1s = []
+    for c in range(n_labels):
+        tp = sum(g == c and p == c for g, p in zip(gold, pred))
+        fp = sum(g != c and p == c for g, p in zip(gold, pred))
+        fn = sum(g == c and p != c for g, p in zip(gold, pred))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s) if f1s else math.nan, "n": len(gold)}
+
+
+def evaluate(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None,
+             batch_size: int = 32) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``Stack(adapter, task)`` (adapter: a code or merge weights)."""
+    t = stack.bundle.task(task)
+    index = {lab: i for i, lab in enumerate(t.labels)}
+    # Length-sorted batches pad less; the order does not change the metrics.
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["text"]))
+    pred = [0] * len(rows)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        probs = classify(stack, [rows[i]["text"] for i in idx], adapter, t.name)
+        for i, p in zip(idx, probs.argmax(-1).tolist()):
+            pred[i] = p
+    return metrics([index[r["label"]] for r in rows], pred, len(t.labels))
