@@ -6,7 +6,10 @@ the two adapters with the pure arithmetic layer.
 
 from __future__ import annotations
 
-from .arithmetic import interpolate, merge_geometry
+import torch
+
+from . import tasks
+from .arithmetic import interpolate, language_vector, merge_geometry, parameter_group
 from .model import LanguageStack
 
 ROW_ORDER_LAST = "inv"
@@ -23,3 +26,70 @@ def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float) -> list[di
 def _row_key(r: dict):
     row = r["row"]
     return (1, 0, r["part"]) if row == ROW_ORDER_LAST else (0, int(row[1:]) if row[1:].isdigit() else 99, r["part"])
+
+
+# --- language similarity ----------------------------------------------------------------------
+
+def language_vectors(stack: LanguageStack) -> dict[str, dict[str, torch.Tensor]]:
+    """τ = θ − init for every adapter language (θ itself when the bundle records no init)."""
+    out = {}
+    for code in stack.bundle.adapter_languages():
+        sd = stack.language_state_dict(code)
+        out[code] = language_vector(sd, stack.init) if stack.init is not None else dict(sd)
+    return out
+
+
+def similarity(stack: LanguageStack) -> dict:
+    """Cosine similarity between every pair of language vectors, overall and per row (layer L0..,
+    inv). Returns {"languages", "overall": [[...]], "per_row": {row: [[...]]}}."""
+    vecs = language_vectors(stack)
+    codes = list(vecs)
+    keys = sorted(next(iter(vecs.values())))
+    rows: dict[str, list[str]] = {}
+    for k in keys:
+        rows.setdefault(parameter_group(k)[0], []).append(k)
+
+    def cos_matrix(ks: list[str]) -> list[list[float]]:
+        m = torch.stack([torch.cat([vecs[c][k].flatten().double() for k in ks]) for c in codes])
+        m = torch.nn.functional.normalize(m, dim=1)
+        return (m @ m.T).tolist()
+
+    per_row = {r: cos_matrix(ks) for r, ks in sorted(rows.items(), key=lambda kv: _row_key({"row": kv[0], "part": ""}))}
+    return {"languages": codes, "overall": cos_matrix(keys), "per_row": per_row,
+            "relative_to_init": stack.init is not None}
+
+
+def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None) -> list[dict]:
+    """Source languages for a target, most similar first.
+
+    With an adapter of its own, the target is compared by cosine of language vectors. Without one
+    (zero-shot) there is no vector to compare; each adapter is scored instead by its masked-LM loss
+    on the target's example texts (lower: the adapter models the language better)."""
+    lang = stack.bundle.language(target)
+    a = tasks.baseline_language(stack, target)
+    if lang.has_adapter:
+        sim = sim or similarity(stack)
+        i = sim["languages"].index(target)
+        scored = [{"language": c, "score": sim["overall"][i][j], "measure": "cosine"}
+                  for j, c in enumerate(sim["languages"]) if c != target]
+    else:
+        texts = list(lang.examples)
+        if not texts:
+            raise tasks.InputError(f"{target} has no example texts to rank sources by")
+        scored = [{"language": c, "score": -tasks.mlm_loss(stack, texts, c), "measure": "-MLM loss"}
+                  for c in stack.bundle.adapter_languages() if c != a]
+    return sorted(scored, key=lambda d: -d["score"])
+
+
+def similarity_vs_gain(stack: LanguageStack, sweeps: dict[str, dict], sim: dict | None = None) -> list[dict]:
+    """For each swept target: cos(τ_A, τ_B) of the merged pair against the gain of arithmetic at
+    the dev-chosen λ over the better single adapter (test accuracy)."""
+    sim = sim or similarity(stack)
+    idx = {c: i for i, c in enumerate(sim["languages"])}
+    out = []
+    for target, s in sweeps.items():
+        a, b = s["a"], s.get("b") or s.get("source")
+        best_single = max(s["a_alone"]["accuracy"], s["b_alone"]["accuracy"])
+        out.append({"target": target, "a": a, "b": b, "cos": sim["overall"][idx[a]][idx[b]],
+                    "gain": s["test_at_best"]["accuracy"] - best_single})
+    return out

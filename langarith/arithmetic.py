@@ -111,6 +111,59 @@ def add_language_vectors(init: StateDict, adapters: Sequence[StateDict], weights
     return {k: init[k] + sum(w * (sd[k] - init[k]) for w, sd in zip(ws, adapters)) for k in init}
 
 
+def ties_merge(init: StateDict, adapters: Sequence[StateDict], weights: Sequence[float],
+               density: float = 0.2) -> dict[str, torch.Tensor]:
+    """TIES (Yadav et al., 2023) on language vectors: trim each τᵢ to its top ``density`` by
+    magnitude, elect the sign per parameter, average the agreeing weighted entries; init + result.
+    Uses ``peft.utils.merge_utils.ties`` per tensor (trimming is per tensor, as in PEFT)."""
+    from peft.utils.merge_utils import ties
+
+    ws = check_weights(weights, allow_extrapolation=True)
+    _check_density(density)
+    check_compatible(init, *adapters)
+    w = torch.tensor(ws)
+    return {k: init[k] + ties([sd[k] - init[k] for sd in adapters], w.to(init[k]), density)
+            for k in init}
+
+
+def dare_merge(init: StateDict, adapters: Sequence[StateDict], weights: Sequence[float],
+               density: float = 0.5, seed: int = 0) -> dict[str, torch.Tensor]:
+    """DARE (Yu et al., 2024): drop each entry of τᵢ with probability 1 − density, rescale the
+    survivors by 1/density, then sum the weighted vectors; init + result. Seeded.
+
+    Written here rather than with ``peft.utils.merge_utils.dare_linear``: in peft 0.17.1 its
+    rescale step discards the result of ``torch.div`` (no 1/density scaling), and it draws from the
+    global RNG, which a seeded, concurrent web app must not touch."""
+    ws = check_weights(weights, allow_extrapolation=True)
+    _check_density(density)
+    check_compatible(init, *adapters)
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for k in sorted(init):
+        acc = init[k].clone()
+        for w, sd in zip(ws, adapters):
+            keep = torch.rand(init[k].shape, generator=gen) < density
+            acc += w * (sd[k] - init[k]) * keep.to(acc.dtype).to(acc.device) / density
+        out[k] = acc
+    return out
+
+
+def _check_density(density: float) -> None:
+    if not (isinstance(density, (int, float)) and math.isfinite(density) and 0 < density <= 1):
+        raise MergeError(f"density must lie in (0, 1], got {density!r}")
+
+
+# The merge-method registry (as in mergekit): each method a small named unit with one signature,
+# (init, adapters, weights, **params) -> merged state dict.
+MERGE_METHODS = {
+    "linear": lambda init, adapters, weights: weighted_sum(adapters, weights),
+    "task_arithmetic": lambda init, adapters, weights: add_language_vectors(
+        init, adapters, weights, allow_extrapolation=True),
+    "ties": ties_merge,
+    "dare": dare_merge,
+}
+
+
 # --- statistics of a merge (pure, used by the analysis layer) -------------------------------
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")

@@ -65,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--mask-text", help="fill-mask probe (default: the text with its longest word masked)")
     mg = sub.add_parser("merge", parents=[common, merge_args], help="write the merged adapter folder")
     mg.add_argument("--out", required=True)
+    sw = sub.add_parser("sweep", parents=[common], help="evaluate the merge over a λ grid")
+    sw.add_argument("--target", required=True)
+    sw.add_argument("--source")
+    sw.add_argument("--points", type=int, default=11, help="λ grid size from 0 to 1")
+    sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
+    si = sub.add_parser("similarity", parents=[common], help="cosine between language vectors")
+    si.add_argument("--target", help="also rank source languages for this target")
+    si.add_argument("--json", action="store_true", help="JSON (the default output too)")
+    ex = sub.add_parser("export", parents=[common, merge_args],
+                        help="write a merged adapter folder, its zip and a JSON recipe")
+    ex.add_argument("--method", default="linear", help="linear, task_arithmetic, ties or dare")
+    ex.add_argument("--density", type=float)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--out", required=True)
     sub.add_parser("serve", parents=[common], help="launch the web demo")
     args, rest = p.parse_known_args(argv)
 
@@ -98,6 +112,28 @@ def main(argv: list[str] | None = None) -> int:
                                     mask_text=args.mask_text or tasks.mask_a_word(text))
                 out = cmp.to_json()
                 out.pop("hidden_shift")
+            elif args.cmd == "sweep":
+                if args.points < 2 or args.points > 101:
+                    raise InputError("--points must be between 2 and 101")
+                grid = [round(i / (args.points - 1), 4) for i in range(args.points)]
+                r = tasks.sweep(stack, args.target, args.source, grid)
+                out = {"target": r["target"], "source": r["source"], "a": r["a"],
+                       "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"]}
+            elif args.cmd == "similarity":
+                from . import analysis
+
+                sim = analysis.similarity(stack)
+                out = {"languages": sim["languages"], "overall": sim["overall"],
+                       "relative_to_init": sim["relative_to_init"]}
+                if args.target:
+                    out["ranking"] = analysis.rank_sources(stack, args.target, sim)
+                    out["suggested"] = out["ranking"][0]["language"]
+            elif args.cmd == "export":
+                from . import share
+
+                recipe = share.Recipe(target=args.target, source=b_, lam=args.lam,
+                                      method=args.method, density=args.density, seed=args.seed)
+                out = share.export(stack, recipe, args.out)
             else:
                 from .arithmetic import check_lambda
 

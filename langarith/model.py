@@ -194,6 +194,22 @@ def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
         raise BundleError(f"adapter {name!r} in {folder} lacks {len(missing)} tensors, e.g. {missing[0]}")
 
 
+@dataclass(frozen=True)
+class Merge:
+    """A merge recipe: languages with weights, a method from ``arithmetic.MERGE_METHODS`` and its
+    parameters. Hashable, so computed merges can be cached per recipe."""
+
+    weights: tuple[tuple[str, float], ...]
+    method: str = "linear"
+    density: float | None = None
+    seed: int = 0
+    allow_extrapolation: bool = False
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float], method: str = "linear", **params) -> "Merge":
+        return cls(tuple((c, float(w)) for c, w in weights.items()), method, **params)
+
+
 # --- the model with a live merged slot --------------------------------------------------------
 
 
@@ -279,6 +295,7 @@ class LanguageStack:
         self.slot = FlatAdapter(_language_params(model, MERGED))
         self.lock = threading.RLock()
         self.weights: dict[str, float] = {}
+        self._cache: dict = {}
 
     # -- merging -------------------------------------------------------------------------------
 
@@ -319,8 +336,45 @@ class LanguageStack:
                 out.add_(self._init_flat, alpha=rest)
         self.weights = dict(zip(codes, ws))
 
+    def write(self, merge: "Merge") -> None:
+        """Write any merge method into the live slot. Caller holds ``self.lock``.
+
+        Linear and task-arithmetic merges take the in-place flat path; TIES and DARE are computed
+        on state dicts by the arithmetic layer (cached per recipe) and copied into the slot."""
+        if merge.method in ("linear", "task_arithmetic"):
+            if merge.method == "linear" and merge.allow_extrapolation is False:
+                check_weights([w for _, w in merge.weights])
+            self.write_merge(dict(merge.weights), allow_extrapolation=merge.allow_extrapolation
+                             or merge.method == "task_arithmetic")
+            return
+        codes = [c for c, _ in merge.weights]
+        self.check_mergeable(codes)
+        if self.init is None:
+            raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
+        merged = self._computed(merge)
+        for k, v in self.slot.views.items():
+            v.copy_(merged[k])
+        self.weights = dict(merge.weights)
+
+    def _computed(self, merge: "Merge") -> dict[str, torch.Tensor]:
+        if merge not in self._cache:
+            from .arithmetic import MERGE_METHODS
+
+            if merge.method not in MERGE_METHODS:
+                raise MergeError(f"unknown merge method {merge.method!r}; "
+                                 f"known: {', '.join(MERGE_METHODS)}")
+            params = {"density": merge.density} if merge.density is not None else {}
+            if merge.method == "dare":
+                params["seed"] = merge.seed
+            adapters = [self.flat[c].state_dict() for c, _ in merge.weights]
+            self._cache[merge] = MERGE_METHODS[merge.method](
+                self.init, adapters, [w for _, w in merge.weights], **params)
+            while len(self._cache) > 8:  # a few recent recipes; each is one adapter's size
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[merge]
+
     @contextlib.contextmanager
-    def use(self, adapter: str | Mapping[str, float], task: str | None = None,
+    def use(self, adapter: "str | Mapping[str, float] | Merge", task: str | None = None,
             *, allow_extrapolation: bool = False) -> Iterator:
         """Hold the lock with ``Stack(adapter[, task])`` active; a mapping of weights is merged first.
 
@@ -329,7 +383,10 @@ class LanguageStack:
         from adapters.composition import Stack
 
         with self.lock:
-            if isinstance(adapter, Mapping):
+            if isinstance(adapter, Merge):
+                self.write(adapter)
+                name = MERGED
+            elif isinstance(adapter, Mapping):
                 self.write_merge(adapter, allow_extrapolation=allow_extrapolation)
                 name = MERGED
             else:
@@ -350,14 +407,20 @@ class LanguageStack:
         with self.lock:
             return {k: v.clone() for k, v in self.slot.state_dict().items()}
 
-    def save_merged(self, weights: Mapping[str, float], out: str | Path,
+    def save_merged(self, weights: "Mapping[str, float] | Merge", out: str | Path,
                     *, allow_extrapolation: bool = False) -> Path:
         """Write the merge as an adapter folder that ``adapters``' ``load_adapter`` loads."""
         out = Path(out)
         with self.lock:
-            self.write_merge(weights, allow_extrapolation=allow_extrapolation)
+            if isinstance(weights, Merge):
+                self.write(weights)
+                recipe = {"weights": dict(weights.weights), "method": weights.method,
+                          "density": weights.density, "seed": weights.seed}
+            else:
+                self.write_merge(weights, allow_extrapolation=allow_extrapolation)
+                recipe = {"weights": dict(weights), "method": "linear"}
             self.model.save_adapter(str(out), MERGED, with_head=False, use_safetensors=True)
         cfg = json.loads((out / "adapter_config.json").read_text())
-        cfg["langarith"] = {"weights": dict(weights)}
+        cfg["langarith"] = recipe
         (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
         return out

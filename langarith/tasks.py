@@ -212,3 +212,85 @@ def evaluate(stack: LanguageStack, rows: list[dict], adapter, task: str | None =
         for i, p in zip(idx, probs.argmax(-1).tolist()):
             pred[i] = p
     return metrics([index[r["label"]] for r in rows], pred, len(t.labels))
+
+
+# --- λ sweep ------------------------------------------------------------------------------------
+
+DEFAULT_LAMBDAS = tuple(round(i / 10, 1) for i in range(11))
+
+
+def sweep(stack: LanguageStack, target: str, source: str | None = None,
+          lambdas=DEFAULT_LAMBDAS, task: str | None = None, progress=None) -> dict:
+    """Accuracy/macro-F1 of λ·A + (1−λ)·B over a λ grid on the target's eval set (dev and test).
+
+    The best λ is chosen on dev (ties: closer to 0.5) and reported on test, as in the paper.
+    ``progress(done, total, message)`` is called after each point. Results are cached per
+    (target, source, grid, task): the stack's weights never change.
+    """
+    lambdas = tuple(check_lambda(x) for x in lambdas)
+    if not lambdas:
+        raise InputError("the λ grid is empty")
+    a = baseline_language(stack, target)
+    b = source or suggested_source(stack, target)
+    if a == b:
+        raise InputError(f"source and baseline are both {a}: pick another source language")
+    stack.check_mergeable([a, b])
+    return _sweep_cached(stack, target, a, b, lambdas, stack.bundle.task(task).name, progress)
+
+
+_SWEEPS: dict = {}
+
+
+def _sweep_cached(stack, target, a, b, lambdas, task, progress) -> dict:
+    key = (id(stack), target, a, b, lambdas, task)
+    if key in _SWEEPS:
+        return _SWEEPS[key]
+    data = {s: load_eval(stack, target, task, s) for s in ("dev", "test")}
+    if not data["dev"] or not data["test"]:
+        raise InputError(f"the {target} eval set needs dev and test items")
+    points = []
+    for i, lam in enumerate(lambdas):
+        w = {a: lam, b: 1.0 - lam}
+        points.append({"lam": lam, **{s: evaluate(stack, rows, w, task) for s, rows in data.items()}})
+        if progress:
+            progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
+    baselines = {}
+    for name, code in (("A", a), ("B", b)):
+        ends = [p for p in points if p["lam"] == (1.0 if name == "A" else 0.0)]
+        baselines[name] = {"language": code, **({"dev": ends[0]["dev"], "test": ends[0]["test"]} if ends
+                           else {s: evaluate(stack, rows, code, task) for s, rows in data.items()})}
+    best = max(points, key=lambda p: (p["dev"]["accuracy"], -abs(p["lam"] - 0.5)))
+    out = {"target": target, "source": b, "a": a, "task": task, "points": points,
+           "baselines": baselines, "best_lam": best["lam"], "test_at_best": best["test"],
+           "n_dev": len(data["dev"]), "n_test": len(data["test"])}
+    _SWEEPS[key] = out
+    return out
+
+
+@torch.inference_mode()
+def mlm_loss(stack: LanguageStack, texts: list[str], adapter) -> float:
+    """Mean masked-LM loss of ``texts`` under a language adapter, masking every 7th token in turn
+    (deterministic, so scores of different adapters are comparable)."""
+    key = (id(stack), tuple(texts), adapter if isinstance(adapter, str) else repr(adapter))
+    if key in _MLM_LOSS:
+        return _MLM_LOSS[key]
+    enc = _encode(stack, texts)
+    ids, att = enc["input_ids"], enc["attention_mask"]
+    special = torch.tensor(stack.tokenizer.all_special_ids, device=ids.device)
+    maskable = att.bool() & ~torch.isin(ids, special)
+    total, n = 0.0, 0
+    with stack.use(adapter, None) as model:
+        for offset in range(7):
+            pos = maskable & (torch.arange(ids.shape[1], device=ids.device) % 7 == offset)
+            if not pos.any():
+                continue
+            inputs = ids.masked_fill(pos, stack.tokenizer.mask_token_id)
+            logits = model(input_ids=inputs, attention_mask=att, head="mlm").logits
+            loss = torch.nn.functional.cross_entropy(logits[pos].float(), ids[pos], reduction="sum")
+            total += float(loss)
+            n += int(pos.sum())
+    _MLM_LOSS[key] = total / max(n, 1)
+    return _MLM_LOSS[key]
+
+
+_MLM_LOSS: dict = {}

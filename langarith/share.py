@@ -1,0 +1,128 @@
+"""Layer 3: keep and share a merge — a JSON recipe, an exported adapter folder + zip, URL links.
+
+A recipe says everything needed to rebuild a view: profile, target, the languages and weights,
+the merge method and its parameters. It is validated field by field, so a malformed file or URL
+gets a clear message instead of a half-restored page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import urllib.parse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import tasks
+from .arithmetic import MERGE_METHODS, MergeError, check_lambda, check_weights
+from .model import InputError, LanguageStack, Merge
+
+MAX_LANGUAGES = 4
+
+
+@dataclass
+class Recipe:
+    target: str
+    source: str | None = None
+    lam: float = 0.5
+    method: str = "linear"
+    density: float | None = None
+    seed: int = 0
+    weights: dict[str, float] = field(default_factory=dict)  # N-way: overrides source/λ
+    allow_extrapolation: bool = False
+    profile: str = "embedded"
+
+    def merge(self, stack: LanguageStack) -> Merge:
+        """The engine's merge for this recipe (validated against the stack)."""
+        stack.bundle.language(self.target)
+        if self.method not in MERGE_METHODS:
+            raise MergeError(f"unknown merge method {self.method!r}; known: {', '.join(MERGE_METHODS)}")
+        if self.weights:
+            if len(self.weights) > MAX_LANGUAGES:
+                raise InputError(f"at most {MAX_LANGUAGES} languages can be merged")
+            w = dict(self.weights)
+            check_weights(list(w.values()), allow_extrapolation=self.allow_extrapolation
+                          or self.method != "linear")
+        else:
+            lam = check_lambda(self.lam, allow_extrapolation=self.allow_extrapolation)
+            a = tasks.baseline_language(stack, self.target)
+            b = self.source or tasks.suggested_source(stack, self.target)
+            if a == b:
+                raise InputError(f"source and baseline are both {a}")
+            w = {a: lam, b: 1.0 - lam}
+        stack.check_mergeable(list(w))
+        extrapolate = self.allow_extrapolation or self.method == "task_arithmetic"
+        return Merge.of(w, self.method, density=self.density, seed=self.seed,
+                        allow_extrapolation=extrapolate)
+
+    def to_json(self) -> str:
+        return json.dumps({"langarith_recipe": 1, **asdict(self)}, indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Recipe":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"the recipe is not valid JSON: {e}") from None
+        if not isinstance(data, dict) or data.get("langarith_recipe") != 1:
+            raise InputError("not a langarith recipe (missing \"langarith_recipe\": 1)")
+        return cls.from_dict({k: v for k, v in data.items() if k != "langarith_recipe"})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown recipe field(s): {', '.join(unknown)}")
+        if not isinstance(data.get("target"), str):
+            raise InputError("the recipe needs a \"target\" language code")
+        r = cls(**data)
+        for name, typ in (("source", (str, type(None))), ("method", str), ("profile", str),
+                          ("weights", dict), ("allow_extrapolation", bool)):
+            if not isinstance(getattr(r, name), typ):
+                raise InputError(f"recipe field {name!r} has the wrong type")
+        for name in ("lam", "seed"):
+            v = getattr(r, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"recipe field {name!r} must be a finite number")
+        if r.density is not None and (not isinstance(r.density, (int, float)) or not 0 < r.density <= 1):
+            raise InputError("recipe field 'density' must lie in (0, 1]")
+        for c, w in r.weights.items():
+            if not isinstance(c, str) or isinstance(w, bool) or not isinstance(w, (int, float)):
+                raise InputError("recipe weights must map language codes to numbers")
+        return r
+
+
+def from_query(params: dict[str, str]) -> Recipe:
+    """A recipe from URL query parameters ``target``, ``source``, ``lam`` (others ignored)."""
+    if "target" not in params:
+        raise InputError("the link has no target language")
+    lam = params.get("lam", "0.5")
+    try:
+        lam_f = float(lam)
+    except ValueError:
+        raise InputError(f"λ in the link is not a number: {lam!r}") from None
+    return Recipe(target=params["target"], source=params.get("source") or None,
+                  lam=check_lambda(lam_f))
+
+
+def to_query(recipe: Recipe) -> str:
+    q = {"target": recipe.target, "lam": f"{recipe.lam:g}"}
+    if recipe.source:
+        q["source"] = recipe.source
+    return "?" + urllib.parse.urlencode(q)
+
+
+def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:
+    """Write ``out/merged_adapter/`` (loads with ``adapters``' ``load_adapter``), its zip, and
+    ``out/recipe.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    merge = recipe.merge(stack)
+    folder = stack.save_merged(merge, out / "merged_adapter")
+    (out / "recipe.json").write_text(recipe.to_json() + "\n", encoding="utf-8")
+    shutil.copy(out / "recipe.json", folder / "recipe.json")
+    zip_path = shutil.make_archive(str(out / "merged_adapter"), "zip", root_dir=folder)
+    return {"adapter_dir": str(folder), "zip": zip_path, "recipe": str(out / "recipe.json"),
+            "weights": dict(merge.weights), "method": merge.method}
