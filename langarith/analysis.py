@@ -15,11 +15,24 @@ from .model import LanguageStack
 ROW_ORDER_LAST = "inv"
 
 
-def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float) -> list[dict]:
+def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float, merge=None) -> list[dict]:
     """Rows (layer L0..Ln and the invertible adapter) × parts (down, up, F, G):
-    relative distance of λ·A + (1−λ)·B to A and to B, and cos(A, B)."""
+    relative distance of the merge to A and to B, and cos(A, B). The merge is λ·A + (1−λ)·B,
+    or the given ``Merge`` recipe (computed by the arithmetic layer, not read from the slot)."""
     sa, sb = stack.language_state_dict(a), stack.language_state_dict(b)
-    rows = merge_geometry(sa, sb, interpolate(sa, sb, lam))
+    if merge is None or (merge.method == "linear" and len(merge.weights) == 2):
+        merged = interpolate(sa, sb, lam if merge is None else dict(merge.weights)[a])
+    else:
+        from .arithmetic import MERGE_METHODS
+
+        codes = [c for c, _ in merge.weights]
+        params = {"density": merge.density} if merge.density is not None else {}
+        if merge.method == "dare":
+            params["seed"] = merge.seed
+        init = stack.init if stack.init is not None else {k: 0 * v for k, v in sa.items()}
+        merged = MERGE_METHODS[merge.method](init, [stack.language_state_dict(c) for c in codes],
+                                             [w for _, w in merge.weights], **params)
+    rows = merge_geometry(sa, sb, merged)
     return sorted(rows, key=_row_key)
 
 

@@ -3,7 +3,12 @@
     python -m langarith languages [--bundle B]
     python -m langarith predict --target pt [--source es] [--lam 0.7] --text "..."
     python -m langarith merge --target pt --source es --lam 0.7 --out DIR
-    python -m langarith serve [--bundle B] [--port 7860]
+    python -m langarith serve [--bundle B | --profile P] [--port 7860]
+    python -m langarith profiles                      # the profiles of catalogue.json (JSON)
+    python -m langarith fetch --profile P [--languages de,is]  # fill the HF cache for a profile
+
+A profile (--profile, or $LANGARITH_PROFILE) picks the encoder and adapters: ``embedded`` (the
+default, offline) or a hub profile (``mbert-ner``, ``xlmr``); --bundle overrides it.
 """
 
 from __future__ import annotations
@@ -27,9 +32,24 @@ def _missing_bundle(path: Path) -> str:
             f"    python -m langarith.bundle.tiny /tmp/tiny && LANGARITH_BUNDLE=/tmp/tiny python app.py")
 
 
-def load_stack(path: Path):
-    from .model import LanguageStack
+def _profile_name(bundle_arg: str | None, profile: str | None) -> str | None:
+    """The hub profile to run, or None for a bundle folder (--bundle wins over any profile)."""
+    if bundle_arg:
+        return None
+    name = profile or os.environ.get("LANGARITH_PROFILE")
+    return None if name in (None, "", "embedded") else name
 
+
+def load_stack(path: Path, profile: str | None = None):
+    from .model import BundleError, LanguageStack
+
+    if profile:
+        from .profiles import load_profile
+
+        try:
+            return LanguageStack(load_profile(profile))
+        except BundleError as e:
+            raise SystemExit(f"error: {e}") from None
     if not (path / "manifest.json").is_file():
         raise SystemExit(_missing_bundle(path))
     return LanguageStack(path)
@@ -38,15 +58,42 @@ def load_stack(path: Path):
 def launch_app(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Launch the langarith web demo.")
     p.add_argument("--bundle")
+    p.add_argument("--profile", help="embedded (default), mbert-ner, xlmr; or $LANGARITH_PROFILE")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = p.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .ui import build_demo
 
-    demo = build_demo(load_stack(bundle_path(args.bundle)))
+    demo = build_demo(load_stack(bundle_path(args.bundle), _profile_name(args.bundle, args.profile)))
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
                                                    share=False)
+
+
+def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
+    """Predict for hub profiles: NER (tagging task) and/or fill-mask with the model's own mask
+    token; None for bundles with a classification task (``tasks.compare`` handles those)."""
+    from . import tasks
+
+    kinds = {t.kind for t in stack.bundle.tasks.values()}
+    if kinds and "tagging" not in kinds:
+        return None
+    if not hasattr(args, "_hub_out"):
+        from .arithmetic import check_lambda
+
+        lam = check_lambda(args.lam)
+        weights = {a: lam, b: 1.0 - lam}
+        out = {"target": args.target, "a": a, "b": b, "lam": lam, "formula": tasks.formula(weights)}
+        if "tagging" in kinds:
+            from . import ner
+
+            out["ner"] = ner.compare_ner(stack, text, args.target, b, lam).to_json()
+        mtext = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
+        out["fill_mask"] = {"A": tasks.fill_mask(stack, mtext, a),
+                            "merged": tasks.fill_mask(stack, mtext, weights),
+                            "B": tasks.fill_mask(stack, mtext, b)}
+        args._hub_out = out
+    return args._hub_out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bundle", help="bundle folder (default: $LANGARITH_BUNDLE or assets/bundle)")
+    common.add_argument("--profile", help="embedded (default), mbert-ner, xlmr (or $LANGARITH_PROFILE)")
     sub.add_parser("languages", parents=[common], help="list the bundle's languages")
     merge_args = argparse.ArgumentParser(add_help=False)
     merge_args.add_argument("--target", required=True)
@@ -80,10 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--out", required=True)
     sub.add_parser("serve", parents=[common], help="launch the web demo")
+    sub.add_parser("profiles", help="list the profiles (catalogue.json)")
+    fe = sub.add_parser("fetch", help="download a hub profile into the Hugging Face cache")
+    fe.add_argument("--profile", required=True)
+    fe.add_argument("--languages", help="comma-separated codes (default: all of the profile's)")
     args, rest = p.parse_known_args(argv)
 
     if args.cmd == "serve":
-        launch_app((["--bundle", args.bundle] if args.bundle else []) + rest)
+        launch_app((["--bundle", args.bundle] if args.bundle else [])
+                   + (["--profile", args.profile] if args.profile else []) + rest)
         return 0
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -91,23 +144,41 @@ def main(argv: list[str] | None = None) -> int:
     from .arithmetic import MergeError
     from .model import Bundle, BundleError, InputError
 
-    path = bundle_path(args.bundle)
+    path = bundle_path(getattr(args, "bundle", None))
+    profile = _profile_name(getattr(args, "bundle", None), getattr(args, "profile", None))
     try:
-        if args.cmd == "languages":
-            if not (path / "manifest.json").is_file():
+        if args.cmd == "profiles":
+            from .profiles import list_profiles
+
+            out = list_profiles()
+        elif args.cmd == "fetch":
+            from .profiles import fetch_profile
+
+            langs = args.languages.split(",") if args.languages else None
+            out = fetch_profile(args.profile, langs)
+        elif args.cmd == "languages":
+            if profile:
+                from .profiles import load_profile
+
+                b = load_profile(profile, check=False)
+            elif not (path / "manifest.json").is_file():
                 raise SystemExit(_missing_bundle(path))
-            b = Bundle.load(path)
+            else:
+                b = Bundle.load(path)
             out = [{"code": c, "name": lang.name, "family": lang.family,
                     "has_adapter": lang.has_adapter, "source": lang.source}
                    for c, lang in b.languages.items()]
         else:
             from . import tasks
 
-            stack = load_stack(path)
+            stack = load_stack(path, profile)
             a = tasks.baseline_language(stack, args.target)
             b_ = args.source or tasks.suggested_source(stack, args.target)
             if args.cmd == "predict":
                 text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
+            if args.cmd == "predict" and _hub_predict(stack, args, a, b_, text) is not None:
+                out = _hub_predict(stack, args, a, b_, text)
+            elif args.cmd == "predict":
                 cmp = tasks.compare(stack, text, args.target, b_, args.lam,
                                     mask_text=args.mask_text or tasks.mask_a_word(text))
                 out = cmp.to_json()

@@ -88,7 +88,13 @@ class Bundle:
             raise BundleError(f"{path} is not valid JSON: {e}") from None
         if manifest.get("format") != FORMAT:
             raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}")
-        b = cls(root=root, manifest=manifest)
+        return cls.from_manifest(root, manifest, where=str(path))
+
+    @classmethod
+    def from_manifest(cls, root: str | Path, manifest: dict, where: str = "manifest") -> "Bundle":
+        """A bundle from an already parsed manifest (``profiles`` synthesises one per hub profile)."""
+        path = where
+        b = cls(root=Path(root), manifest=manifest)
         for entry in manifest["languages"]:
             entry = dict(entry)
             entry["examples"] = tuple(entry.get("examples", ()))
@@ -246,6 +252,41 @@ class FlatAdapter:
         return dict(self.views)
 
 
+def _rename_head(model, old: str, new: str) -> None:
+    """Rename a prediction head (the ``default`` head converted from a *ForMaskedLM checkpoint)."""
+    if old not in model.heads:
+        raise BundleError(f"the base checkpoint has no masked-LM head to convert (no {old!r} head)")
+    head = model.heads.pop(old)
+    head.name = new
+    model.heads[new] = head
+    heads_cfg = getattr(model.config, "prediction_heads", None)
+    if isinstance(heads_cfg, dict) and old in heads_cfg:
+        heads_cfg[new] = heads_cfg.pop(old)
+    if getattr(model, "active_head", None) == old:
+        model.active_head = new
+
+
+def _restore_mlm_bias(model, head: str, base: Path) -> None:
+    """The converted MLM head's output bias: checkpoints store it once, as ``cls.predictions.bias``
+    or ``lm_head.bias`` (tied to the decoder's), which the head conversion does not map."""
+    weights = base / "model.safetensors"
+    if not weights.is_file():
+        return
+    from safetensors import safe_open
+
+    decoder = [m for m in model.heads[head].modules() if isinstance(m, torch.nn.Linear)][-1]
+    with safe_open(str(weights), framework="pt") as f:
+        keys = set(f.keys())
+        for k in ("cls.predictions.decoder.bias", "cls.predictions.bias", "lm_head.decoder.bias",
+                  "lm_head.bias"):
+            if k in keys and decoder.bias is not None:
+                t = f.get_tensor(k)
+                if t.shape == decoder.bias.shape:
+                    with torch.no_grad():
+                        decoder.bias.copy_(t)
+                    return
+
+
 def _comparable_config(config) -> dict:
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {k: v for k, v in cfg.items() if k not in ("init_weights_seed",)}
@@ -260,20 +301,28 @@ class LanguageStack:
     """
 
     def __init__(self, bundle: Bundle | str | Path, device: str | torch.device | None = None):
-        from adapters import BertAdapterModel  # heavy import, only when a model is built
+        from adapters import AutoAdapterModel  # heavy import, only when a model is built
         from transformers import AutoTokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         b = self.bundle
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(b.path(b.manifest["tokenizer"])))
-        model = BertAdapterModel.from_pretrained(str(b.base_path()))
-        model.load_head(str(b.path(b.manifest["mlm_head"])), load_as="mlm")
+        base = b.base_path()
+        model = AutoAdapterModel.from_pretrained(str(base))
+        if b.manifest["mlm_head"] == "from_base":  # hub checkpoints: their *ForMaskedLM head
+            _rename_head(model, "default", "mlm")
+            _restore_mlm_bias(model, "mlm", base)
+        else:
+            model.load_head(str(b.path(b.manifest["mlm_head"])), load_as="mlm")
         for task in b.tasks.values():
             load_adapter_checked(model, b.path(task.adapter), task.name)  # with its head
         self.adapter_config: dict[str, dict] = {}
-        for code in b.adapter_languages():
-            load_adapter_checked(model, b.path(b.languages[code].adapter), code)
+        # Hub profiles load a language's adapter the first time it is used (see ensure_language).
+        self.lazy = bool(b.manifest.get("lazy_languages"))
+        self._lang_kwargs = dict(b.manifest.get("language_adapter_kwargs", {}))
+        for code in ([b.task_language] if self.lazy else b.adapter_languages()):
+            load_adapter_checked(model, b.path(b.languages[code].adapter), code, **self._lang_kwargs)
             self.adapter_config[code] = _comparable_config(model.adapters_config.get(code))
         self.init: dict[str, torch.Tensor] | None = None
         if b.manifest.get("adapter_init"):
@@ -285,10 +334,11 @@ class LanguageStack:
         model.eval().requires_grad_(False).to(self.device)  # the new slot starts in train mode
         self.model = model
         self.flat: dict[str, FlatAdapter] = {
-            code: FlatAdapter(_language_params(model, code)) for code in b.adapter_languages()
+            code: FlatAdapter(_language_params(model, code)) for code in self.adapter_config
         }
         for code, fa in self.flat.items():  # every pair must line up for any merge to work
-            check_compatible(self.flat[first].views, fa.views, names=[first, code])
+            if self.adapter_config[code] == self.adapter_config[first]:  # else check_mergeable refuses
+                check_compatible(self.flat[first].views, fa.views, names=[first, code])
         if "_init" in model.adapters_config:
             self.init = FlatAdapter(_language_params(model, "_init")).state_dict()
             self._init_flat = torch.cat([self.init[k].flatten() for k in sorted(self.init)])
@@ -299,17 +349,41 @@ class LanguageStack:
 
     # -- merging -------------------------------------------------------------------------------
 
+    def ensure_language(self, code: str) -> None:
+        """Load ``code``'s adapter if a lazy (hub) profile has not loaded it yet. Holds the lock."""
+        if code in self.flat:
+            return
+        lang = self.bundle.language(code)
+        if not lang.has_adapter:
+            raise InputError(f"{lang.name} ({code}) has no language adapter of its own")
+        with self.lock:
+            if code in self.flat:
+                return
+            log.info("loading the %s adapter from %s", code, lang.adapter)
+            folder = self.bundle.path(lang.adapter)  # a hub profile downloads here (tqdm progress)
+            load_adapter_checked(self.model, folder, code, **self._lang_kwargs)
+            self.model.eval().requires_grad_(False).to(self.device)
+            self.adapter_config[code] = _comparable_config(self.model.adapters_config.get(code))
+            fa = FlatAdapter(_language_params(self.model, code))
+            first = self.bundle.task_language
+            if self.adapter_config[code] == self.adapter_config[first]:
+                check_compatible(self.flat[first].views, fa.views, names=[first, code])
+            self.flat[code] = fa
+
     def check_mergeable(self, codes: list[str]) -> None:
         for code in codes:
             lang = self.bundle.language(code)
             if not lang.has_adapter:
                 raise InputError(f"{lang.name} ({code}) has no language adapter to merge")
+            self.ensure_language(code)
         first = codes[0]
         for code in codes[1:]:
             if self.adapter_config[code] != self.adapter_config[first]:
-                diff = sorted(k for k in self.adapter_config[first]
-                              if self.adapter_config[first].get(k) != self.adapter_config[code].get(k))
-                raise MergeError(f"adapters {first} and {code} have different configs ({', '.join(diff)})")
+                a, b = self.adapter_config[first], self.adapter_config[code]
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                detail = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in diff)
+                raise MergeError(f"adapters {first} and {code} have different configs and cannot be "
+                                 f"merged parameter by parameter ({detail})")
 
     def write_merge(self, weights: Mapping[str, float], *, allow_extrapolation: bool = False) -> None:
         """Write Σ wᵢ·θᵢ into the live slot, in place. Caller holds ``self.lock``.
@@ -393,6 +467,7 @@ class LanguageStack:
                 lang = self.bundle.language(adapter)
                 if not lang.has_adapter:
                     raise InputError(f"{lang.name} ({adapter}) has no language adapter of its own")
+                self.ensure_language(adapter)
                 name = adapter
             stack = Stack(name, task) if task else Stack(name)
             self.model.set_active_adapters(stack)

@@ -44,8 +44,17 @@ def suggested_source(stack: LanguageStack, target: str) -> str:
     return next(c for c in stack.bundle.adapter_languages() if c != a)
 
 
-def formula(weights: dict[str, float]) -> str:
-    return "merged = " + " + ".join(f"{w:.2f}·{c}" for c, w in weights.items())
+def formula(weights) -> str:
+    """``merged = 0.70·es + 0.30·pt``; a ``Merge`` recipe also names its method."""
+    method = getattr(weights, "method", "linear")
+    items = weights.weights if hasattr(weights, "weights") else weights.items()
+    body = " + ".join(f"{w:.2f}·{c}" for c, w in items)
+    if method == "linear":
+        return f"merged = {body}"
+    if method == "task_arithmetic":
+        return f"merged = init + Σ wᵢ·(θᵢ − init), {body}"
+    extra = f", density {weights.density}" if weights.density is not None else ""
+    return f"merged = {method.upper()}({body}{extra})"
 
 
 # --- forward passes ----------------------------------------------------------------------------
@@ -147,16 +156,23 @@ def _single(stack: LanguageStack, text: str, adapter: str, task: str):
 
 
 def compare(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
-            task: str | None = None, mask_text: str | None = None) -> Comparison:
-    """Merged stack vs adapter A alone vs adapter B alone, for one text."""
-    lam = check_lambda(lam)
+            task: str | None = None, mask_text: str | None = None, merge=None) -> Comparison:
+    """Merged stack vs adapter A alone vs adapter B alone, for one text.
+
+    ``merge`` (a ``model.Merge``) replaces the default linear λ·A + (1−λ)·B by another recipe
+    (N-way, task arithmetic, TIES, DARE); A and B stay the baselines shown beside it."""
     text, notice = clean_text(text)
     task_ = stack.bundle.task(task)
     a = baseline_language(stack, target)
     b = source or suggested_source(stack, target)
     if b == a:
         raise InputError(f"source and baseline are both {a}: pick another source language")
-    weights = {a: lam, b: 1.0 - lam}
+    if merge is None:
+        lam = check_lambda(lam)
+        weights = {a: lam, b: 1.0 - lam}
+    else:
+        weights = merge
+        lam = dict(merge.weights).get(a, float("nan"))
     stack.check_mergeable([a, b])
     pa, ha, mask = _single(stack, text, a, task_.name)
     pb, _, _ = _single(stack, text, b, task_.name)

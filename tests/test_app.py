@@ -80,13 +80,13 @@ def test_compare_formula_and_probabilities_follow_lambda(stack, client):
 
 
 def test_set_target(client):
-    source, example, text, mask_text, info = client.predict("es", api_name="/set_target")
+    source, example, text, mask_text, info = client.predict("es", "en", "", api_name="/set_target")
     assert source["value"] == "en"
     assert text == "inserte una fórmula en la celda" == example["value"]
     assert [c[1] for c in example["choices"]][:1] == [text]
     assert "<mask>" in mask_text
     assert "enhancement" in info and "**es**" in info
-    source, _, text, _, info = client.predict("pt", api_name="/set_target")
+    source, _, text, _, info = client.predict("pt", "en", "", api_name="/set_target")
     assert source["value"] == "es" and "zero-shot" in info and "**en**" in info
     assert text == PT_TEXT
 

@@ -1,0 +1,284 @@
+"""Profiles: which encoder and which adapters the engine runs, from ``catalogue.json``.
+
+``embedded`` is the offline bundle in ``assets/bundle``. The hub profiles (``mbert-ner``,
+``xlmr``) name real Hugging Face Hub repositories (ids live only in ``catalogue.json``); for them
+this module synthesises a bundle manifest whose references are ``hub:<repo id>`` and a
+``HubBundle`` that resolves them through ``huggingface_hub.snapshot_download`` — the same cache,
+the same ``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` rules as ``adapters``' own ``load_adapter(id)`` —
+so ``LanguageStack`` loads a profile exactly as it loads a bundle folder. Language adapters load
+lazily, the first time a language is used.
+
+    list_profiles()                 -> [{"name", "title", "kind", ...}]
+    load_profile("mbert-ner")       -> HubBundle (base, tokenizer, task and English adapters checked)
+    LanguageStack(load_profile(..)) -> the engine
+    fetch_profile("xlmr", ["de"])   -> download into the HF cache (for preloading a machine)
+
+Offline (``HF_HUB_OFFLINE=1`` or no network) a hub profile whose files are not cached fails at
+once with ``ProfileUnavailable``, naming every missing repository and the command that gets it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .model import Bundle, BundleError
+
+CATALOGUE = Path(__file__).resolve().parent / "catalogue.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUB = "hub:"
+ENV = "LANGARITH_PROFILE"
+
+# What to take from a base model repo (the Hub repos also hold TF/Flax/ONNX copies).
+BASE_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+              "vocab.txt", "sentencepiece.bpe.model", "special_tokens_map.json"]
+ADAPTER_FILES = ["adapter_config.json", "head_config.json", "*.bin", "*.safetensors"]
+
+
+class ProfileError(BundleError):
+    """An unknown profile or a broken catalogue entry."""
+
+
+class ProfileUnavailable(BundleError):
+    """A hub profile whose files are neither cached nor downloadable (offline, no network)."""
+
+
+# --- the catalogue -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _read_catalogue(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def catalogue(path: str | Path | None = None) -> dict:
+    return _read_catalogue(str(path or CATALOGUE))
+
+
+def default_profile() -> str:
+    return os.environ.get(ENV) or catalogue()["default"]
+
+
+def profile_entry(name: str, cat: dict | None = None) -> dict:
+    cat = cat or catalogue()
+    if name not in cat["profiles"]:
+        raise ProfileError(f"unknown profile {name!r}; known: {', '.join(cat['profiles'])}")
+    return cat["profiles"][name]
+
+
+def _adapter_ref(entry: dict, lang: dict) -> str | None:
+    """A language's adapter reference: ``hub:<id>`` (pattern or explicit id) or a local folder."""
+    a = lang.get("adapter")
+    if a is True:
+        return HUB + entry["language_adapter"]["pattern"].format(code=lang["code"])
+    if isinstance(a, str):
+        return a if a.startswith(HUB) or Path(a).is_absolute() else HUB + a
+    return None
+
+
+def manifest_for(name: str, cat: dict | None = None) -> dict:
+    """The bundle manifest a hub profile stands for (references are ``hub:<repo id>``)."""
+    e = profile_entry(name, cat)
+    if e["kind"] != "hub":
+        raise ProfileError(f"profile {name!r} is a bundle folder, not a hub profile")
+    base = e["base"]
+    return {
+        "format": 1,
+        "name": name,
+        "description": e.get("description", ""),
+        "base": {"hub": base},
+        "tokenizer": HUB + base,
+        "mlm_head": "from_base" if e.get("mlm_head") == "from_base" else e["mlm_head"],
+        "task_language": e.get("task_language", "en"),
+        "lazy_languages": True,
+        "language_adapter_kwargs": dict(e["language_adapter"].get("load", {})),
+        "languages": [{"code": lang["code"], "name": lang["name"], "family": lang["family"],
+                       "adapter": _adapter_ref(e, lang), "source": lang.get("source"),
+                       "examples": list(lang.get("examples", []))} for lang in e["languages"]],
+        "tasks": [{"name": t["name"], "title": t["title"], "kind": t["kind"],
+                   "adapter": t["adapter"] if t["adapter"].startswith(HUB) else HUB + t["adapter"],
+                   "labels": list(t["labels"])} for t in e.get("tasks", [])],
+    }
+
+
+def hub_repos(name: str, languages: list[str] | None = None, cat: dict | None = None) -> list[str]:
+    """Every hub repository a profile uses (all its languages unless ``languages`` is given)."""
+    m = manifest_for(name, cat)
+    refs = [m["tokenizer"]] + [t["adapter"] for t in m["tasks"]]
+    refs += [lang["adapter"] for lang in m["languages"]
+             if lang["adapter"] and (languages is None or lang["code"] in languages
+                                     or lang["code"] == m["task_language"])]
+    out = []
+    for r in refs:
+        if r.startswith(HUB) and r[len(HUB):] not in out:
+            out.append(r[len(HUB):])
+    return out
+
+
+def list_profiles(cat: dict | None = None) -> list[dict]:
+    cat = cat or catalogue()
+    out = []
+    for name, e in cat["profiles"].items():
+        row = {"name": name, "title": e["title"], "kind": e["kind"],
+               "default": name == cat["default"], "description": e.get("description", "")}
+        if e["kind"] == "hub":
+            langs = e["languages"]
+            row.update(base=e["base"],
+                       languages=[lang["code"] for lang in langs if lang.get("adapter")],
+                       zero_shot_targets=[lang["code"] for lang in langs if not lang.get("adapter")],
+                       tasks=[t["name"] for t in e.get("tasks", [])] + ["fill-mask"],
+                       language_adapter=e["language_adapter"]["pattern"],
+                       load_options=e["language_adapter"].get("load", {}),
+                       not_yet=[t["name"] for t in e.get("not_yet", [])],
+                       memory=memory_estimate(name, cat=cat))
+        else:
+            row.update(bundle=e["bundle"], tasks=e.get("tasks", []))
+        out.append(row)
+    return out
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def memory_estimate(name: str, n_languages: int | None = None, bytes_per_param: int = 4,
+                    cat: dict | None = None) -> dict:
+    """Parameter memory of a hub profile with ``n_languages`` language adapters loaded (default:
+    all of them) plus the live merged slot, the task adapters and heads (fp32 unless told)."""
+    e = profile_entry(name, cat)
+    s = e["sizes"]
+    n = len([lang for lang in e["languages"] if lang.get("adapter")]) if n_languages is None \
+        else n_languages
+    fixed = s["base_params"] + s.get("task_adapter_params", 0) + s.get("head_params", 0)
+    per = s["language_adapter_params"]
+    params = fixed + (n + 1) * per  # + 1: the merged slot
+    return {"languages_loaded": n, "params": params, "bytes": params * bytes_per_param,
+            "gib": round(params * bytes_per_param / 2**30, 3),
+            "per_language_mb": round(per * bytes_per_param / 1e6, 1)}
+
+
+# --- resolving hub references ------------------------------------------------------------------
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    v = os.environ.get("HF_HUB_OFFLINE", "")
+    return v.upper() in ("1", "ON", "YES", "TRUE") or bool(constants.HF_HUB_OFFLINE)
+
+
+def _cache_dir(cache_dir: str | Path | None) -> str | None:
+    # Read at call time (huggingface_hub reads HF_HUB_CACHE once, at import).
+    c = cache_dir or os.environ.get("HF_HUB_CACHE")
+    return str(c) if c else None
+
+
+def _how_to_get(repo_ids: list[str], profile: str | None) -> str:
+    cmds = "\n".join(f"    huggingface-cli download {r}" for r in repo_ids)
+    via = (f"\nor, for the whole profile: python -m langarith fetch --profile {profile}"
+           if profile else "")
+    them = "it" if len(repo_ids) == 1 else "them"
+    return (f"Get {them} on a machine with network access (and HF_HUB_OFFLINE unset):\n{cmds}{via}\n"
+            f"then copy the Hugging Face cache (HF_HUB_CACHE) here, or use the embedded profile "
+            f"(--profile embedded), which needs no network.")
+
+
+def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_only: bool | None = None,
+                 profile: str | None = None) -> Path:
+    """The local snapshot folder of ``repo_id`` (downloaded unless offline or ``local_only``)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    local_only = hub_offline() if local_only is None else local_only
+    patterns = BASE_FILES if "AdapterHub/" not in repo_id else ADAPTER_FILES
+    try:
+        folder = snapshot_download(repo_id, cache_dir=_cache_dir(cache_dir), allow_patterns=patterns,
+                                   local_files_only=local_only, library_name="langarith")
+    except LocalEntryNotFoundError:
+        why = ("HF_HUB_OFFLINE is set" if hub_offline() else
+               "it is not cached" if local_only else "the Hub could not be reached")
+        raise ProfileUnavailable(
+            f"{repo_id} is not in the Hugging Face cache ({_cache_dir(cache_dir) or 'default cache'})"
+            f" and {why}. " + _how_to_get([repo_id], profile)) from None
+    except Exception as e:  # noqa: BLE001 - wrong id, gated repo, HTTP error: say which repo
+        raise ProfileUnavailable(f"cannot get {repo_id} from the Hugging Face Hub: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return Path(folder)
+
+
+class HubBundle(Bundle):
+    """A bundle whose references may be ``hub:<repo id>``; resolved (and downloaded) on use."""
+
+    cache_dir: str | None = None
+    profile: str | None = None
+
+    def path(self, rel: str) -> Path:
+        if isinstance(rel, str) and rel.startswith(HUB):
+            return resolve_repo(rel[len(HUB):], self.cache_dir, profile=self.profile)
+        return super().path(rel)
+
+    def base_path(self) -> Path:
+        base = self.manifest["base"]
+        if "hub" in base:
+            return resolve_repo(base["hub"], self.cache_dir, profile=self.profile)
+        return super().base_path()
+
+    def required_repos(self) -> list[str]:
+        """What a stack needs before it starts: base, tokenizer, tasks, the task language."""
+        m = self.manifest
+        refs = [HUB + m["base"]["hub"], m["tokenizer"]] + [t.adapter for t in self.tasks.values()]
+        refs.append(self.languages[self.task_language].adapter)
+        out = []
+        for r in refs:
+            if r and r.startswith(HUB) and r[len(HUB):] not in out:
+                out.append(r[len(HUB):])
+        return out
+
+    def preflight(self) -> None:
+        """Fail fast: every missing required repo in one message (offline), else download them."""
+        missing = []
+        for repo in self.required_repos():
+            try:
+                resolve_repo(repo, self.cache_dir, local_only=True)
+            except ProfileUnavailable:
+                missing.append(repo)
+        if not missing:
+            return
+        if hub_offline():
+            raise ProfileUnavailable(
+                f"profile {self.profile!r} needs {len(missing)} repositories that are not in the "
+                f"Hugging Face cache ({_cache_dir(self.cache_dir) or 'default cache'}) and "
+                f"HF_HUB_OFFLINE is set: {', '.join(missing)}. " + _how_to_get(missing, self.profile))
+        for repo in missing:  # online: download (huggingface_hub shows tqdm progress)
+            resolve_repo(repo, self.cache_dir, profile=self.profile)
+
+
+def load_profile(name: str | None = None, cache_dir: str | Path | None = None, *,
+                 check: bool = True, cat: dict | None = None) -> Bundle:
+    """The bundle for profile ``name`` (default: ``$LANGARITH_PROFILE`` or the catalogue default).
+
+    A hub profile is checked (``check=True``): base, tokenizer, task adapters and the task
+    language's adapter must be cached or downloadable, else ``ProfileUnavailable`` at once.
+    Other language adapters are fetched when first used."""
+    name = name or default_profile()
+    e = profile_entry(name, cat)
+    if e["kind"] == "bundle":
+        root = Path(os.environ.get("LANGARITH_BUNDLE") or REPO_ROOT / e["bundle"])
+        return Bundle.load(root)
+    b = HubBundle.from_manifest(REPO_ROOT, manifest_for(name, cat), where=f"profile {name}")
+    b.cache_dir = _cache_dir(cache_dir)
+    b.profile = name
+    if check:
+        b.preflight()
+    return b
+
+
+def fetch_profile(name: str, languages: list[str] | None = None,
+                  cache_dir: str | Path | None = None, cat: dict | None = None) -> list[dict]:
+    """Download a hub profile's repositories into the HF cache (for preloading a machine)."""
+    out = []
+    for repo in hub_repos(name, languages, cat):
+        folder = resolve_repo(repo, cache_dir, profile=name)
+        out.append({"repo": repo, "folder": str(folder)})
+    return out
