@@ -78,22 +78,20 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     kinds = {t.kind for t in stack.bundle.tasks.values()}
     if kinds and "tagging" not in kinds:
         return None
-    if not hasattr(args, "_hub_out"):
-        from .arithmetic import check_lambda
+    from .arithmetic import check_lambda
 
-        lam = check_lambda(args.lam)
-        weights = {a: lam, b: 1.0 - lam}
-        out = {"target": args.target, "a": a, "b": b, "lam": lam, "formula": tasks.formula(weights)}
-        if "tagging" in kinds:
-            from . import ner
+    lam = check_lambda(args.lam)
+    weights = {a: lam, b: 1.0 - lam}
+    out = {"target": args.target, "a": a, "b": b, "lam": lam, "formula": tasks.formula(weights)}
+    if "tagging" in kinds:
+        from . import ner
 
-            out["ner"] = ner.compare_ner(stack, text, args.target, b, lam).to_json()
-        mtext = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
-        out["fill_mask"] = {"A": tasks.fill_mask(stack, mtext, a),
-                            "merged": tasks.fill_mask(stack, mtext, weights),
-                            "B": tasks.fill_mask(stack, mtext, b)}
-        args._hub_out = out
-    return args._hub_out
+        out["ner"] = ner.compare_ner(stack, text, args.target, b, lam).to_json()
+    mtext = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
+    out["fill_mask"] = {"A": tasks.fill_mask(stack, mtext, a),
+                        "merged": tasks.fill_mask(stack, mtext, weights),
+                        "B": tasks.fill_mask(stack, mtext, b)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             stack = load_stack(path, profile)
             a = tasks.baseline_language(stack, args.target)
             b_ = args.source or tasks.suggested_source(stack, args.target)
+            hub_out = None
             if args.cmd == "predict":
                 text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
-            if args.cmd == "predict" and _hub_predict(stack, args, a, b_, text) is not None:
-                out = _hub_predict(stack, args, a, b_, text)
+                hub_out = _hub_predict(stack, args, a, b_, text)
+            if hub_out is not None:
+                out = hub_out
             elif args.cmd == "predict":
                 cmp = tasks.compare(stack, text, args.target, b_, args.lam,
                                     mask_text=args.mask_text or tasks.mask_a_word(text))

@@ -142,6 +142,20 @@ def list_profiles(cat: dict | None = None) -> list[dict]:
 # --- memory ----------------------------------------------------------------------------------
 
 
+def madx_adapter_params(hidden: int, layers: int, reduction_factor: int = 2,
+                        inv_reduction_factor: int | None = 2, leave_out=()) -> int:
+    """Parameters of one MAD-X (Pfeiffer + NICE) language adapter: a bottleneck after each layer's
+    output (down + up, with biases) except ``leave_out``, and the invertible adapter's F and G."""
+    b = hidden // reduction_factor
+    per_layer = hidden * b + b + b * hidden + hidden
+    n = per_layer * sum(1 for i in range(layers) if i not in set(leave_out))
+    if inv_reduction_factor:
+        half = hidden // 2
+        ib = half // inv_reduction_factor
+        n += 2 * (half * ib + ib + ib * half + half)
+    return n
+
+
 def memory_estimate(name: str, n_languages: int | None = None, bytes_per_param: int = 4,
                     cat: dict | None = None) -> dict:
     """Parameter memory of a hub profile with ``n_languages`` language adapters loaded (default:
@@ -185,13 +199,13 @@ def _how_to_get(repo_ids: list[str], profile: str | None) -> str:
 
 
 def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_only: bool | None = None,
-                 profile: str | None = None) -> Path:
+                 profile: str | None = None, files: list[str] | None = None) -> Path:
     """The local snapshot folder of ``repo_id`` (downloaded unless offline or ``local_only``)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     local_only = hub_offline() if local_only is None else local_only
-    patterns = BASE_FILES if "AdapterHub/" not in repo_id else ADAPTER_FILES
+    patterns = files or ADAPTER_FILES
     try:
         folder = snapshot_download(repo_id, cache_dir=_cache_dir(cache_dir), allow_patterns=patterns,
                                    local_files_only=local_only, library_name="langarith")
@@ -213,15 +227,19 @@ class HubBundle(Bundle):
     cache_dir: str | None = None
     profile: str | None = None
 
+    def _files(self, repo_id: str) -> list[str]:
+        return BASE_FILES if repo_id == self.manifest["base"].get("hub") else ADAPTER_FILES
+
     def path(self, rel: str) -> Path:
         if isinstance(rel, str) and rel.startswith(HUB):
-            return resolve_repo(rel[len(HUB):], self.cache_dir, profile=self.profile)
+            repo = rel[len(HUB):]
+            return resolve_repo(repo, self.cache_dir, profile=self.profile, files=self._files(repo))
         return super().path(rel)
 
     def base_path(self) -> Path:
         base = self.manifest["base"]
         if "hub" in base:
-            return resolve_repo(base["hub"], self.cache_dir, profile=self.profile)
+            return resolve_repo(base["hub"], self.cache_dir, profile=self.profile, files=BASE_FILES)
         return super().base_path()
 
     def required_repos(self) -> list[str]:
@@ -240,7 +258,7 @@ class HubBundle(Bundle):
         missing = []
         for repo in self.required_repos():
             try:
-                resolve_repo(repo, self.cache_dir, local_only=True)
+                resolve_repo(repo, self.cache_dir, local_only=True, files=self._files(repo))
             except ProfileUnavailable:
                 missing.append(repo)
         if not missing:
@@ -251,7 +269,7 @@ class HubBundle(Bundle):
                 f"Hugging Face cache ({_cache_dir(self.cache_dir) or 'default cache'}) and "
                 f"HF_HUB_OFFLINE is set: {', '.join(missing)}. " + _how_to_get(missing, self.profile))
         for repo in missing:  # online: download (huggingface_hub shows tqdm progress)
-            resolve_repo(repo, self.cache_dir, profile=self.profile)
+            resolve_repo(repo, self.cache_dir, profile=self.profile, files=self._files(repo))
 
 
 def load_profile(name: str | None = None, cache_dir: str | Path | None = None, *,
@@ -278,7 +296,9 @@ def fetch_profile(name: str, languages: list[str] | None = None,
                   cache_dir: str | Path | None = None, cat: dict | None = None) -> list[dict]:
     """Download a hub profile's repositories into the HF cache (for preloading a machine)."""
     out = []
+    base = manifest_for(name, cat)["base"]["hub"]
     for repo in hub_repos(name, languages, cat):
-        folder = resolve_repo(repo, cache_dir, profile=name)
+        folder = resolve_repo(repo, cache_dir, profile=name,
+                              files=BASE_FILES if repo == base else ADAPTER_FILES)
         out.append({"repo": repo, "folder": str(folder)})
     return out
