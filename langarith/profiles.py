@@ -164,7 +164,8 @@ def memory_estimate(name: str, n_languages: int | None = None, bytes_per_param: 
     s = e["sizes"]
     n = len([lang for lang in e["languages"] if lang.get("adapter")]) if n_languages is None \
         else n_languages
-    fixed = s["base_params"] + s.get("task_adapter_params", 0) + s.get("head_params", 0)
+    fixed = (s["base_params"] + s.get("mlm_head_params", 0) + s.get("task_adapter_params", 0)
+             + s.get("head_params", 0))
     per = s["language_adapter_params"]
     params = fixed + (n + 1) * per  # + 1: the merged slot
     return {"languages_loaded": n, "params": params, "bytes": params * bytes_per_param,

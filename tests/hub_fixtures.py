@@ -199,3 +199,24 @@ def build_hub_cache(cache: str | Path, mbert_langs=("en", "de", "is"), xlmr_lang
 
 if __name__ == "__main__":
     print(build_hub_cache(sys.argv[1] if len(sys.argv) > 1 else "hub-cache"))
+
+
+def build_mismatched(cache: str | Path, out: str | Path) -> dict[str, Path]:
+    """Local mBERT-shaped adapter folders whose configs differ from the hub ones (gelu, rf 2,
+    nothing left out): relu, reduction factor 4, ``leave_out: [10]``. Needs ``build_hub_cache``."""
+    from adapters import AutoAdapterModel
+
+    out = Path(out)
+    model = AutoAdapterModel.from_pretrained(str(_snapshot(Path(cache), MBERT)))
+    kinds = {"relu": dict(non_linearity="relu"), "rf4": dict(non_linearity="gelu", reduction_factor=4),
+             "lo10": dict(non_linearity="gelu")}
+    folders = {}
+    for i, (code, kw) in enumerate(kinds.items()):
+        folders[code] = out / code
+        write_language_adapter(model, folders[code], code, model_name="bert-base-multilingual-cased",
+                               model_type="bert", model_class="BertModelWithHeads", seed=50 + i,
+                               legacy_keys=False, **kw)
+    cfg = json.loads((folders["lo10"] / "adapter_config.json").read_text())
+    cfg["config"]["leave_out"] = [10]
+    (folders["lo10"] / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    return folders

@@ -1,0 +1,185 @@
+"""Hub profiles, loaded offline from tiny stand-ins of the real Hub repositories.
+
+The stand-ins sit in a Hugging Face cache under their *real* repo ids (``tests/hub_fixtures.py``),
+so ``load_profile`` goes through ``snapshot_download`` with ``HF_HUB_OFFLINE=1`` exactly as it
+would with the real cache on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from langarith import profiles
+from langarith.arithmetic import MergeError
+from langarith.model import Bundle, BundleError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    from hub_fixtures import build_hub_cache
+
+    return build_hub_cache(tmp_path_factory.mktemp("hf") / "hub")
+
+
+@pytest.fixture(scope="session")
+def mbert(hub_cache):
+    from langarith.model import LanguageStack
+
+    return LanguageStack(profiles.load_profile("mbert-ner", cache_dir=hub_cache), device="cpu")
+
+
+# --- catalogue and listing ---------------------------------------------------------------------
+
+
+def test_catalogue_lists_three_profiles_and_hub_ids_live_only_there():
+    rows = {r["name"]: r for r in profiles.list_profiles()}
+    assert set(rows) >= {"embedded", "mbert-ner", "xlmr"}
+    assert rows["embedded"]["default"] and rows["embedded"]["kind"] == "bundle"
+    assert rows["mbert-ner"]["load_options"] == {"leave_out": [11]}
+    assert "ner" in rows["mbert-ner"]["tasks"] and "qa" in rows["xlmr"]["not_yet"]
+    for r in ("mbert-ner", "xlmr"):
+        assert {"en", "de"} <= set(rows[r]["languages"]) and "pt" in rows[r]["zero_shot_targets"]
+    for path in (ROOT / "langarith").rglob("*.py"):  # ids belong in catalogue.json only
+        assert not re.search(r"AdapterHub/|xlm-roberta-base\"|bert-base-multilingual", path.read_text()), path
+
+
+def test_manifest_names_real_repo_ids():
+    m = profiles.manifest_for("mbert-ner")
+    de = next(lang for lang in m["languages"] if lang["code"] == "de")
+    assert de["adapter"] == "hub:AdapterHub/bert-base-multilingual-cased-de-wiki_pfeiffer"
+    assert m["tasks"][0]["adapter"] == "hub:AdapterHub/bert-base-multilingual-cased_wikiann_ner_en_pfeiffer"
+    assert m["tasks"][0]["kind"] == "tagging" and m["language_adapter_kwargs"] == {"leave_out": [11]}
+    assert next(lang for lang in m["languages"] if lang["code"] == "pt")["adapter"] is None
+    x = profiles.manifest_for("xlmr")
+    assert x["base"] == {"hub": "FacebookAI/xlm-roberta-base"} and x["tasks"] == []
+
+
+def test_cli_profiles_json():
+    r = subprocess.run([sys.executable, "-m", "langarith", "profiles"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [p["name"] for p in json.loads(r.stdout)][:3] == ["embedded", "mbert-ner", "xlmr"]
+
+
+def test_memory_formula_matches_the_notes_and_tiny_models(mbert):
+    assert profiles.madx_adapter_params(768, 12) == 7_387_776  # NOTES §3, xlm-roberta-base
+    assert profiles.madx_adapter_params(768, 12, leave_out=[11]) == 6_796_800
+    assert mbert.flat["en"].flat.numel() == profiles.madx_adapter_params(32, 12, leave_out=[11])
+    est = profiles.memory_estimate("xlmr", n_languages=4)
+    assert est["params"] == 278_043_648 + 842_130 + 5 * 7_387_776  # base + MLM head + 4 + slot
+
+
+# --- offline behaviour -------------------------------------------------------------------------
+
+
+def test_offline_without_cache_fails_fast_naming_what_is_missing(tmp_path):
+    t = time.perf_counter()
+    with pytest.raises(profiles.ProfileUnavailable) as e:
+        profiles.load_profile("xlmr", cache_dir=tmp_path)
+    assert time.perf_counter() - t < 5
+    msg = str(e.value)
+    assert "FacebookAI/xlm-roberta-base" in msg and "AdapterHub/xlm-roberta-base-en-wiki_pfeiffer" in msg
+    assert "HF_HUB_OFFLINE" in msg and "fetch --profile xlmr" in msg and "embedded" in msg
+
+
+def test_embedded_profile_needs_no_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("LANGARITH_BUNDLE", raising=False)
+    b = profiles.load_profile("embedded")
+    assert type(b) is Bundle and b.root == ROOT / "assets" / "bundle"
+    monkeypatch.setenv("LANGARITH_PROFILE", "embedded")
+    assert profiles.default_profile() == "embedded"
+
+
+# --- mbert-ner through the real ids ------------------------------------------------------------
+
+
+def test_mbert_loads_lazily_with_leave_out_and_the_files_weights(mbert, hub_cache):
+    assert list(mbert.flat) == ["en"]  # only the task language at start
+    cfg = mbert.adapter_config["en"]
+    assert cfg["leave_out"] == [11] and cfg["non_linearity"] == "gelu" and cfg["reduction_factor"] == 2
+    assert not any(".layer.11." in k for k in mbert.flat["en"].keys)
+    mbert.check_mergeable(["en", "de"])  # loads de on first use
+    assert "de" in mbert.flat
+    # the legacy-named tensors of the hub file are what the engine computes with
+    snap = profiles.resolve_repo("AdapterHub/bert-base-multilingual-cased-de-wiki_pfeiffer", hub_cache)
+    sd = torch.load(snap / "pytorch_adapter.bin", weights_only=True)
+    k = next(k for k in sd if "invertible_lang_adapters.de.F.0.weight" in k)
+    assert torch.equal(mbert.flat["de"].views["bert.invertible_adapters.F.0.weight"], sd[k])
+    k = next(k for k in sd if "layer.3.output.layer_text_lang_adapters.de.adapter_up.weight" in k)
+    assert torch.equal(mbert.flat["de"].views["bert.encoder.layer.3.output.adapters.adapter_up.weight"], sd[k])
+    # MLM head converted from the checkpoint, output bias included
+    from safetensors.torch import load_file
+
+    base = load_file(str(profiles.resolve_repo("google-bert/bert-base-multilingual-cased", hub_cache)
+                         / "model.safetensors"))
+    assert torch.equal(mbert.model.heads["mlm"][3].bias, base["cls.predictions.bias"])
+
+
+def test_missing_language_adapter_fails_on_first_use(mbert):
+    with pytest.raises(BundleError, match=r"(?s)bert-base-multilingual-cased-fi-wiki_pfeiffer.*fetch"):
+        mbert.check_mergeable(["en", "fi"])
+
+
+def test_ner_compare_marks_changed_spans(mbert):
+    from langarith import ner
+
+    text = "Angela Merkel met Emmanuel Macron in Paris on Tuesday."
+    assert ner.labels_of(mbert, "ner")[0] == "O"  # the hub head calls it "0"
+    same = ner.compare_ner(mbert, text, "de", "en", 1.0)
+    assert [w["label"] for w in same.words["A"]] == [w["label"] for w in same.words["merged"]]
+    assert same.added == [] and same.removed == []
+    assert len(same.words["A"]) == len(text.replace(".", " .").split())
+    cmp = ner.compare_ner(mbert, text, "nl", "de", 0.3)  # zero-shot target: A = en
+    assert cmp.a == "en" and cmp.b == "de"
+    for side in ("A", "merged", "B"):
+        assert "".join(s for s, _ in cmp.highlighted(side)) == text
+    changed = [lab for _, lab in cmp.highlighted("merged") if lab and lab.endswith("(changed)")]
+    assert len(changed) == len(cmp.added)
+    for s in cmp.spans["merged"]:
+        assert s["type"] in {"PER", "ORG", "LOC"} and text[s["start"]:s["end"]] == s["text"]
+
+
+def test_different_configs_refuse_to_merge(hub_cache, tmp_path):
+    from hub_fixtures import build_mismatched
+
+    from langarith.model import LanguageStack
+
+    folders = build_mismatched(hub_cache, tmp_path / "odd")
+    cat = copy.deepcopy(profiles.catalogue())
+    entry = cat["profiles"]["mbert-ner"]
+    entry["languages"] = [lang for lang in entry["languages"] if lang["code"] in ("en", "de")] + [
+        {"code": c, "name": c, "family": "test", "adapter": str(f)} for c, f in folders.items()]
+    stack = LanguageStack(profiles.load_profile("mbert-ner", cache_dir=hub_cache, cat=cat), device="cpu")
+    for code, what in [("relu", r"non_linearity: 'gelu' vs 'relu'"),
+                       ("rf4", r"reduction_factor: 2 vs 4"), ("lo10", r"leave_out: \[11\] vs \[10, 11\]")]:
+        with pytest.raises(MergeError, match=what):
+            stack.check_mergeable(["en", code])
+    stack.check_mergeable(["en", "de"])
+
+
+# --- xlmr ----------------------------------------------------------------------------------------
+
+
+def test_xlmr_fill_mask_through_the_checkpoint_head(hub_cache):
+    from langarith import tasks
+    from langarith.model import LanguageStack
+
+    stack = LanguageStack(profiles.load_profile("xlmr", cache_dir=hub_cache), device="cpu")
+    assert stack.adapter_config["en"]["non_linearity"] == "relu"
+    assert stack.adapter_config["en"]["inv_adapter"] == "nice"
+    assert stack.flat["en"].flat.numel() == profiles.madx_adapter_params(32, 12)
+    text = "Angela <mask> met Emmanuel"
+    assert tasks.fill_mask(stack, text, {"en": 1.0, "de": 0.0}) == tasks.fill_mask(stack, text, "en")
+    assert tasks.fill_mask(stack, text, {"en": 0.5, "de": 0.5}) != tasks.fill_mask(stack, text, "en")
