@@ -46,7 +46,9 @@ def _row_key(r: dict):
 def language_vectors(stack: LanguageStack) -> dict[str, dict[str, torch.Tensor]]:
     """τ = θ − init for every adapter language (θ itself when the bundle records no init)."""
     out = {}
-    for code in stack.bundle.adapter_languages():
+    # A lazy (hub) profile compares the adapters loaded so far rather than downloading them all.
+    codes = list(stack.flat) if getattr(stack, "lazy", False) else stack.bundle.adapter_languages()
+    for code in codes:
         sd = stack.language_state_dict(code)
         out[code] = language_vector(sd, stack.init) if stack.init is not None else dict(sd)
     return out

@@ -119,6 +119,8 @@ class Bundle:
 
     @property
     def default_task(self) -> str:
+        if not self.tasks:
+            raise InputError(f"{self.name} has no task adapter (fill-mask only)")
         return next(iter(self.tasks))
 
     def language(self, code: str) -> Language:

@@ -139,6 +139,18 @@ class Comparison:
         return d
 
 
+@torch.inference_mode()
+def hidden_shift(stack: LanguageStack, text: str, a: str, merged) -> list[float]:
+    """Per-layer change of the encoder's hidden states, merged vs A alone, language adapters only
+    (for profiles without a classification task)."""
+    enc = _encode(stack, [text])
+    hs = {}
+    for key, adapter in (("A", a), ("M", merged)):
+        with stack.use(adapter, None) as model:
+            hs[key] = [h.float().cpu() for h in model.base_model(**enc, output_hidden_states=True).hidden_states]
+    return _hidden_shift(hs["M"], hs["A"], enc["attention_mask"].bool().cpu()[0:1])
+
+
 def _hidden_shift(h_merged, h_base, mask) -> list[float]:
     """Per layer: mean over tokens of ‖h_merged − h_A‖ / ‖h_A‖ (moves non-linearly with λ)."""
     out = []
@@ -194,6 +206,8 @@ def load_eval(stack: LanguageStack, lang: str, task: str | None = None,
               split: str | None = None) -> list[dict]:
     """The bundle's labelled eval items for one language ({"text", "label", "split"})."""
     t = stack.bundle.task(task)
+    if not t.eval or t.kind != "classification":
+        raise InputError(f"{stack.bundle.name} has no labelled {t.name} eval sets to sweep")
     path = stack.bundle.path(t.eval) / f"{lang}.jsonl"
     if not path.is_file():
         raise InputError(f"no {t.name} eval set for {lang}")

@@ -86,13 +86,18 @@ def _results(stack: LanguageStack) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
+
+
 def build_demo(stack: LanguageStack) -> gr.Blocks:
     bundle = stack.bundle
-    task = bundle.task(None)
+    task = bundle.task(None) if bundle.tasks else None
+    kind = task.kind if task else None  # "classification", "tagging" (NER), or None: fill-mask only
+    mask = stack.tokenizer.mask_token
     targets = [c for c in bundle.languages if not bundle.languages[c].has_adapter] + \
         [c for c in bundle.languages if bundle.languages[c].has_adapter]
     first = targets[0]
-    first_text = (bundle.languages[first].examples or ("",))[0]
+    first_text = (bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
     adapter_codes = bundle.adapter_languages()
 
     def guarded(fn):
@@ -115,15 +120,17 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         if (note or "").startswith("Restored") and current in adapter_codes and current != a:
             source = current
         ex = list(bundle.language(target).examples)
-        text = ex[0] if ex else ""
+        text = ex[0] if ex else FALLBACK_TEXT
         setting = "zero-shot" if a != target else "enhancement"
         suggested = tasks.suggested_source(stack, target)
         info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
             (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).")
-        return (gr.update(value=source), gr.update(choices=ex, value=text or None),
-                text, tasks.mask_a_word(text), info)
+        return (gr.update(value=source), gr.update(choices=ex, value=text if ex else None),
+                text, tasks.mask_a_word(text, mask), info)
 
     def compare_outputs(target, source, lam, text, mask_text, recipe: share.Recipe | None):
+        if kind != "classification":
+            return hub_outputs(target, source, lam, text, mask_text, recipe)
         merge = recipe.merge(stack) if recipe is not None else None
         cmp = tasks.compare(stack, text, target, source, lam, task.name,
                             mask_text=mask_text if mask_text and mask_text.strip() else None,
@@ -146,6 +153,35 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 plots.geometry_figure(rows, cmp.a, cmp.b, shown_lam),
                 plots.hidden_shift_figure(cmp.hidden_shift, cmp.a, shown_lam))
 
+    def hub_outputs(target, source, lam, text, mask_text, recipe):
+        """Profiles without a classification task: NER spans (tagging) and fill-mask."""
+        from . import ner
+
+        if recipe is not None and (recipe.method != "linear" or recipe.weights):
+            raise InputError("this profile merges linearly only (λ·A + (1−λ)·B) for now")
+        text, notice = tasks.clean_text(text)
+        a = tasks.baseline_language(stack, target)
+        b = source or tasks.suggested_source(stack, target)
+        if a == b:
+            raise InputError(f"source and baseline are both {a}: pick another source language")
+        weights = {a: float(lam), b: 1.0 - float(lam)}
+        stack.check_mergeable([a, b])
+        out = [f"### `{tasks.formula(weights)}`" + (f"\n\n*{notice}*" if notice else "")]
+        if kind == "tagging":
+            cmp = ner.compare_ner(stack, text, target, b, lam, task.name)
+            out += [gr.update(value=cmp.highlighted("A"), label=f"A = {a} alone"),
+                    gr.update(value=cmp.highlighted("merged"), label=f"merged (λ = {lam:.2f})"),
+                    gr.update(value=cmp.highlighted("B"), label=f"B = {b} alone")]
+        mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, mask)
+        for which, adapter in (("A", a), ("merged", weights), ("B", b)):
+            name = {"A": a, "merged": "merged", "B": b}[which]
+            out.append(gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)),
+                                 label=f"fill-mask, {name}"))
+        rows = analysis.weight_geometry(stack, a, b, lam)
+        out += [plots.geometry_figure(rows, a, b, lam),
+                plots.hidden_shift_figure(tasks.hidden_shift(stack, text, a, weights), a, lam)]
+        return tuple(out)
+
     @guarded
     def on_compare(target: str, source: str, lam: float, text: str, mask_text: str):
         """The linear merge λ·A + (1−λ)·B: predictions beside A and B alone, and the plots."""
@@ -162,6 +198,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
 
     @guarded
     def on_sweep_tab(target: str, source: str):
+        if kind != "classification":
+            return None, "This profile has no labelled eval set: sweeps need the embedded bundle."
         curve = precomputed_curve(stack, target)
         if curve and curve.get("b") == source:
             return plots.sweep_figure(curve, f"{target}: precomputed on the shipped eval set "
@@ -257,7 +295,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
     with gr.Blocks(title="langarith: language arithmetic") as demo:
         gr.Markdown("# langarith: language arithmetic for MAD-X adapters")
         gr.Markdown(INTRO)
-        gr.Markdown(f"Bundle: **{bundle.name}** · task: **{task.title}** · device: `{stack.device}`",
+        gr.Markdown(f"Bundle: **{bundle.name}** · task: **{task.title if task else 'fill-mask only'}**"
+                    f" · device: `{stack.device}`",
                     elem_id="bundle-info")
         with gr.Row():
             target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
@@ -285,19 +324,24 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                                   "results may be unreliable", elem_id="extrapolate")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        text = gr.Textbox(value=first_text, label=f"Text ({task.title}) — "
-                                          "Shift+Enter to run", lines=3, elem_id="text")
-                        mask_text = gr.Textbox(value=tasks.mask_a_word(first_text),
-                                               label=f"Fill-mask probe (uses {stack.tokenizer.mask_token})",
+                        text = gr.Textbox(value=first_text, label=f"Text ({task.title if task else 'fill-mask'})"
+                                          " — Shift+Enter to run", lines=3, elem_id="text")
+                        mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
+                                               label=f"Fill-mask probe (uses {mask})",
                                                elem_id="mask-text")
                     example = gr.Dropdown(list(bundle.languages[first].examples), value=first_text or None,
                                           label="Examples in the target language", scale=2,
                                           elem_id="example")
                 head = gr.Markdown(elem_id="formula")
-                with gr.Row():
-                    label_a = gr.Label(label="A alone", num_top_classes=3, elem_id="pred-a")
-                    label_m = gr.Label(label="merged", num_top_classes=3, elem_id="pred-merged")
-                    label_b = gr.Label(label="B alone", num_top_classes=3, elem_id="pred-b")
+                preds = []
+                if kind == "classification":
+                    with gr.Row():
+                        preds = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
+                                          elem_id=f"pred-{w.lower()}") for w in ("A", "merged", "B")]
+                elif kind == "tagging":  # entities, with the spans the merge changed marked
+                    preds = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
+                                                elem_id=f"pred-{w.lower()}", combine_adjacent=True)
+                             for w in ("A", "merged", "B")]
                 with gr.Row():
                     fill_a = gr.Label(label="fill-mask, A", num_top_classes=5, elem_id="fill-a")
                     fill_m = gr.Label(label="fill-mask, merged", num_top_classes=5, elem_id="fill-merged")
@@ -339,7 +383,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
 
         inputs = [target, source, lam, text, mask_text]
         method_inputs = [method, weights_text, density, seed, extrapolate]
-        outputs = [head, label_a, label_m, label_b, fill_a, fill_m, fill_b, geometry, hidden]
+        outputs = [head, *preds, fill_a, fill_m, fill_b, geometry, hidden]
         run = dict(fn=on_compare_recipe, inputs=inputs + method_inputs, outputs=outputs,
                    api_name=False)
 
@@ -360,9 +404,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         extrapolate, lam, api_name=False).then(**run)
         for comp in (density, weights_text, seed):
             (comp.release if comp is density else comp.submit)(**run)
-        chain(example.input(lambda t: (t, tasks.mask_a_word(t or "")), example, [text, mask_text],
+        chain(example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example, [text, mask_text],
                             api_name=False))
-        chain(text.submit(lambda t: tasks.mask_a_word(t or ""), text, mask_text, api_name=False))
+        chain(text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text, api_name=False))
         mask_text.submit(**run)
         run_sweep.click(on_run_sweep, [target, source], [sweep_plot, sweep_note], api_name="sweep")
         sim_row.change(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity")

@@ -1,0 +1,64 @@
+"""The page on hub profiles (offline stand-ins under the real repo ids): NER spans for mbert-ner,
+fill-mask only for xlmr, driven through gradio_client like a person's browser would."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _value(update):
+    """Components returned as ``gr.update(value=..., label=...)`` arrive as dicts."""
+    return update["value"] if isinstance(update, dict) and "__type__" in update else update
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory):
+    from hub_fixtures import build_hub_cache
+
+    return build_hub_cache(tmp_path_factory.mktemp("hf-page") / "hub")
+
+
+@pytest.mark.parametrize("profile,target,source", [("mbert-ner", "is", "de"), ("xlmr", "en", "de")])
+def test_page_serves_hub_profiles(hub_cache, profile, target, source):
+    from gradio_client import Client
+
+    from langarith import profiles
+    from langarith.model import LanguageStack
+    from langarith.ui import build_demo
+
+    stack = LanguageStack(profiles.load_profile(profile, cache_dir=hub_cache), device="cpu")
+    demo = build_demo(stack).queue()
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        text = "Angela Merkel met Emmanuel Macron in Paris ."
+        mask = f"Angela Merkel met Emmanuel Macron in {stack.tokenizer.mask_token} ."
+        out = client.predict(target, source, 0.3, text, mask, api_name="/compare")
+        assert "0.30·" in out[0] and f"·{source}" in out[0]
+        if profile == "mbert-ner":
+            head, pa, pm, pb, fa, fm, fb, geo, hid = out
+            # HighlightedText: the text's segments, reassembled, are the input text
+            segs = _value(pm)
+            assert "".join(seg["token"] for seg in segs).replace(" ", "") == text.replace(" ", "")
+        else:
+            head, fa, fm, fb, geo, hid = out
+        fm = _value(fm)
+        assert fm["label"] and len(fm["confidences"]) == 5
+        out1 = client.predict(target, source, 1.0, text, mask, api_name="/compare")
+        fa1, fm1 = (out1[4], out1[5]) if profile == "mbert-ner" else (out1[1], out1[2])
+        assert _value(fm1)["label"] == _value(fa1)["label"]  # λ = 1: the merge is A
+    finally:
+        demo.close()
