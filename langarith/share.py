@@ -125,4 +125,4 @@ def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:
     shutil.copy(out / "recipe.json", folder / "recipe.json")
     zip_path = shutil.make_archive(str(out / "merged_adapter"), "zip", root_dir=folder)
     return {"adapter_dir": str(folder), "zip": zip_path, "recipe": str(out / "recipe.json"),
-            "weights": dict(merge.weights), "method": merge.method}
+            "weights": dict(merge.weights), "method": merge.method, "formula": tasks.formula(merge)}

@@ -6,6 +6,7 @@ server: every event carries its own inputs, and the engine merges under a lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -26,6 +27,14 @@ and how the merge moved the weights and the hidden states.
 """
 
 BAD_INPUT = (InputError, MergeError, BundleError)
+
+try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a no-op
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+    def on_gpu(fn):
+        return fn
 METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nway"),
            ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
            ("DARE (seeded)", "dare")]
@@ -102,13 +111,13 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
 
     def guarded(fn):
         """Bad input becomes a red toast with the engine's message; the app stays up."""
+        @on_gpu
+        @functools.wraps(fn)  # Gradio reads the signature (gr.Progress parameters) through this
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
             except BAD_INPUT as e:
                 raise gr.Error(str(e)) from None
-        wrapper.__name__ = fn.__name__
-        wrapper.__doc__ = fn.__doc__
         return wrapper
 
     @guarded
@@ -189,8 +198,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
 
     @guarded
     def on_compare_recipe(target, source, lam, text, mask_text, method, weights_text, density,
-                          seed, extrapolate):
-        """Any merge method of the page's method panel."""
+                          seed, extrapolate, progress=gr.Progress(track_tqdm=True)):
+        """Any merge method of the page's method panel. (A hub profile downloads a language's
+        adapter the first time it is picked: its tqdm bar shows here.)"""
         if method == "linear" and not extrapolate:
             return compare_outputs(target, source, lam, text, mask_text, None)
         recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
@@ -248,17 +258,12 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 + "\n".join(lines)), gr.update(value=ranking[0]["language"])
 
     @guarded
-    def on_export(target, source, lam, method, weights_text, density, seed, extrapolate,
-                  request: gr.Request):
+    def on_export(target, source, lam, method, weights_text, density, seed, extrapolate):
         recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
         out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
         info = share.export(stack, recipe, out)
         link = share.to_query(recipe)
-        return info["zip"], info["recipe"], (f"Exported `{tasks.formula(stack_merge_weights(info))}`"
-                                             f" ({info['method']}). Link to this view: `{link}`")
-
-    def stack_merge_weights(info: dict) -> dict:
-        return info["weights"]
+        return info["zip"], info["recipe"], f"Exported `{info['formula']}`. Link to this view: `{link}`"
 
     @guarded
     def on_load_recipe(file):

@@ -102,3 +102,25 @@ def test_bad_input_gives_error_and_next_call_works(client):
         compare(client, 0.5, source="nl")
     out = compare(client, 0.45)
     assert out[0] == "### `merged = 0.45·en + 0.55·es`"
+
+
+def test_sweep_export_and_recipe_through_the_page(client, tmp_path):
+    """The λ sweep (with gr.Progress), export and recipe upload endpoints, as the page calls them."""
+    from gradio_client import handle_file
+
+    fig, note = client.predict("pt", "es", api_name="/sweep")
+    assert "Best λ on dev" in note
+    zip_path, recipe_path, note = client.predict("pt", "es", 0.3, "ties", "", 0.5, 0, False,
+                                                  api_name="/export")
+    assert zip_path.endswith(".zip") and "TIES" in note and "?target=pt&lam=0.3&source=es" in note
+    recipe = json.loads(open(recipe_path).read())
+    assert recipe["method"] == "ties" and recipe["lam"] == 0.3
+    recipe["lam"] = 0.8
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recipe))
+    out = client.predict(handle_file(str(path)), api_name="/load_recipe")
+    assert out[0] == "pt" and out[2] == 0.8 and out[3] == "ties"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(Exception, match="not valid JSON"):
+        client.predict(handle_file(str(bad)), api_name="/load_recipe")
