@@ -6,10 +6,13 @@ the two adapters with the pure arithmetic layer.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import tasks
-from .arithmetic import interpolate, language_vector, merge_geometry, parameter_group
+from .arithmetic import (language_vector, linear_merge_geometry, merge_geometry, pair_statistics,
+                         parameter_group)
 from .model import LanguageStack
 
 ROW_ORDER_LAST = "inv"
@@ -19,21 +22,19 @@ def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float, merge=None
     """Rows (layer L0..Ln and the invertible adapter) × parts (down, up, F, G):
     relative distance of the merge to A and to B, and cos(A, B). The merge is λ·A + (1−λ)·B,
     or the given ``Merge`` recipe (computed by the arithmetic layer, not read from the slot)."""
-    sa, sb = stack.language_state_dict(a), stack.language_state_dict(b)
     if merge is None or (merge.method == "linear" and len(merge.weights) == 2):
-        merged = interpolate(sa, sb, lam if merge is None else dict(merge.weights)[a])
-    else:
-        from .arithmetic import MERGE_METHODS
-
-        codes = [c for c, _ in merge.weights]
-        params = {"density": merge.density} if merge.density is not None else {}
-        if merge.method == "dare":
-            params["seed"] = merge.seed
-        init = stack.init if stack.init is not None else {k: 0 * v for k, v in sa.items()}
-        merged = MERGE_METHODS[merge.method](init, [stack.language_state_dict(c) for c in codes],
-                                             [w for _, w in merge.weights], **params)
+        lam = lam if merge is None else dict(merge.weights)[a]
+        return sorted(linear_merge_geometry(_pair_statistics(stack, a, b), lam), key=_row_key)
+    sa, sb = stack.language_state_dict(a), stack.language_state_dict(b)
+    merged = stack.compute(merge)
     rows = merge_geometry(sa, sb, merged)
     return sorted(rows, key=_row_key)
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_statistics(stack: LanguageStack, a: str, b: str) -> dict:
+    """Adapters never change after loading, so a pair's statistics are computed once."""
+    return pair_statistics(stack.language_state_dict(a), stack.language_state_dict(b))
 
 
 def _row_key(r: dict):
@@ -48,8 +49,11 @@ def language_vectors(stack: LanguageStack) -> dict[str, dict[str, torch.Tensor]]
     out = {}
     # A lazy (hub) profile compares the adapters loaded so far rather than downloading them all.
     codes = list(stack.flat) if getattr(stack, "lazy", False) else stack.bundle.adapter_languages()
+    ref = stack.adapter_config.get(stack.bundle.task_language)
     for code in codes:
         sd = stack.language_state_dict(code)
+        if ref is not None and stack.adapter_config.get(code, ref) != ref:
+            continue  # another adapter config (e.g. size): not comparable, as check_mergeable says
         out[code] = language_vector(sd, stack.init) if stack.init is not None else dict(sd)
     return out
 
@@ -84,6 +88,9 @@ def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None) -> 
     a = tasks.baseline_language(stack, target)
     if lang.has_adapter:
         sim = sim or similarity(stack)
+        if target not in sim["languages"]:
+            raise tasks.InputError(f"the {target} adapter has another config than "
+                                   f"{stack.bundle.task_language}'s and cannot be compared")
         i = sim["languages"].index(target)
         scored = [{"language": c, "score": sim["overall"][i][j], "measure": "cosine"}
                   for j, c in enumerate(sim["languages"]) if c != target]

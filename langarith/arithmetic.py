@@ -201,3 +201,29 @@ def merge_geometry(a: StateDict, b: StateDict, merged: StateDict) -> list[dict]:
         "dist_to_B": (dmb / bb) ** 0.5 if bb else nan,
         "cos_AB": ab / (aa * bb) ** 0.5 if aa and bb else nan,
     } for (row, part), (dma, aa, dmb, bb, ab) in sums.items()]
+
+
+def pair_statistics(a: StateDict, b: StateDict) -> dict[tuple[str, str], tuple[float, float, float, float]]:
+    """Per (row, part) group: ‖A‖², ‖B‖², ‖A − B‖², A·B — everything the geometry of a linear
+    merge needs, at any λ (see ``linear_merge_geometry``)."""
+    check_compatible(a, b, names=["A", "B"])
+    sums: dict[tuple[str, str], list[float]] = {}
+    for key in a:
+        A, B = a[key].flatten().double(), b[key].flatten().double()
+        s = sums.setdefault(parameter_group(key), [0.0] * 4)
+        for i, v in enumerate((A.square().sum(), B.square().sum(), (A - B).square().sum(), A @ B)):
+            s[i] += float(v)
+    return {g: tuple(v) for g, v in sums.items()}
+
+
+def linear_merge_geometry(stats: dict, lam: float) -> list[dict]:
+    """``merge_geometry`` of λ·A + (1−λ)·B from ``pair_statistics``, without touching a tensor:
+    M − A = (1−λ)(B − A) and M − B = λ(A − B), so both distances are linear in λ."""
+    lam = check_lambda(lam, allow_extrapolation=True)
+    nan = float("nan")
+    return [{
+        "row": row, "part": part,
+        "dist_to_A": abs(1 - lam) * (dab / aa) ** 0.5 if aa else nan,
+        "dist_to_B": abs(lam) * (dab / bb) ** 0.5 if bb else nan,
+        "cos_AB": ab / (aa * bb) ** 0.5 if aa and bb else nan,
+    } for (row, part), (aa, bb, dab, ab) in stats.items()]

@@ -65,7 +65,13 @@ def launch_app(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .ui import build_demo
 
-    demo = build_demo(load_stack(bundle_path(args.bundle), _profile_name(args.bundle, args.profile)))
+    from .model import BundleError
+
+    try:
+        stack = load_stack(bundle_path(args.bundle), _profile_name(args.bundle, args.profile))
+    except BundleError as e:  # a broken bundle: its message, not a traceback
+        raise SystemExit(f"error: {e}") from None
+    demo = build_demo(stack)
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
                                                    share=False)
 

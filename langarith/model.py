@@ -170,8 +170,23 @@ def read_adapter_config(folder: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise BundleError(f"{cfg} has no adapter 'config' section")
     if not any((folder / f).is_file() for f in ("adapter.safetensors", "pytorch_adapter.bin")):
-        raise BundleError(f"adapter folder {folder} has no weights file")
+        raise BundleError(f"adapter folder {folder} has no weights file "
+                          "(adapter.safetensors or pytorch_adapter.bin)")
     return config
+
+
+def check_safetensors(folder: Path) -> None:
+    """Refuse a truncated or corrupt ``*.safetensors`` file up front, naming it (reading only its
+    header: the library's own error does not say which file of the folder is broken)."""
+    from safetensors import safe_open
+
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception as e:  # noqa: BLE001 - SafetensorError and OS errors alike
+            raise BundleError(f"{f} is corrupt or truncated ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else 'unreadable'})") from None
 
 
 def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
@@ -182,6 +197,10 @@ def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
     (the library's own loaders), so a pickle in the folder never runs.
     """
     read_adapter_config(folder)
+    try:
+        check_safetensors(folder)
+    except BundleError as e:
+        raise BundleError(f"cannot load adapter {name!r} from {folder}: {e}") from None
     info: dict = {}
     try:
         model.load_adapter(str(folder), load_as=name, set_active=False, use_safetensors=True,
@@ -191,8 +210,12 @@ def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
             model.delete_adapter(name)
         cause = e.__cause__ or e.__context__  # ``adapters`` hides the reader's error behind an OSError
         why = f"{e}".strip()
+        lines = why.splitlines()
+        if len(lines) > 3:  # e.g. one "size mismatch" line per tensor
+            why = " ".join(x.strip() for x in lines[:2]) + f" … ({len(lines) - 2} more lines)"
         if type(cause).__name__ == "UnpicklingError":
-            why += " (refused: the pickle holds more than plain tensors; it was not run)"
+            pickles = ", ".join(sorted(f.name for f in folder.glob("*.bin"))) or "a .bin file"
+            why += f" (refused: the pickle in {pickles} holds more than plain tensors; it was not run)"
         elif cause is not None and str(cause):
             why += f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})"
         raise BundleError(f"cannot load adapter {name!r} from {folder}: {why}") from None
@@ -289,6 +312,30 @@ def _restore_mlm_bias(model, head: str, base: Path) -> None:
                     return
 
 
+def _load_part(what: str, path: Path, load):
+    """Run one loader of a bundle part (tokenizer, base, head); a missing, corrupt or hostile
+    file becomes a BundleError naming the path instead of a library error that does not."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"cannot load the {what}: {path} is missing")
+    if path.is_dir():
+        check_safetensors(path)
+    try:
+        return load()
+    except BundleError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure here is a bad file, reported as such
+        chain, c = [], e
+        while c is not None and len(chain) < 8:
+            chain.append(type(c).__name__)
+            c = c.__cause__ or c.__context__
+        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if "UnpicklingError" in chain:
+            pickles = ", ".join(sorted(f.name for f in path.glob("*.bin"))) if path.is_dir() else path.name
+            why += f" (refused: the pickle in {pickles or 'a .bin file'} holds more than plain tensors; it was not run)"
+        raise BundleError(f"cannot load the {what} from {path}: {why}") from None
+
+
 def _comparable_config(config) -> dict:
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {k: v for k, v in cfg.items() if k not in ("init_weights_seed",)}
@@ -309,14 +356,16 @@ class LanguageStack:
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         b = self.bundle
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(b.path(b.manifest["tokenizer"])))
+        tok = b.path(b.manifest["tokenizer"])
+        self.tokenizer = _load_part("tokenizer", tok, lambda: AutoTokenizer.from_pretrained(str(tok)))
         base = b.base_path()
-        model = AutoAdapterModel.from_pretrained(str(base))
+        model = _load_part("base encoder", base, lambda: AutoAdapterModel.from_pretrained(str(base)))
         if b.manifest["mlm_head"] == "from_base":  # hub checkpoints: their *ForMaskedLM head
             _rename_head(model, "default", "mlm")
             _restore_mlm_bias(model, "mlm", base)
         else:
-            model.load_head(str(b.path(b.manifest["mlm_head"])), load_as="mlm")
+            head = b.path(b.manifest["mlm_head"])
+            _load_part("masked-LM head", head, lambda: model.load_head(str(head), load_as="mlm"))
         for task in b.tasks.values():
             load_adapter_checked(model, b.path(task.adapter), task.name)  # with its head
         self.adapter_config: dict[str, dict] = {}
@@ -423,31 +472,35 @@ class LanguageStack:
             self.write_merge(dict(merge.weights), allow_extrapolation=merge.allow_extrapolation
                              or merge.method == "task_arithmetic")
             return
-        codes = [c for c, _ in merge.weights]
-        self.check_mergeable(codes)
-        if self.init is None:
-            raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
-        merged = self._computed(merge)
+        merged = self.compute(merge)
         for k, v in self.slot.views.items():
             v.copy_(merged[k])
         self.weights = dict(merge.weights)
 
-    def _computed(self, merge: "Merge") -> dict[str, torch.Tensor]:
-        if merge not in self._cache:
-            from .arithmetic import MERGE_METHODS
+    def compute(self, merge: "Merge") -> dict[str, torch.Tensor]:
+        """The merged state dict of a recipe, computed by the arithmetic layer; never touches the
+        live slot. Cached per recipe: adapters never change."""
+        from .arithmetic import MERGE_METHODS
 
+        with self.lock:  # guards the cache; the slot is not involved
+            if merge in self._cache:
+                return self._cache[merge]
             if merge.method not in MERGE_METHODS:
                 raise MergeError(f"unknown merge method {merge.method!r}; "
                                  f"known: {', '.join(MERGE_METHODS)}")
+            codes = [c for c, _ in merge.weights]
+            self.check_mergeable(codes)
+            if merge.method != "linear" and self.init is None:
+                raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
             params = {"density": merge.density} if merge.density is not None else {}
             if merge.method == "dare":
                 params["seed"] = merge.seed
-            adapters = [self.flat[c].state_dict() for c, _ in merge.weights]
             self._cache[merge] = MERGE_METHODS[merge.method](
-                self.init, adapters, [w for _, w in merge.weights], **params)
+                self.init, [self.flat[c].state_dict() for c in codes],
+                [w for _, w in merge.weights], **params)
             while len(self._cache) > 8:  # a few recent recipes; each is one adapter's size
                 self._cache.pop(next(iter(self._cache)))
-        return self._cache[merge]
+            return self._cache[merge]
 
     @contextlib.contextmanager
     def use(self, adapter: "str | Mapping[str, float] | Merge", task: str | None = None,

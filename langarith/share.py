@@ -19,6 +19,7 @@ from .arithmetic import MERGE_METHODS, MergeError, check_lambda, check_weights
 from .model import InputError, LanguageStack, Merge
 
 MAX_LANGUAGES = 4
+MAX_RECIPE_BYTES = 100_000  # a recipe is a few hundred bytes; the page refuses larger uploads too
 
 
 @dataclass
@@ -61,10 +62,15 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Recipe":
+        if len(text) > MAX_RECIPE_BYTES:
+            raise InputError(f"the recipe is too large ({len(text):,} characters; a recipe is "
+                             f"under {MAX_RECIPE_BYTES:,})")
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
             raise InputError(f"the recipe is not valid JSON: {e}") from None
+        except RecursionError:  # "[[[[..." : the decoder gives up on deep nesting
+            raise InputError("the recipe is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict) or data.get("langarith_recipe") != 1:
             raise InputError("not a langarith recipe (missing \"langarith_recipe\": 1)")
         return cls.from_dict({k: v for k, v in data.items() if k != "langarith_recipe"})
@@ -84,14 +90,25 @@ class Recipe:
                 raise InputError(f"recipe field {name!r} has the wrong type")
         for name in ("lam", "seed"):
             v = getattr(r, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
                 raise InputError(f"recipe field {name!r} must be a finite number")
-        if r.density is not None and (not isinstance(r.density, (int, float)) or not 0 < r.density <= 1):
+        if not float(r.seed).is_integer() or not 0 <= r.seed < 2**63:
+            raise InputError("recipe field 'seed' must be a whole number in [0, 2^63)")
+        r.seed = int(r.seed)
+        if r.density is not None and (isinstance(r.density, bool) or not isinstance(r.density, (int, float))
+                                      or not 0 < r.density <= 1):
             raise InputError("recipe field 'density' must lie in (0, 1]")
         for c, w in r.weights.items():
             if not isinstance(c, str) or isinstance(w, bool) or not isinstance(w, (int, float)):
                 raise InputError("recipe weights must map language codes to numbers")
         return r
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int with hundreds of digits
+        return False
 
 
 def from_query(params: dict[str, str]) -> Recipe:
@@ -118,8 +135,8 @@ def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:
     """Write ``out/merged_adapter/`` (loads with ``adapters``' ``load_adapter``), its zip, and
     ``out/recipe.json``."""
     out = Path(out)
+    merge = recipe.merge(stack)  # validate first: a refused recipe leaves no folder behind
     out.mkdir(parents=True, exist_ok=True)
-    merge = recipe.merge(stack)
     folder = stack.save_merged(merge, out / "merged_adapter")
     (out / "recipe.json").write_text(recipe.to_json() + "\n", encoding="utf-8")
     shutil.copy(out / "recipe.json", folder / "recipe.json")

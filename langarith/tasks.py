@@ -17,6 +17,7 @@ from .model import InputError, LanguageStack
 
 MAX_CHARS = 2000  # longer text is cut (with a notice): the encoder reads at most max_length tokens
 MAX_TOKENS = 128
+MASK_WORDS = 32  # mask_a_word picks among this many leading words
 
 
 def clean_text(text: str | None) -> tuple[str, str | None]:
@@ -81,10 +82,39 @@ def classify(stack: LanguageStack, texts: list[str], adapter, task: str | None =
     return probs, [h.float().cpu() for h in out.hidden_states], mask
 
 
-@torch.inference_mode()
+def masked_logits(model, enc: dict, positions: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits at ``positions`` [M, 2] only, through the active language adapter.
+
+    The head is applied by hand in the order of ``adapters``' masked-LM head (its layers, then
+    the invertible adapter in reverse, then the decoder): the library computes logits for every
+    token, and the decoder (vocabulary × hidden) dominates the cost of a short text."""
+    hidden = model.base_model(**enc)[0]
+    h = hidden[positions[:, 0], positions[:, 1]]
+    head = model.heads["mlm"]
+    for i in range(len(head) - 1):
+        h = head[i](h)
+    inv = model.base_model.get_invertible_adapter()
+    if inv is not None:
+        h = inv(h.unsqueeze(0), rev=True).squeeze(0)  # NICE splits the last dim of [B, T, H]
+    return head[len(head) - 1](h)
+
+
 def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tuple[str, float]]:
     """Top-k tokens for the first mask in ``text``, from the MLM head over the language adapter
-    alone (this runs the invertible adapter forward at the input and in reverse before the head)."""
+    alone (this runs the invertible adapter forward at the input and in reverse before the head).
+    A single language's answer does not depend on λ and is cached."""
+    if isinstance(adapter, str):
+        return list(_fill_mask_cached(stack, text, adapter, k))
+    return _fill_mask(stack, text, adapter, k)
+
+
+@lru_cache(maxsize=512)
+def _fill_mask_cached(stack, text, adapter, k):
+    return tuple(_fill_mask(stack, text, adapter, k))
+
+
+@torch.inference_mode()
+def _fill_mask(stack: LanguageStack, text: str, adapter, k: int) -> list[tuple[str, float]]:
     mask = stack.tokenizer.mask_token
     if mask not in text:
         raise InputError(f"the fill-mask text needs a {mask} token")
@@ -92,8 +122,9 @@ def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tupl
     pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
     if len(pos) == 0:
         raise InputError(f"the {mask} token was cut off: put it earlier in the text")
+    first = torch.tensor([[0, int(pos[0, 0])]], device=stack.device)
     with stack.use(adapter, None) as model:
-        logits = model(**enc, head="mlm").logits[0, pos[0, 0]]
+        logits = masked_logits(model, enc, first)[0]
     probs = logits.float().softmax(-1)
     top = probs.topk(k)
     tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
@@ -107,7 +138,8 @@ def mask_a_word(text: str, mask: str = "<mask>") -> str:
     words = text.split()
     if not words:
         return text
-    i = max(range(len(words)), key=lambda j: len(words[j].strip(".,;:!?")))
+    # Among the first words only: the probe must survive the cut to MAX_CHARS / MAX_TOKENS.
+    i = max(range(min(len(words), MASK_WORDS)), key=lambda j: len(words[j].strip(".,;:!?")))
     core = words[i].strip(".,;:!?")
     words[i] = words[i].replace(core, mask, 1) if core else mask
     return " ".join(words)

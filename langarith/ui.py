@@ -297,7 +297,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
             gr.Warning(f"ignored the link's parameters: {e}")
             return gr.update(), gr.update(), gr.update(), f"Link ignored: {e}"
 
-    with gr.Blocks(title="langarith: language arithmetic") as demo:
+    # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
+    with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
         gr.Markdown("# langarith: language arithmetic for MAD-X adapters")
         gr.Markdown(INTRO)
         gr.Markdown(f"Bundle: **{bundle.name}** · task: **{task.title if task else 'fill-mask only'}**"

@@ -259,3 +259,26 @@ def test_geometry_of_a_linear_merge_is_linear_in_lambda(stack):
     m = interpolate(a, b, 0.5)
     k = next(k for k in a if "invertible" in k)
     assert torch.allclose(m[k], 0.5 * a[k] + 0.5 * b[k])
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.35, 1.0, 1.4])
+def test_linear_geometry_from_pair_statistics_equals_the_direct_one(lam):
+    from langarith.arithmetic import linear_merge_geometry, merge_geometry, pair_statistics
+
+    a, b = rand_sd(1), rand_sd(2)
+    fast = linear_merge_geometry(pair_statistics(a, b), lam)
+    slow = merge_geometry(a, b, {k: lam * a[k] + (1 - lam) * b[k] for k in a})
+    for f, s_ in zip(sorted(fast, key=str), sorted(slow, key=str)):
+        for key in ("dist_to_A", "dist_to_B", "cos_AB"):
+            assert f[key] == pytest.approx(s_[key], rel=1e-6, abs=1e-9)  # fp32 merged tensor
+
+
+def test_fill_mask_logits_at_the_mask_equal_the_library_head(stack):
+    """tasks.masked_logits applies the head by hand (mask position only): same as adapters' head."""
+    text = "insert a <mask> into the cell"
+    enc = stack.tokenizer([text], return_tensors="pt")
+    pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()[0, 0]
+    with stack.use({"en": 0.4, "es": 0.6}) as model, torch.no_grad():
+        fast = tasks.masked_logits(model, dict(enc), torch.tensor([[0, int(pos)]]))[0]
+        full = model(**enc, head="mlm").logits[0, pos]
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)

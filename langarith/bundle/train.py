@@ -97,16 +97,11 @@ def mask_tokens(ids: torch.Tensor, tokenizer, gen: torch.Generator, p: float = 0
 
 
 def mlm_logits(model, inputs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Vocabulary logits at ``positions`` [M, 2] only, through the active language adapter."""
-    hidden = model.base_model(input_ids=inputs, attention_mask=torch.ones_like(inputs))[0]
-    h = hidden[positions[:, 0], positions[:, 1]]
-    head = model.heads["mlm"]
-    for i in range(len(head) - 1):
-        h = head[i](h)
-    inv = model.base_model.get_invertible_adapter()
-    if inv is not None:
-        h = inv(h.unsqueeze(0), rev=True).squeeze(0)  # NICE splits the last dim of [B, T, H]
-    return head[len(head) - 1](h)
+    """Vocabulary logits at ``positions`` [M, 2] only (packed rows have no padding)."""
+    from ..tasks import masked_logits
+
+    return masked_logits(model, {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)},
+                         positions)
 
 
 def mlm_loss(model, inputs: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor):
