@@ -390,31 +390,34 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         inputs = [target, source, lam, text, mask_text]
         method_inputs = [method, weights_text, density, seed, extrapolate]
         outputs = [head, *preds, fill_a, fill_m, fill_b, geometry, hidden]
+        sweep_out = [sweep_plot, sweep_note]
+        target_out = [source, example, text, mask_text, setting]
+        # Events that only serve the page itself are "private"; the rest are API endpoints.
+        page_only = dict(api_visibility="private")
         run = dict(fn=on_compare_recipe, inputs=inputs + method_inputs, outputs=outputs,
-                   api_name=False)
+                   api_name="refresh", **page_only)
 
-        def chain(event, **kw):
-            return event.then(**run)
-
-        chain(target.change(on_target, [target, source, link_note],
-                            [source, example, text, mask_text, setting], api_name="set_target"))
-        target.input(lambda: "", None, link_note, api_name=False)  # a person's pick ends the link's say
-        target.change(on_sweep_tab, [target, source], [sweep_plot, sweep_note], api_name=False)
+        target.change(on_target, [target, source, link_note], target_out,
+                      api_name="set_target").then(**run)
+        target.change(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
+        target.input(lambda: "", None, link_note, api_name="clear_link", **page_only)
         lam.release(on_compare_recipe, inputs + method_inputs, outputs, api_name="compare_recipe",
                     trigger_mode="always_last")
         linear_api.click(on_compare, inputs, outputs, api_name="compare")
         source.input(**run)
-        source.input(on_sweep_tab, [target, source], [sweep_plot, sweep_note], api_name=False)
-        for comp in (method, extrapolate):
+        source.input(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
+        for comp in (method, extrapolate):  # extrapolation widens the slider to [-1, 2]
             comp.change(lambda ext: gr.update(minimum=-1 if ext else 0, maximum=2 if ext else 1),
-                        extrapolate, lam, api_name=False).then(**run)
-        for comp in (density, weights_text, seed):
-            (comp.release if comp is density else comp.submit)(**run)
-        chain(example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example, [text, mask_text],
-                            api_name=False))
-        chain(text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text, api_name=False))
+                        extrapolate, lam, api_name="lam_range", **page_only).then(**run)
+        density.release(**run)
+        weights_text.submit(**run)
+        seed.submit(**run)
+        example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example, [text, mask_text],
+                      api_name="pick_example", **page_only).then(**run)
+        text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text,
+                    api_name="mask_probe", **page_only).then(**run)
         mask_text.submit(**run)
-        run_sweep.click(on_run_sweep, [target, source], [sweep_plot, sweep_note], api_name="sweep")
+        run_sweep.click(on_run_sweep, [target, source], sweep_out, api_name="sweep")
         sim_row.change(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity")
         rank.click(on_rank, target, [rank_note, source], api_name="rank_sources")
         export.click(on_export, [target, source, lam] + method_inputs,
@@ -423,11 +426,13 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                       [target, source, lam, method, weights_text, density, seed, extrapolate, load_note],
                       api_name="load_recipe").then(**run)
 
-        load = demo.load(on_url, None, [target, source, lam, link_note], api_name=False)
-        chain(load.then(on_target, [target, source, link_note],
-                        [source, example, text, mask_text, setting], api_name=False))
-        load.then(on_sweep_tab, [target, source], [sweep_plot, sweep_note], api_name=False)
-        demo.load(on_similarity, sim_row, [sim_plot, gain_plot], api_name=False)
+        load = demo.load(on_url, None, [target, source, lam, link_note], api_name="from_link",
+                         **page_only)
+        load.then(on_target, [target, source, link_note], target_out, api_name="target_on_load",
+                  **page_only).then(**run)
+        load.then(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
+        demo.load(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity_on_load",
+                  **page_only)
     return demo
 
 
