@@ -9,9 +9,16 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +33,21 @@ def stack(tiny_bundle):
     from langarith.model import LanguageStack
 
     return LanguageStack(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def app_url(stack):
+    """The page on the tiny bundle, launched once, queued as ``cli.launch_app`` queues it."""
+    from langarith.ui import build_demo
+
+    demo = build_demo(stack).queue(default_concurrency_limit=4)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
+                quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 @pytest.fixture

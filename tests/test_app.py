@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -13,31 +12,11 @@ PT_TEXT = "insira uma fórmula na célula"
 PT_MASK = "insira uma <mask> na célula"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app(stack):
-    from langarith.ui import build_demo
-
-    demo = build_demo(stack).queue()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
-                quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
+def client(app_url):
     from gradio_client import Client
 
-    return Client(app, verbose=False)
+    return Client(app_url, verbose=False)
 
 
 def confidences(label_update) -> dict[str, float]:

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import sys
 import threading
 import types
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import conftest
 from langarith import analysis, cli, share, tasks
 from langarith.arithmetic import MergeError
 from langarith.model import BundleError, InputError, LanguageStack, Merge
@@ -33,31 +33,11 @@ REFUSED = (InputError, MergeError, BundleError)
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app(stack):
-    from langarith.ui import build_demo
-
-    demo = build_demo(stack).queue(default_concurrency_limit=4)  # as cli.launch_app
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
-                quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
+def client(app_url):
     from gradio_client import Client
 
-    return Client(app, verbose=False)
+    return Client(app_url, verbose=False)
 
 
 def compare(client, lam=0.45, target="pt", source="es", text=PT_TEXT, mask=PT_MASK):
@@ -253,7 +233,7 @@ def test_bad_lambda_cli(capsys, tiny_bundle, tmp_path, lam, msg):
     assert rc == 0 and out["formula"] == "merged = 0.20·en + 0.80·es", err
 
 
-def test_bad_lambda_through_the_page(client, app):
+def test_bad_lambda_through_the_page(client, app_url):
     """gradio_client will not even encode NaN/±inf (JSON has none); a hostile caller can, over raw
     HTTP: NaN passes Gradio's slider check and is refused by ours; ±inf and out-of-range values
     are refused by the slider; a string fails inside Gradio's slider with no message of ours."""
@@ -262,7 +242,7 @@ def test_bad_lambda_through_the_page(client, app):
     app_error(client, lambda: compare(client, -0.1), "less than minimum value 0")
     import httpx
 
-    url = f"{app}gradio_api/call/compare"
+    url = f"{app_url}gradio_api/call/compare"
     for raw, msg in (("NaN", "λ must be a finite number, got nan"),
                      ("Infinity", "Value inf is greater than maximum value 1"),
                      ("-Infinity", "Value -inf is less than minimum value 0"),
@@ -395,7 +375,7 @@ def test_broken_bundle_through_the_cli_and_app_start(tiny_bundle, tmp_path, caps
     cli_refuses(capsys, "adapters/es/adapter.safetensors is corrupt or truncated",
                 "predict", "--bundle", bundle, "--target", "pt")
     with pytest.raises(SystemExit, match=r"^error: .*adapters/es/adapter.safetensors is corrupt"):
-        cli.launch_app(["--bundle", str(bundle), "--port", str(free_port())])
+        cli.launch_app(["--bundle", str(bundle), "--port", str(conftest.free_port())])
 
 
 # --- hostile files: pickles that run code -------------------------------------------------------

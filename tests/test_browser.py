@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 
@@ -16,28 +15,8 @@ SCREENSHOT = "/tmp/langarith-page.png"
 TIMEOUT = 60_000  # ms; the first load runs set_target then compare on 2 shared cores
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url(stack):
-    from langarith.ui import build_demo
-
-    demo = build_demo(stack).queue()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
-                quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def page(url):
+def page(app_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -45,7 +24,7 @@ def page(url):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(TIMEOUT)
-            page.goto(url, wait_until="domcontentloaded")
+            page.goto(app_url, wait_until="domcontentloaded")
             yield page
         finally:
             browser.close()

@@ -7,7 +7,6 @@ p50/p95 latency are printed and written to ``load.json`` in the test's tmp dir."
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import threading
 import time
@@ -21,26 +20,6 @@ N_REQUESTS = 200
 TIMEOUT_S = 60  # per request: the loop is bounded even if the server stalls
 PAIRS = [("pt", "es"), ("pt", "de"), ("nl", "de"), ("nl", "es"), ("es", "en"), ("es", "de"),
          ("de", "en"), ("de", "es"), ("en", "es"), ("en", "de")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app(stack):
-    from langarith.ui import build_demo
-
-    demo = build_demo(stack).queue(default_concurrency_limit=4)  # as cli.launch_app
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
-                quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
 
 
 def workload(stack) -> list[tuple]:
@@ -62,14 +41,14 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def test_sixteen_clients_two_hundred_requests(stack, app, tmp_path):
+def test_sixteen_clients_two_hundred_requests(stack, app_url, tmp_path):
     from gradio_client import Client
 
-    assert app.startswith("http://127.0.0.1:")
+    assert app_url.startswith("http://127.0.0.1:")
     reqs = workload(stack)
 
     # 1. each request alone, serially, through the same API
-    alone = Client(app, verbose=False)
+    alone = Client(app_url, verbose=False)
     t0 = time.perf_counter()
     serial_lat, refs = [], []
     for r in reqs:
@@ -82,7 +61,7 @@ def test_sixteen_clients_two_hundred_requests(stack, app, tmp_path):
     assert len(merged) == N_REQUESTS, "references must be distinct for the comparison to mean anything"
 
     # 2. the same requests from 16 clients at once (client t sends requests t, t+16, t+32...)
-    clients = [Client(app, verbose=False) for _ in range(N_CLIENTS)]
+    clients = [Client(app_url, verbose=False) for _ in range(N_CLIENTS)]
     answers: dict[int, tuple] = {}
     latency: dict[int, float] = {}
     errors: list[str] = []

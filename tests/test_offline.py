@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import conftest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 GUARD = r'''
@@ -122,12 +124,6 @@ OFFLINE_SETTINGS = ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE", "HF_HUB_DISABL
                     "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DO_NOT_TRACK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def records(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -177,7 +173,7 @@ def test_build_demo_is_offline_without_the_environment_setting(stack, guard, mon
         m.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)
         m.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
         demo = build_demo(stack).queue()
-        port = free_port()
+        port = conftest.free_port()
         demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
                     quiet=True)
     try:
@@ -196,7 +192,7 @@ def test_app_start_and_full_interaction_stay_on_loopback(tiny_bundle, tmp_path, 
     import httpx
     from gradio_client import Client, handle_file
 
-    port = free_port()
+    port = conftest.free_port()
     record = tmp_path / "server-record.jsonl"
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_SETTINGS and "proxy" not in k.lower()}
     env.update(PYTHONPATH=str(ROOT), LANGARITH_BUNDLE=str(tiny_bundle), GRADIO_SERVER_NAME="127.0.0.1",

@@ -3,19 +3,14 @@ fill-mask only for xlmr, driven through gradio_client like a person's browser wo
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+import conftest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _value(update):
@@ -40,7 +35,7 @@ def test_page_serves_hub_profiles(hub_cache, profile, target, source):
 
     stack = LanguageStack(profiles.load_profile(profile, cache_dir=hub_cache), device="cpu")
     demo = build_demo(stack).queue()
-    port = _free_port()
+    port = conftest.free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -1,0 +1,1 @@
+"""Benchmarks of langarith: ``PYTHONPATH=. .venv/bin/python benchmarks/run.py [--quick]``."""

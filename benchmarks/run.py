@@ -1,0 +1,920 @@
+"""Benchmarks of langarith; writes benchmarks/RESULTS.md.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/RESULTS.md]
+
+1. merge latency of the live slot (``LanguageStack.write_merge``) at three adapter sizes, against a
+   flat ``torch.lerp`` over the same floats, ``base_model.average_adapter`` and a per-module
+   ``load_state_dict`` loop (all timed interleaved, in the same run, so ratios are comparable);
+2. predict latency on the shipped bundle (``tasks.compare`` cold / warm, ``tasks.classify`` × 32);
+3. slider release → updated predictions and plots, in Debian chromium driven by playwright;
+4. app start (``python app.py``) → the page's #formula filled;
+5. RSS of the app process after start and after 20 interactions.
+
+Every figure is a median with its p10–p90 spread and n. The machine may be shared: medians, and
+ratios taken within one run, are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", message=".*HTTP_422_UNPROCESSABLE_ENTITY.*")  # gradio 6.17 noise
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "assets" / "bundle"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+TARGET_MERGE_VS_LERP = 1.3  # live slot median ≤ 1.3 × flat lerp
+TARGET_MERGE_VS_AVERAGE = 20.0  # live slot ≥ 20 × faster than average_adapter
+TARGET_SLIDER_S = 0.3  # slider release → new predictions and plots
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+@dataclass
+class Stat:
+    """Seconds per call."""
+
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+    @property
+    def p10(self) -> float:
+        return percentile(self.samples, 0.10)
+
+    @property
+    def p90(self) -> float:
+        return percentile(self.samples, 0.90)
+
+    def fmt(self, unit: str = "ms") -> str:
+        if unit == "ms" and self.median < 1e-4:
+            unit = "µs"
+        f = {"ms": 1e3, "s": 1.0, "µs": 1e6}[unit]
+        d = 3 if unit == "s" else (3 if self.median * f < 10 else 1)
+        return (f"{self.median * f:.{d}f} {unit} ({self.p10 * f:.{d}f}–{self.p90 * f:.{d}f}, "
+                f"n={self.n})")
+
+    def to_json(self) -> dict:
+        return {"median": self.median, "p10": self.p10, "p90": self.p90, "n": self.n}
+
+
+def timed(fn, *args, **kwargs) -> float:
+    t = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t
+
+
+# --- 1. merge latency ----------------------------------------------------------------------------
+
+
+def adapter_modules(model, names: list[str]) -> list[tuple]:
+    """(module[name] for name in names) for every ModuleDict holding all of them: the per-layer
+    bottleneck adapters and the invertible adapter of a MAD-X language adapter."""
+    out = []
+    for _, mod in model.named_modules():
+        if isinstance(mod, torch.nn.ModuleDict) and all(n in mod for n in names):
+            out.append(tuple(mod[n] for n in names))
+    return out
+
+
+def state_dict_merge(triples: list[tuple], lam: float) -> None:
+    """The reference code's way: λA + (1−λ)B per tensor into a new dict, load_state_dict per module."""
+    for ma, mb, mm in triples:
+        sa, sb = ma.state_dict(), mb.state_dict()
+        mm.load_state_dict({k: lam * sa[k] + (1 - lam) * sb[k] for k in sa})
+
+
+@dataclass
+class MergeResult:
+    name: str
+    params: int
+    tensors: int
+    stats: dict[str, Stat]
+    max_abs_diff: dict[str, float]  # each alternative's result vs the live slot at the last λ
+
+    @property
+    def bytes_moved(self) -> int:
+        return 3 * self.params * 4  # read A, read B, write M; fp32
+
+    def gbps(self, key: str) -> float:
+        return self.bytes_moved / self.stats[key].median / 1e9
+
+    def ratio(self, key: str) -> float:
+        """Median of ``key`` / median of the live slot."""
+        return self.stats[key].median / self.stats["slot"].median
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "params": self.params, "tensors": self.tensors,
+                "bytes_moved": self.bytes_moved,
+                "stats": {k: s.to_json() for k, s in self.stats.items()},
+                "max_abs_diff": self.max_abs_diff}
+
+
+def reference_model(stack, a: str, b: str):
+    """A separate plain ``adapters`` model with the same two language adapters, loaded by the library."""
+    from adapters import BertAdapterModel
+
+    bundle = stack.bundle
+    model = BertAdapterModel.from_pretrained(str(bundle.base_path()))
+    for code in (a, b):
+        model.load_adapter(str(bundle.path(bundle.languages[code].adapter)), load_as=code,
+                           set_active=False, use_safetensors=True)
+    model.add_adapter("m_lsd", config=model.adapters_config.get(a))
+    return model.eval().requires_grad_(False)
+
+
+def lambdas(n: int):
+    """λ values in (0, 1) that differ on every call."""
+    return [0.05 + 0.9 * ((i * 0.6180339887) % 1.0) for i in range(n)]
+
+
+def bench_merge(stack, name: str, repeats: int, fast_per_round: int = 5, warmup: int = 2,
+                a: str | None = None, b: str | None = None) -> MergeResult:
+    """Time the four ways of writing λA + (1−λ)B, interleaved round by round.
+
+    Each round: ``fast_per_round`` calls of the live slot and of the flat lerp, one call of
+    ``average_adapter`` and one of the load_state_dict loop. ``repeats`` rounds in all.
+    """
+    from langarith.model import _language_params
+
+    langs = stack.bundle.adapter_languages()
+    a = a or stack.bundle.task_language
+    b = b or next(c for c in langs if c != a)
+    n = stack.slot.flat.numel()
+    tensors = len(stack.slot.keys)
+    ref = reference_model(stack, a, b)
+    triples = adapter_modules(ref.base_model, [a, b, "m_lsd"])
+    gen = torch.Generator().manual_seed(0)
+    fa, fb, fm = (torch.randn(n, generator=gen) for _ in range(3))
+
+    def slot(lam):
+        with stack.lock:
+            stack.write_merge({a: lam, b: 1.0 - lam})
+
+    def flat(lam):
+        torch.lerp(fb, fa, lam, out=fm)
+
+    def average(lam):
+        ref.base_model.average_adapter("m", [a, b], weights=[lam, 1.0 - lam],
+                                       normalize_weights=False, overwrite_ok=True)
+
+    def lsd(lam):
+        with torch.no_grad():
+            state_dict_merge(triples, lam)
+
+    fns = {"slot": slot, "flat_lerp": flat, "average_adapter": average, "load_state_dict": lsd}
+    stats = {k: Stat() for k in fns}
+    lams = iter(lambdas(10 * (repeats * (2 * fast_per_round + 2) + 4 * warmup) + 10))
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn(next(lams))
+    for r in range(repeats):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))  # no fixed position in a round
+        for k in order:
+            for _ in range(fast_per_round if k in ("slot", "flat_lerp") else 1):
+                stats[k].samples.append(timed(fns[k], next(lams)))
+
+    # correctness: every way gives the same merge at one λ
+    lam = 0.3
+    slot(lam)
+    average(lam)
+    lsd(lam)
+    want = {k: v for k, v in stack.slot.state_dict().items()}
+    diffs = {}
+    for key, adapter in (("average_adapter", "m"), ("load_state_dict", "m_lsd")):
+        got = _language_params(ref, adapter)
+        if set(got) != set(want):
+            diffs[key] = float("inf")
+            continue
+        diffs[key] = max(float((got[k].detach() - want[k]).abs().max()) for k in want)
+    del ref, triples
+    gc.collect()
+    return MergeResult(name=name, params=n, tensors=tensors, stats=stats, max_abs_diff=diffs)
+
+
+# --- 2. predict latency --------------------------------------------------------------------------
+
+
+def page_defaults(stack) -> tuple[str, str, str]:
+    """(target, source, text) as the page starts: the first zero-shot target, its first example."""
+    from langarith import tasks
+
+    langs = stack.bundle.languages
+    target = next((c for c in langs if not langs[c].has_adapter), next(iter(langs)))
+    source = tasks.suggested_source(stack, target)
+    text = (langs[target].examples or ("a short text",))[0]
+    return target, source, text
+
+
+def bench_predict(stack, repeats: int) -> dict[str, Stat]:
+    from langarith import tasks
+
+    target, source, text = page_defaults(stack)
+    mask_text = tasks.mask_a_word(text)
+    lams = iter(lambdas(20 * repeats + 50))
+    stats: dict[str, Stat] = {}
+
+    def run(key, fn, n=repeats):
+        stats[key] = Stat()
+        for _ in range(n):
+            stats[key].samples.append(timed(fn))
+
+    tasks.compare(stack, text, target, source, 0.5, mask_text=mask_text)  # warm-up (first forward)
+
+    def cold():
+        tasks._single.cache_clear()
+        tasks.compare(stack, text, target, source, next(lams))
+
+    run("compare_cold", cold)
+    run("compare_warm", lambda: tasks.compare(stack, text, target, source, next(lams)))
+    run("compare_warm_fill_mask",
+        lambda: tasks.compare(stack, text, target, source, next(lams), mask_text=mask_text))
+
+    a = tasks.baseline_language(stack, target)
+    try:
+        rows = tasks.load_eval(stack, target)
+        texts = [r["text"] for r in rows]
+    except Exception:  # noqa: BLE001 - a bundle without eval files
+        texts = []
+    texts = texts or list(stack.bundle.languages[target].examples) or [text]
+    batch = (texts * (32 // len(texts) + 1))[:32]
+    tasks.classify(stack, batch, {a: 0.5, source: 0.5})
+    run("classify_32", lambda: tasks.classify(stack, batch, {a: (lam := next(lams)), source: 1 - lam}))
+    return stats
+
+
+# --- 3-5. browser ---------------------------------------------------------------------------------
+
+# Installed once per page: the time of the slider's release (range pointerup, or the number box's
+# blur, which is what fires the slider's release event) and the value released.
+JS_LISTENERS = """() => {
+  if (window.__bench) return;
+  const B = window.__bench = {t0: null, lam: null, tf: null, t1: null, t1paint: null, obs: null};
+  const mark = (e) => {
+    const t = e.target;
+    if (!(t instanceof HTMLInputElement) || !t.closest('#lam')) return;
+    if (e.type === 'pointerup' && t.type !== 'range') return;
+    if (e.type === 'blur' && t.type !== 'number') return;
+    B.t0 = performance.now();
+    B.lam = parseFloat(t.value);
+  };
+  document.addEventListener('pointerup', mark, true);
+  document.addEventListener('blur', mark, true);
+}"""
+
+# Armed before each move: when #formula, the merged label and both plot titles show the released λ,
+# record the time (DOM updated) and the next animation frame (painted).
+JS_ARM = """() => {
+  const B = window.__bench;
+  B.t0 = null; B.lam = null; B.tf = null; B.t1 = null; B.t1paint = null;
+  if (B.obs) B.obs.disconnect();
+  const done = () => {
+    if (B.lam === null || B.t1 !== null) return false;
+    const v = B.lam.toFixed(2);
+    const txt = (sel) => (document.querySelector(sel)?.textContent || '');
+    if (!txt('#formula').includes('merged = ' + v + '·')) return false;
+    if (B.tf === null) B.tf = performance.now();
+    return txt('#pred-merged').includes('λ = ' + v)
+      && txt('#geometry .gtitle').includes('λ=' + v)
+      && txt('#hidden .gtitle').includes('λ=' + v);
+  };
+  B.obs = new MutationObserver(() => {
+    if (!done()) return;
+    B.t1 = performance.now();
+    B.obs.disconnect();
+    requestAnimationFrame(() => { B.t1paint = performance.now(); });
+  });
+  B.obs.observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def current_lambda(page) -> float:
+    return float(page.locator("#lam input[type=number]").input_value())
+
+
+def wait_first_render(page, timeout_ms: int = 120_000) -> None:
+    page.wait_for_function(
+        "() => (document.querySelector('#formula')?.textContent || '').includes('merged =')"
+        " && !!document.querySelector('#hidden .gtitle')", timeout=timeout_ms)
+
+
+def move_slider(page, lam: float, how: str) -> dict[str, float] | None:
+    """Release the slider at ``lam``; {"lam": λ released, "formula": s to #formula updated, "dom":
+    s to formula + merged label + both plots updated, "paint": s to the next animation frame after
+    that}, or None when the released value equals the current one (nothing to wait for)."""
+    before = current_lambda(page)
+    page.evaluate(JS_ARM)
+    if how == "drag":
+        rng = page.locator("#lam input[type=range]")
+        box = rng.bounding_box()
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + box["width"] * before, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * lam, y, steps=4)
+        page.mouse.up()
+    else:  # type the value into the number box and leave it: the slider's release event
+        num = page.locator("#lam input[type=number]")
+        num.fill(f"{lam:g}")
+        num.press("Tab")
+    released = page.evaluate("() => window.__bench.lam")
+    if released is None or abs(released - before) < 1e-9:
+        page.evaluate("() => window.__bench.obs && window.__bench.obs.disconnect()")
+        if released is not None:
+            page.wait_for_timeout(1500)  # let a same-value request settle before the next move
+        return None
+    page.wait_for_function("() => window.__bench.t1paint !== null", timeout=60_000)
+    t = page.evaluate("() => window.__bench")
+    return {"lam": released, "formula": (t["tf"] - t["t0"]) / 1e3, "dom": (t["t1"] - t["t0"]) / 1e3,
+            "paint": (t["t1paint"] - t["t0"]) / 1e3}
+
+
+def slider_targets(n: int) -> list[float]:
+    """Grid values (step 0.05) that jump around and never repeat the previous one."""
+    grid = [round(0.05 * i, 2) for i in range(1, 20)]
+    out, i = [], 0
+    while len(out) < n:
+        v = grid[(i * 7) % len(grid)]
+        i += 1
+        if not out or v != out[-1]:
+            out.append(v)
+    return out
+
+
+def drive_slider(page, n: int, how: str) -> dict:
+    """``n`` slider releases; {"formula"|"dom"|"paint": Stat, "skipped": moves that changed nothing}."""
+    out = {"formula": Stat(), "dom": Stat(), "paint": Stat(), "skipped": 0}
+    targets = iter(slider_targets(3 * n + 5))
+    while out["dom"].n < n:
+        try:
+            lam = next(targets)
+        except StopIteration:
+            break
+        got = move_slider(page, lam, how)
+        if got is None:
+            out["skipped"] += 1
+            continue
+        for k in ("formula", "dom", "paint"):
+            out[k].samples.append(got[k])
+    return out
+
+
+@contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, url: str, timeout_ms: int = 120_000):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(timeout_ms)
+    page.goto(url, wait_until="domcontentloaded")
+    return page
+
+
+def descendants_cpu(name_part: str) -> float:
+    """CPU seconds (user + system) used so far by this process's descendants whose name contains
+    ``name_part`` (Linux /proc; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        f = raw[raw.rindex(")") + 2:].split()
+        procs[int(d.name)] = (int(f[1]), comm, (int(f[11]) + int(f[12])) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        _, comm, cpu = procs[pid]
+        if name_part in comm:
+            total += cpu
+        todo += children.get(pid, [])
+    return total
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def slider_release_fn(demo):
+    """The event function that the #lam slider's release runs (a gradio BlockFunction), or None."""
+    ids = [i for i, blk in demo.blocks.items() if getattr(blk, "elem_id", None) == "lam"]
+    for f in demo.fns.values():
+        for target in getattr(f, "targets", ()):
+            if ids and tuple(target)[:2] == (ids[0], "release"):
+                return f
+    return None
+
+
+def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> dict:
+    """Slider release → new predictions and plots, against the app launched in this process; and,
+    to see where the time goes, the page's compare handler called directly and through
+    ``gradio_client`` (server + transport, no browser)."""
+    from langarith import tasks
+    from langarith.ui import build_demo
+
+    demo = build_demo(stack).queue()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
+                quiet=True)
+    out: dict = {}
+    try:
+        target, source, text = page_defaults(stack)
+        mask_text = tasks.mask_a_word(text)
+        grid = slider_targets(api_calls + 1)
+        handler = next((f.fn for f in demo.fns.values() if getattr(f, "api_name", None) == "compare"),
+                       None)
+        release_fn = slider_release_fn(demo)
+        if handler is not None and api_calls:
+            for lam in (0.5, 0.45, 0.55):  # the first calls are slow (lazy imports, first shapes)
+                handler(target, source, lam, text, mask_text)
+            out["handler"] = Stat([timed(handler, target, source, lam, text, mask_text)
+                                   for lam in grid[1:]])
+        if api_calls:
+            from gradio_client import Client
+
+            client = Client(url, verbose=False)
+            client.predict(target, source, 0.5, text, mask_text, api_name="/compare")
+            out["api"] = Stat([timed(client.predict, target, source, lam, text, mask_text,
+                                     api_name="/compare") for lam in grid[1:]])
+        in_server = Stat()
+        if release_fn is not None:  # time the slider's handler as Gradio runs it, during the moves
+            import functools
+
+            inner = release_fn.fn
+
+            @functools.wraps(inner)
+            def timed_handler(*args, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    in_server.samples.append(time.perf_counter() - t)
+
+            release_fn.fn = timed_handler
+        with chromium() as browser:
+            page = new_page(browser, url)
+            wait_first_render(page)
+            page.evaluate(JS_LISTENERS)
+            if moves:
+                in_server.samples.clear()
+                c0, p0 = descendants_cpu("chrom"), self_cpu()
+                out["drag"] = drive_slider(page, moves, "drag")
+                n_moves = out["drag"]["dom"].n + out["drag"]["skipped"]
+                out["cpu_per_move"] = {"chromium": (descendants_cpu("chrom") - c0) / n_moves,
+                                       "app": (self_cpu() - p0) / n_moves}
+                out["handler_in_server"] = Stat(list(in_server.samples))
+            if typed:
+                out["typed"] = drive_slider(page, typed, "typed")
+            out["errors"] = page.locator(".toast-body.error").count()
+            page.close()
+    finally:
+        demo.close()
+    return out
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, bytes (Linux /proc)."""
+    mem = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, val = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            mem[key] = int(val.split()[0]) * 1024
+    return mem
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited with {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
+
+
+def bench_app(starts: int, interactions: int, logdir: Path) -> dict:
+    """``python app.py`` from process start to #formula filled in chromium; the first start also
+    gets ``interactions`` slider releases and RSS readings."""
+    stats = {"http": Stat(), "formula": Stat()}
+    memory: dict[str, dict[str, int]] = {}
+    slider = None
+    env = dict(os.environ, LANGARITH_BUNDLE=str(SHIPPED), GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    with chromium() as browser:
+        for i in range(starts):
+            port = free_port()
+            env["GRADIO_SERVER_PORT"] = str(port)
+            url = f"http://127.0.0.1:{port}/"
+            logf = open(logdir / f"app-{i}.log", "wb")
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=logf,
+                                    stderr=subprocess.STDOUT)
+            try:
+                wait_http(url, proc)
+                stats["http"].samples.append(time.perf_counter() - t0)
+                page = new_page(browser, url)
+                wait_first_render(page)
+                stats["formula"].samples.append(time.perf_counter() - t0)
+                if i == 0:
+                    memory["after start"] = proc_memory(proc.pid)
+                    page.evaluate(JS_LISTENERS)
+                    slider = drive_slider(page, interactions, "drag")
+                    page.wait_for_timeout(500)
+                    memory[f"after {slider['dom'].n} interactions"] = proc_memory(proc.pid)
+                page.close()
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                logf.close()
+    return {"stats": stats, "memory": memory, "slider": slider}
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def _version(mod: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(mod)
+    except Exception:  # noqa: BLE001
+        return "not installed"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = "none"
+    if torch.cuda.is_available():
+        gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        mem = 0
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(), "memory_gb": mem / 2**30, "gpu": gpu,
+        "os": platform.platform(), "loadavg": load,
+        "chromium": _chromium_version(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     **{m: _version(m) for m in ("transformers", "adapters", "gradio", "playwright")}},
+    }
+
+
+def _chromium_version() -> str:
+    try:
+        return subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True,
+                              timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not found"
+
+
+def command_line(argv: list[str]) -> str:
+    py = Path(sys.executable)
+    try:
+        py_s = str(py.relative_to(ROOT))
+    except ValueError:
+        py_s = str(py)
+    script = Path(argv[0]).resolve()
+    try:
+        script_s = str(script.relative_to(ROOT))
+    except ValueError:
+        script_s = str(script)
+    env = "PYTHONPATH=. "
+    if os.environ.get("LANGARITH_CACHE"):
+        env += f"LANGARITH_CACHE={os.environ['LANGARITH_CACHE']} "
+    return f"cd {shlex.quote(str(ROOT))} && {env}{py_s} {script_s} {shlex.join(argv[1:])}".rstrip()
+
+
+def yes(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def merge_section(results: list[MergeResult]) -> list[str]:
+    L = ["## 1. Merge latency of the live slot", "",
+         "`stack.write_merge({a: λ, b: 1−λ})` (under `stack.lock`, λ different on every call) against "
+         "(a) one flat `torch.lerp(B, A, λ, out=M)` over as many floats, (b) "
+         "`model.base_model.average_adapter(\"m\", [a, b], weights=[λ, 1−λ], normalize_weights=False, "
+         "overwrite_ok=True)` on a separate model with the same adapters, (c) a per-module loop that "
+         "computes λA+(1−λ)B per tensor into a new dict and `load_state_dict`s it into each adapter "
+         "module. The four are timed interleaved, round by round, in one process. Bytes moved per "
+         "merge = read A + read B + write M, fp32 = 12 bytes per parameter.", "",
+         "| size | params (tensors) | bytes/merge | live slot | flat lerp (a) | average_adapter (b) "
+         "| load_state_dict loop (c) |",
+         "|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.stats
+        L.append(f"| {r.name} | {r.params:,} ({r.tensors}) | {r.bytes_moved / 1e6:.1f} MB "
+                 f"| {s['slot'].fmt()} | {s['flat_lerp'].fmt()} | {s['average_adapter'].fmt()} "
+                 f"| {s['load_state_dict'].fmt()} |")
+    L += ["", "Implied bandwidth (bytes/merge ÷ median) and ratios of medians (same run):", "",
+          "| size | slot GB/s | flat lerp GB/s | slot ÷ flat lerp | average_adapter ÷ slot "
+          "| load_state_dict ÷ slot | max abs diff vs slot (b, c) |",
+          "|---|---|---|---|---|---|---|"]
+    for r in results:
+        L.append(f"| {r.name} | {r.gbps('slot'):.1f} | {r.gbps('flat_lerp'):.1f} "
+                 f"| {r.ratio('flat_lerp') ** -1:.2f}× | {r.ratio('average_adapter'):.1f}× "
+                 f"| {r.ratio('load_state_dict'):.1f}× "
+                 f"| {r.max_abs_diff.get('average_adapter', float('nan')):.1e}, "
+                 f"{r.max_abs_diff.get('load_state_dict', float('nan')):.1e} |")
+    L += ["", "Targets (from the issue), per size:", ""]
+    for r in results:
+        v_lerp = 1 / r.ratio("flat_lerp")
+        v_avg = r.ratio("average_adapter")
+        L.append(f"- {r.name}: slot within {TARGET_MERGE_VS_LERP}× of the flat lerp: "
+                 f"{v_lerp:.2f}× → {yes(v_lerp <= TARGET_MERGE_VS_LERP)}; "
+                 f"≥ {TARGET_MERGE_VS_AVERAGE:.0f}× faster than average_adapter: {v_avg:.1f}× → "
+                 f"{yes(v_avg >= TARGET_MERGE_VS_AVERAGE)}")
+    L += ["", "At the tiny size a merge moves a few kB: the times there are Python call overhead "
+          "(`write_merge` checks the languages and weights on each call), not memory traffic."]
+    return L + [""]
+
+
+def render(res: dict) -> str:
+    m = res["machine"]
+    v = m["versions"]
+    L = ["# langarith benchmarks", "",
+         f"Generated {res['date']} by `benchmarks/run.py`{' --quick' if res['quick'] else ''} "
+         f"in {res['wall_s']:.0f} s.", "",
+         "Command:", "", "```", res["command"], "```", "",
+         "## Machine", "",
+         f"- CPU: {m['cpu']}, {m['cores']} cores ({m['affinity']} usable, torch threads "
+         f"{m['torch_threads']}), {m['memory_gb']:.1f} GiB RAM",
+         f"- GPU: {m['gpu']} (everything below runs on CPU unless a GPU is listed)",
+         f"- OS: {m['os']}; load average at start {m['loadavg'][0]:.2f}, "
+         f"at end {res['loadavg_end'][0]:.2f} (the machine is shared: read medians and same-run ratios)",
+         f"- python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
+         f"adapters {v['adapters']}, gradio {v['gradio']}, playwright {v['playwright']}, "
+         f"{m['chromium']}", "",
+         "1-minute load average as each part started (2 cores; above ~2 other work competed): "
+         + ", ".join(f"{k} {v:.1f}" for k, v in res.get("load", {}).items()) + ".", "",
+         "All figures: median (p10–p90, n).", ""]
+    if res.get("merge"):
+        L += merge_section(res["merge"])
+    if res.get("predict"):
+        p = res["predict"]
+        L += ["## 2. Predict latency, shipped bundle", "",
+              f"Text: the page's first example (target `{res['predict_setup'][0]}`, source "
+              f"`{res['predict_setup'][1]}`), λ different on every call. *Cold* clears the lru cache "
+              "of the unmerged A/B predictions first (3 forwards); *warm* hits it (1 forward).", "",
+              "| call | latency |", "|---|---|"]
+        names = {"compare_cold": "`tasks.compare` cold (merged + A + B)",
+                 "compare_warm": "`tasks.compare` warm (merged only)",
+                 "compare_warm_fill_mask": "`tasks.compare` warm, with the fill-mask probe (as the page)",
+                 "classify_32": "`tasks.classify`, batch of 32 eval texts, merged adapter"}
+        for k, s in p.items():
+            L.append(f"| {names.get(k, k)} | {s.fmt()} |")
+        L += [f"", f"Shipped bundle load (`LanguageStack('assets/bundle')`, base encoder cached): "
+              f"{res['shipped_load_s']:.1f} s.", ""]
+    if res.get("browser"):
+        b = res["browser"]
+        L += ["## 3. Slider release → updated predictions and plots (real browser)", "",
+              "App launched in this process (`build_demo(LanguageStack('assets/bundle')).queue()"
+              ".launch(prevent_thread_lock=True)`), Debian chromium headless via playwright. Time from "
+              "the slider's release event in the page (range `pointerup`, or the number box's `blur`, "
+              "which fires the same release event) to the moment #formula, the merged label and both "
+              "plot titles show the new λ (DOM), and to the next animation frame (painted).", "",
+              "| how λ was set | #formula updated | + label and both plots (DOM) | next paint |",
+              "|---|---|---|---|"]
+        for how, label in (("drag", "drag the range input and release"),
+                           ("typed", "type into the number box, Tab")):
+            if how in b:
+                d = b[how]
+                L.append(f"| {label} | {d['formula'].fmt('s')} | {d['dom'].fmt('s')} "
+                         f"| {d['paint'].fmt('s')} |")
+        if "drag" in b:
+            med = b["drag"]["paint"].median
+            L += ["", f"Target median ≤ {TARGET_SLIDER_S} s (drag, painted): {med:.3f} s → "
+                  f"{yes(med <= TARGET_SLIDER_S)}. Error toasts seen: {b.get('errors')}."]
+        if "handler" in b or "api" in b:
+            L += ["", "Where the time goes (same app, same inputs, λ different on every call):", "",
+                  "| step | latency |", "|---|---|"]
+            if "handler" in b:
+                L.append(f"| the page's `compare` handler (linear merge) called directly: comparison "
+                         f"with fill-mask, weight geometry, 2 plotly figures | {b['handler'].fmt('s')} |")
+            if "handler_in_server" in b:
+                L.append(f"| the slider's release handler as Gradio ran it during the drags below "
+                         f"(worker thread) "
+                         f"| {b['handler_in_server'].fmt('s')} |")
+            if "api" in b:
+                L.append(f"| `/compare` through `gradio_client` (queue, serialisation, "
+                         f"transport; no browser) | {b['api'].fmt('s')} |")
+            if "drag" in b:
+                L.append(f"| in chromium, release → painted (above) | {b['drag']['paint'].fmt('s')} |")
+            if "cpu_per_move" in b:
+                c = b["cpu_per_move"]
+                L += ["", f"CPU time per drag (means over the drags): chromium {c['chromium']:.2f} s, "
+                      f"this Python process (server + handler + playwright client) {c['app']:.2f} s, "
+                      f"on {os.cpu_count()} cores: the browser and the model compete for the same CPUs."]
+        L.append("")
+    if res.get("app"):
+        a = res["app"]
+        s = a["stats"]
+        L += ["## 4. App start to first page", "",
+              "`python app.py` as a subprocess (LANGARITH_BUNDLE=assets/bundle, GRADIO_SERVER_PORT free "
+              "port); chromium already running; file cache warm.", "",
+              "| from process start to | time |", "|---|---|",
+              f"| the server answering HTTP 200 | {s['http'].fmt('s')} |",
+              f"| #formula filled in the page (first comparison rendered) | {s['formula'].fmt('s')} |",
+              ""]
+        L += ["## 5. Memory of the app process", "",
+              "| when | RSS | peak RSS (VmHWM) |", "|---|---|---|"]
+        for when, mem in a["memory"].items():
+            L.append(f"| {when} | {mem.get('VmRSS', 0) / 2**20:.0f} MiB "
+                     f"| {mem.get('VmHWM', 0) / 2**20:.0f} MiB |")
+        if a.get("slider"):
+            d = a["slider"]
+            L += ["", f"The interactions were slider releases (drag) against this standalone process: "
+                  f"release → painted {d['paint'].fmt('s')} (#formula updated {d['formula'].fmt('s')})."]
+        L.append("")
+    if res.get("errors"):
+        L += ["## Errors", ""] + [f"- {e}" for e in res["errors"]] + [""]
+    return "\n".join(L)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def load_stack(path) -> tuple:
+    from langarith.model import LanguageStack
+
+    t = time.perf_counter()
+    stack = LanguageStack(path, device="cpu")
+    return stack, time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (< 2 minutes)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,browser,app")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    q = args.quick
+    n = dict(merge_rounds=6 if q else 50, predict=3 if q else 25, moves=6 if q else 30, api=4 if q else 20,
+             typed=2 if q else 10, starts=1 if q else 5, interactions=20)
+    t_start = time.perf_counter()
+    res: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+                 "command": command_line([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+                 "errors": []}
+    log(f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores; quick={q}")
+
+    res["load"] = {}
+
+    def guard(part, fn):
+        res["load"][part] = os.getloadavg()[0]
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - keep the other parts; report the failure
+            import traceback
+
+            traceback.print_exc()
+            res["errors"].append(f"{part}: {type(e).__name__}: {e}")
+            return None
+
+    with tempfile.TemporaryDirectory(prefix="langarith-bench-") as tmp:
+        tmp = Path(tmp)
+        merges: list[MergeResult] = []
+        if "merge" not in skip:
+            from langarith.bundle.tiny import build_tiny_bundle
+
+            from benchmarks.xlmr_bundle import build_xlmr_size_bundle
+
+            def tiny():
+                stack, _ = load_stack(build_tiny_bundle(tmp / "tiny"))
+                return bench_merge(stack, "tiny bundle (hidden 32, 2 layers)", n["merge_rounds"])
+
+            def xlmr():
+                log("building the xlm-roberta-base-size bundle")
+                stack, _ = load_stack(build_xlmr_size_bundle(tmp / "xlmr"))
+                r = bench_merge(stack, "xlm-roberta-base MAD-X size (hidden 768, 12 layers)",
+                                n["merge_rounds"])
+                del stack
+                gc.collect()
+                return r
+
+            log("merge: tiny")
+            merges.append(guard("merge tiny", tiny))
+        stack, load_s = None, None
+        if not {"merge", "predict", "browser"} <= skip:
+            log("loading the shipped bundle")
+            stack, load_s = load_stack(SHIPPED)
+            res["shipped_load_s"] = load_s
+        if "merge" not in skip:
+            log("merge: shipped")
+            merges.append(guard("merge shipped", lambda: bench_merge(
+                stack, "shipped bundle (e5-small, hidden 384, 12 layers)", n["merge_rounds"])))
+            log("merge: xlm-r size")
+            merges.append(guard("merge xlm-r size", xlmr))
+            res["merge"] = [r for r in merges if r is not None]
+        if "predict" not in skip:
+            log("predict")
+            res["predict_setup"] = page_defaults(stack)
+            res["predict"] = guard("predict", lambda: bench_predict(stack, n["predict"]))
+        if "browser" not in skip:
+            log("browser, in-process app")
+            res["browser"] = guard("browser", lambda: bench_browser_inprocess(
+                stack, n["moves"], n["typed"], n["api"]))
+        del stack
+        gc.collect()
+        if "app" not in skip:
+            log("app start and memory (subprocess)")
+            logdir = tmp / "logs"
+            logdir.mkdir()
+            res["app"] = guard("app", lambda: bench_app(n["starts"], n["interactions"], logdir))
+    res["wall_s"] = time.perf_counter() - t_start
+    res["loadavg_end"] = os.getloadavg()
+    text = render(res)
+    Path(args.out).write_text(text + "\n", encoding="utf-8")
+    log(f"wrote {args.out} in {res['wall_s']:.0f} s")
+    print(text)
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    sys.exit(main())
