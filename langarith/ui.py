@@ -228,7 +228,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         return plots.sweep_figure(curve, f"{target}: computed now (n = {s['n_dev']} dev, "
                                   f"{s['n_test']} test)"), _sweep_summary(curve)
 
-    sim_cache: dict = {}
+    sim_cache: dict = {"sim": analysis.similarity(stack)}  # adapters never change: compute once
 
     def similarity() -> dict:
         if "sim" not in sim_cache:
@@ -356,7 +356,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
                 linear_api = gr.Button(visible=False)
 
-            with gr.Tab("λ sweep", id="sweep"):
+            with gr.Tab("λ sweep", id="sweep") as sweep_tab:
                 gr.Markdown("Accuracy of the merged stack over λ on the target's labelled eval set; "
                             "λ is chosen on dev and reported on test, with both single adapters as "
                             "lines. The bundle's precomputed curve shows at once.")
@@ -364,11 +364,11 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 sweep_plot = gr.Plot(elem_id="sweep-plot")
                 sweep_note = gr.Markdown(elem_id="sweep-note")
 
-            with gr.Tab("Similarity", id="similarity"):
+            with gr.Tab("Similarity", id="similarity") as sim_tab:
                 gr.Markdown("Cosine similarity between language vectors τ = θ − init of every pair of "
                             "adapters; rank the sources for the current target.")
                 with gr.Row():
-                    sim_row = gr.Dropdown(["all layers"] + list(analysis.similarity(stack)["per_row"]),
+                    sim_row = gr.Dropdown(["all layers"] + list(sim_cache["sim"]["per_row"]),
                                           value="all layers", label="Layer", elem_id="sim-row")
                     rank = gr.Button("Rank sources for the target", elem_id="rank")
                 sim_plot = gr.Plot(elem_id="sim-plot")
@@ -430,9 +430,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                          **page_only)
         load.then(on_target, [target, source, link_note], target_out, api_name="target_on_load",
                   **page_only).then(**run)
-        load.then(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
-        demo.load(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity_on_load",
-                  **page_only)
+        # Plots in a tab draw when the tab is shown (filled while hidden, they stayed "pending").
+        sweep_tab.select(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
+        sim_tab.select(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity_tab",
+                       **page_only)
     return demo
 
 

@@ -111,3 +111,17 @@ def test_page_loads_and_follows_the_slider(stack, page):
     box.fill("0.3")
     box.press("Tab")
     wait_formula(page, "0.30", "0.70")
+
+
+def test_tabs_draw_their_plots(page):
+    """The λ sweep runs from its button with progress and draws its curve; the similarity tab
+    draws the heatmap when it is shown (plots filled while hidden used to stay 'pending')."""
+    page.get_by_role("tab", name="Similarity").click()
+    page.wait_for_selector("#sim-plot g.hm, #sim-plot .heatmaplayer")
+    assert "cos between language vectors" in (page.locator("#sim-plot .gtitle").first.text_content() or "")
+    page.get_by_role("tab", name="λ sweep").click()
+    page.locator("#run-sweep").click()
+    page.wait_for_function("() => (document.querySelector('#sweep-note')?.innerText || '').includes('Best λ on dev')")
+    page.wait_for_selector("#sweep-plot svg.main-svg")
+    assert "computed now" in (page.locator("#sweep-plot .gtitle").first.text_content() or "")
+    page.get_by_role("tab", name="Merge").click()
