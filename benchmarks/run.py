@@ -810,9 +810,42 @@ def render(res: dict) -> str:
             L += ["", f"The interactions were slider releases (drag) against this standalone process: "
                   f"release → painted {d['paint'].fmt('s')} (#formula updated {d['formula'].fmt('s')})."]
         L.append("")
+    if res.get("understanding"):
+        u = res["understanding"]
+        L += ["## 6. λ sweep and language similarity, shipped bundle", "",
+              f"An 11-point sweep (λ = 0, 0.1, …, 1) of target `{u['target']}` (source `{u['source']}`) on "
+              f"its shipped eval set ({u['n_dev']} dev + {u['n_test']} test items), caches cleared before "
+              f"each run; the similarity matrix of all {u['languages']} adapter languages (cosine of "
+              "language vectors, overall and per layer).", "",
+              "| what | time | target |", "|---|---|---|",
+              f"| 11-point sweep | {u['sweep'].fmt('s')} | ≤ 60 s: "
+              f"{'met' if u['sweep'].median <= 60 else 'not met'} |",
+              f"| similarity matrix | {u['similarity'].fmt('s')} | ≤ 1 s: "
+              f"{'met' if u['similarity'].median <= 1 else 'not met'} |",
+              "", "The page shows the bundle's precomputed curves at once (read from results.json).", ""]
     if res.get("errors"):
         L += ["## Errors", ""] + [f"- {e}" for e in res["errors"]] + [""]
     return "\n".join(L)
+
+
+def bench_understanding(stack, repeats: int) -> dict:
+    """Issue figures: an 11-point λ sweep on one target's shipped eval set, the similarity matrix."""
+    from langarith import analysis, tasks
+
+    target = "pt"
+    source = tasks.suggested_source(stack, target)
+    sweep, sim = Stat(), Stat()
+    for _ in range(repeats):
+        tasks._SWEEPS.clear()  # measure the computation, not the cache
+        t = time.perf_counter()
+        r = tasks.sweep(stack, target, source)
+        sweep.samples.append(time.perf_counter() - t)
+    for _ in range(5 * repeats):
+        t = time.perf_counter()
+        m = analysis.similarity(stack)
+        sim.samples.append(time.perf_counter() - t)
+    return {"target": target, "source": source, "n_dev": r["n_dev"], "n_test": r["n_test"],
+            "languages": len(m["languages"]), "sweep": sweep, "similarity": sim}
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -830,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (< 2 minutes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,browser,app")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,understanding,browser,app")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
@@ -879,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
             log("merge: tiny")
             merges.append(guard("merge tiny", tiny))
         stack, load_s = None, None
-        if not {"merge", "predict", "browser"} <= skip:
+        if not {"merge", "predict", "understanding", "browser"} <= skip:
             log("loading the shipped bundle")
             stack, load_s = load_stack(SHIPPED)
             res["shipped_load_s"] = load_s
@@ -894,6 +927,10 @@ def main(argv: list[str] | None = None) -> int:
             log("predict")
             res["predict_setup"] = page_defaults(stack)
             res["predict"] = guard("predict", lambda: bench_predict(stack, n["predict"]))
+        if "understanding" not in skip:
+            log("sweep and similarity")
+            res["understanding"] = guard("understanding", lambda: bench_understanding(
+                stack, 1 if q else 3))
         if "browser" not in skip:
             log("browser, in-process app")
             res["browser"] = guard("browser", lambda: bench_browser_inprocess(
