@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             from . import tasks
 
             stack = load_stack(path, profile)
-            a = tasks.baseline_language(stack, args.target)
-            b_ = args.source or tasks.suggested_source(stack, args.target)
+            if args.cmd in ("predict", "merge", "export"):
+                a = tasks.baseline_language(stack, args.target)
+                b_ = args.source or tasks.suggested_source(stack, args.target)
             hub_out = None
             if args.cmd == "predict":
                 text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = hub_out
             elif args.cmd == "predict":
                 cmp = tasks.compare(stack, text, args.target, b_, args.lam,
-                                    mask_text=args.mask_text or tasks.mask_a_word(text))
+                                    mask_text=args.mask_text
+                                    or tasks.mask_a_word(text, stack.tokenizer.mask_token))
                 out = cmp.to_json()
                 out.pop("hidden_shift")
             elif args.cmd == "sweep":

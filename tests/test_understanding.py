@@ -282,3 +282,12 @@ def test_fill_mask_logits_at_the_mask_equal_the_library_head(stack):
         fast = tasks.masked_logits(model, dict(enc), torch.tensor([[0, int(pos)]]))[0]
         full = model(**enc, head="mlm").logits[0, pos]
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_similarity_with_and_without_target(tiny_bundle):
+    for extra, key in (([], "overall"), (["--target", "es"], "suggested")):
+        r = subprocess.run([sys.executable, "-m", "langarith", "similarity", "--bundle", str(tiny_bundle),
+                            *extra], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert key in out and out["languages"] == ["en", "es", "de"]
