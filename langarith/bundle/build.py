@@ -398,10 +398,6 @@ def _mkdir(p: Path) -> Path:
 STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package"]
 
 
-def stage_done(b: Build, stage: str) -> bool:
-    return stage in b.stages
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m langarith.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -423,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage in args.stages.split(","):
         if stage in args.force.split(","):
             b.stages.pop(stage, None)
-        if stage_done(b, stage):
+        if stage in b.stages:
             b.log(f"stage {stage}: done before, skipped")
             continue
         b.log(f"stage {stage} on {b.device}")
