@@ -15,7 +15,7 @@ WORK=${WORK:-${LANGARITH_CACHE:-$HOME/.cache/langarith}/build}
 case "${1:-}" in
   prepare)
     mkdir -p .carry .whl
-    cp "$WORK/carry/e5-small-pruned.q4" "$WORK/keep_ids.json" .carry/
+    cp "$WORK/carry/e5-small-pruned.q4" "$WORK/keep_ids.json" "$WORK/stages.json" .carry/
     (cd "$WORK/corpus" && tar czf - task.jsonl mlm SOURCES.md stats.json) > .carry/corpus.tgz
     # the GPU machine's Python may differ: wheels of the pinned stack for CPython 3.12, x86_64
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
@@ -31,7 +31,9 @@ case "${1:-}" in
     W=/tmp/work; mkdir -p $W/corpus; tar xzf .carry/corpus.tgz -C $W/corpus; cp .carry/keep_ids.json $W/
     python3 -c "from langarith.bundle.encoder import build_base; from pathlib import Path; \
 build_base(Path('/tmp/c'), None, Path('$W/base'), q4_path=Path('.carry/e5-small-pruned.q4'))"
-    echo '{"corpus": {"seconds": 64, "device": "cpu"}, "base": {"seconds": 32, "device": "cpu"}}' > $W/stages.json
+    # the stages done here (corpus, base) are marked done there with their own timings
+    python3 -c "import json; s = json.load(open('.carry/stages.json')); \
+json.dump({k: s[k] for k in ('corpus', 'base')}, open('$W/stages.json', 'w'))"
     python3 -m langarith.bundle build --work $W --stages head,adapters,task,evaluate --device cuda \
       2>&1 | tee "$OUT/log.txt" ;;
   *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
