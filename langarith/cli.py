@@ -82,7 +82,7 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     from . import tasks
 
     kinds = {t.kind for t in stack.bundle.tasks.values()}
-    if kinds and "tagging" not in kinds:
+    if kinds and not kinds & {"tagging", "extractive_qa"}:
         return None
     from .arithmetic import check_lambda
 

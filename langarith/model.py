@@ -67,6 +67,9 @@ class Task:
     adapter: str
     labels: tuple[str, ...]
     eval: str | None = None  # folder of <lang>.jsonl eval files
+    # Adapters stacked between the language adapter and the task adapter, as (name, folder) pairs:
+    # ``Stack(language, *stack_before, task)`` (M2QA's MAD-X+Domain: language, domain, QA).
+    stack_before: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -103,6 +106,8 @@ class Bundle:
         for entry in manifest["tasks"]:
             entry = dict(entry)
             entry["labels"] = tuple(entry["labels"])
+            if "stack_before" in entry:
+                entry["stack_before"] = tuple((x["name"], x["adapter"]) for x in entry["stack_before"])
             task = Task(**entry)
             b.tasks[task.name] = task
         if b.task_language not in b.languages or not b.languages[b.task_language].has_adapter:
@@ -367,6 +372,9 @@ class LanguageStack:
             head = b.path(b.manifest["mlm_head"])
             _load_part("masked-LM head", head, lambda: model.load_head(str(head), load_as="mlm"))
         for task in b.tasks.values():
+            for name, ref in task.stack_before:  # e.g. a domain adapter (shared by tasks: once)
+                if name not in model.adapters_config:
+                    load_adapter_checked(model, b.path(ref), name, with_head=False)
             load_adapter_checked(model, b.path(task.adapter), task.name)  # with its head
         self.adapter_config: dict[str, dict] = {}
         # Hub profiles load a language's adapter the first time it is used (see ensure_language).
@@ -507,7 +515,8 @@ class LanguageStack:
             *, allow_extrapolation: bool = False) -> Iterator:
         """Hold the lock with ``Stack(adapter[, task])`` active; a mapping of weights is merged first.
 
-        ``task=None`` activates the language adapter alone (the MLM head's setting).
+        ``task=None`` activates the language adapter alone (the MLM head's setting). A task with
+        ``stack_before`` adapters activates ``Stack(adapter, *stack_before, task)``.
         """
         from adapters.composition import Stack
 
@@ -524,7 +533,8 @@ class LanguageStack:
                     raise InputError(f"{lang.name} ({adapter}) has no language adapter of its own")
                 self.ensure_language(adapter)
                 name = adapter
-            stack = Stack(name, task) if task else Stack(name)
+            before = [n for n, _ in self.bundle.task(task).stack_before] if task else []
+            stack = Stack(name, *before, task) if task else Stack(name)
             self.model.set_active_adapters(stack)
             yield self.model
 

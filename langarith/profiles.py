@@ -97,16 +97,40 @@ def manifest_for(name: str, cat: dict | None = None) -> dict:
         "languages": [{"code": lang["code"], "name": lang["name"], "family": lang["family"],
                        "adapter": _adapter_ref(e, lang), "source": lang.get("source"),
                        "examples": list(lang.get("examples", []))} for lang in e["languages"]],
-        "tasks": [{"name": t["name"], "title": t["title"], "kind": t["kind"],
-                   "adapter": t["adapter"] if t["adapter"].startswith(HUB) else HUB + t["adapter"],
-                   "labels": list(t["labels"])} for t in e.get("tasks", [])],
+        "tasks": [_task_manifest(t) for t in e.get("tasks", [])],
     }
+
+
+def _hub_ref(ref: str) -> str:
+    return ref if ref.startswith(HUB) or Path(ref).is_absolute() else HUB + ref
+
+
+def _task_manifest(t: dict) -> dict:
+    """A catalogue task as a manifest task; ``stack_before`` (adapters stacked between the
+    language adapter and the task adapter, e.g. M2QA's domain adapter) only when it has some."""
+    out = {"name": t["name"], "title": t["title"], "kind": t["kind"],
+           "adapter": _hub_ref(t["adapter"]), "labels": list(t.get("labels", []))}
+    if t.get("stack_before"):
+        out["stack_before"] = [{"name": x["name"], "adapter": _hub_ref(x["adapter"])}
+                               for x in t["stack_before"]]
+    return out
+
+
+def _task_refs(tasks) -> list[str]:
+    """Every adapter reference of manifest tasks (dicts) or ``Task``s: stacked ones, then the task's."""
+    refs = []
+    for t in tasks:
+        if isinstance(t, dict):
+            refs += [x["adapter"] for x in t.get("stack_before", [])] + [t["adapter"]]
+        else:
+            refs += [ref for _, ref in t.stack_before] + [t.adapter]
+    return refs
 
 
 def hub_repos(name: str, languages: list[str] | None = None, cat: dict | None = None) -> list[str]:
     """Every hub repository a profile uses (all its languages unless ``languages`` is given)."""
     m = manifest_for(name, cat)
-    refs = [m["tokenizer"]] + [t["adapter"] for t in m["tasks"]]
+    refs = [m["tokenizer"]] + _task_refs(m["tasks"])
     refs += [lang["adapter"] for lang in m["languages"]
              if lang["adapter"] and (languages is None or lang["code"] in languages
                                      or lang["code"] == m["task_language"])]
@@ -246,7 +270,7 @@ class HubBundle(Bundle):
     def required_repos(self) -> list[str]:
         """What a stack needs before it starts: base, tokenizer, tasks, the task language."""
         m = self.manifest
-        refs = [HUB + m["base"]["hub"], m["tokenizer"]] + [t.adapter for t in self.tasks.values()]
+        refs = [HUB + m["base"]["hub"], m["tokenizer"]] + _task_refs(self.tasks.values())
         refs.append(self.languages[self.task_language].adapter)
         out = []
         for r in refs:

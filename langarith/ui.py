@@ -108,6 +108,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
     first = targets[0]
     first_text = (bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
     adapter_codes = bundle.adapter_languages()
+    qa_task = next((t for t in bundle.tasks.values() if t.kind == "extractive_qa"), None)
+    text_title = task.title if kind in ("classification", "tagging") else "fill-mask"
 
     def guarded(fn):
         """Bad input becomes a red toast with the engine's message; the app stays up."""
@@ -205,6 +207,19 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
             return compare_outputs(target, source, lam, text, mask_text, None)
         recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
         return compare_outputs(target, source, lam, text, mask_text, recipe)
+
+    @guarded
+    def on_qa(target: str, source: str, lam: float, question: str, context: str):
+        """Extractive QA (profiles with an ``extractive_qa`` task): A's, the merge's and B's answers."""
+        from . import qa
+
+        cmp = qa.compare_qa(stack, question, context, target, source, lam, qa_task.name)
+        names = {"A": f"A = {cmp.a} alone", "merged": f"merged (λ = {cmp.lam:.2f})",
+                 "B": f"B = {cmp.b} alone"}
+        return (f"### `{cmp.formula}`" + (f"\n\n*{cmp.notice}*" if cmp.notice else ""),
+                *(gr.update(value=cmp.answers[w]["text"],
+                            label=f"{names[w]} · p = {cmp.answers[w]['score']:.3f}")
+                  for w in ("A", "merged", "B")))
 
     @guarded
     def on_sweep_tab(target: str, source: str):
@@ -330,8 +345,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                                   "results may be unreliable", elem_id="extrapolate")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        text = gr.Textbox(value=first_text, label=f"Text ({task.title if task else 'fill-mask'})"
-                                          " — Shift+Enter to run", lines=3, elem_id="text")
+                        text = gr.Textbox(value=first_text, label=f"Text ({text_title}) — "
+                                          "Shift+Enter to run", lines=3, elem_id="text")
                         mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
                                                label=f"Fill-mask probe (uses {mask})",
                                                elem_id="mask-text")
@@ -355,6 +370,20 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 geometry = gr.Plot(label="Per-layer weights", elem_id="geometry")
                 hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
                 linear_api = gr.Button(visible=False)
+
+            if qa_task is not None:  # e.g. xlmr: M2QA, Stack(language or merged, domain, qa)
+                with gr.Tab("Question answering", id="qa"):
+                    gr.Markdown(f"{qa_task.title}: the answer span in the context under A alone, "
+                                "the merge at the current λ, and B alone.")
+                    qa_question = gr.Textbox(label="Question", elem_id="qa-question",
+                                             placeholder="Who met whom?")
+                    qa_context = gr.Textbox(value=first_text, label="Context", lines=4,
+                                            elem_id="qa-context")
+                    qa_run = gr.Button("Answer", elem_id="qa-run")
+                    qa_head = gr.Markdown(elem_id="qa-formula")
+                    with gr.Row():
+                        qa_answers = [gr.Textbox(label=w, interactive=False, elem_id=f"qa-{w.lower()}")
+                                      for w in ("A", "merged", "B")]
 
             with gr.Tab("λ sweep", id="sweep") as sweep_tab:
                 gr.Markdown("Accuracy of the merged stack over λ on the target's labelled eval set; "
@@ -417,6 +446,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text,
                     api_name="mask_probe", **page_only).then(**run)
         mask_text.submit(**run)
+        if qa_task is not None:
+            qa_inputs, qa_out = [target, source, lam, qa_question, qa_context], [qa_head, *qa_answers]
+            qa_run.click(on_qa, qa_inputs, qa_out, api_name="qa")
+            qa_question.submit(on_qa, qa_inputs, qa_out, api_name="qa_submit", **page_only)
         run_sweep.click(on_run_sweep, [target, source], sweep_out, api_name="sweep")
         sim_row.change(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity")
         rank.click(on_rank, target, [rank_note, source], api_name="rank_sources")

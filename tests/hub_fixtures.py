@@ -15,6 +15,11 @@ catalogue, random tiny models with the file layout and config fields of the real
 - ``AdapterHub/bert-base-multilingual-cased_wikiann_ner_en_pfeiffer``: task adapter (gelu,
   reduction 16, no invertible adapter), ``head_config.json`` of the real repo (tagging, 7 labels,
   label ``"0"`` for outside) and ``pytorch_model_head.bin``.
+- ``AdapterHub/m2qa-xlm-roberta-base-mad-x-domain-wiki``: M2QA's domain adapter (MAD-X+Domain),
+  written by ``adapters`` itself (current config format, bottleneck, no invertible adapter, no head).
+- ``AdapterHub/m2qa-xlm-roberta-base-mad-x-domain-qa-head``: M2QA's QA adapter with its
+  ``question_answering`` head (``head_config.json`` + ``pytorch_model_head.bin``), stacked as
+  ``Stack(language, domain, qa)``.
 
 Twelve layers (so ``leave_out=[11]`` really drops a layer), hidden size 32: a few MB in all.
 
@@ -35,6 +40,8 @@ XLMR = "FacebookAI/xlm-roberta-base"
 MBERT_LANG = "AdapterHub/bert-base-multilingual-cased-{}-wiki_pfeiffer"
 XLMR_LANG = "AdapterHub/xlm-roberta-base-{}-wiki_pfeiffer"
 NER = "AdapterHub/bert-base-multilingual-cased_wikiann_ner_en_pfeiffer"
+M2QA_DOMAIN = "AdapterHub/m2qa-xlm-roberta-base-mad-x-domain-wiki"
+M2QA_QA = "AdapterHub/m2qa-xlm-roberta-base-mad-x-domain-qa-head"
 WIKIANN = {"0": 0, "B-PER": 1, "I-PER": 2, "B-ORG": 3, "I-ORG": 4, "B-LOC": 5, "I-LOC": 6}
 
 WORDS = ("Angela Merkel met Emmanuel Macron in Paris on Tuesday . The United Nations has its "
@@ -170,12 +177,36 @@ def _ner_adapter(model, out: Path) -> None:
     model.delete_head("ner")
 
 
+def m2qa_adapters(model, domain_out: Path, qa_out: Path) -> None:
+    """M2QA's MAD-X+Domain pair as ``adapters`` saves it: a domain adapter (no head) and the QA
+    adapter with its ``question_answering`` head (start/end logits)."""
+    from adapters import SeqBnConfig
+
+    for name, out, seed in (("wiki", domain_out, 91), ("qa", qa_out, 92)):
+        torch.manual_seed(seed)
+        model.add_adapter(name, config=SeqBnConfig(reduction_factor=16, non_linearity="relu"))
+        if name == "qa":
+            model.add_qa_head("qa", num_labels=2, layers=1)
+        _randomise(model, f".{name}.", seed, scale=0.5)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_adapter(str(out), name, with_head=name == "qa", use_safetensors=False)
+        for f in ("adapter_config.json", "head_config.json"):  # as on the Hub: the model's id
+            if (out / f).is_file():
+                cfg = json.loads((out / f).read_text())
+                cfg.update(model_name="xlm-roberta-base", hidden_size=768)
+                (out / f).write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        (out / "README.md").write_text(f"# M2QA adapter `{name}` (tiny test stand-in)\n")
+        model.delete_adapter(name)
+        if name == "qa":
+            model.delete_head("qa")
+
+
 def build_hub_cache(cache: str | Path, mbert_langs=("en", "de", "is"), xlmr_langs=("en", "de"),
-                    relu_mbert: tuple[str, ...] = ()) -> Path:
+                    relu_mbert: tuple[str, ...] = (), m2qa: bool = True) -> Path:
     """Write the tiny stand-ins into the HF cache folder ``cache`` and return it.
 
     ``relu_mbert``: mBERT languages whose adapter is written with relu instead of gelu (a config
-    mismatch the engine must refuse to merge)."""
+    mismatch the engine must refuse to merge). ``m2qa=False`` leaves out the M2QA adapters."""
     from adapters import AutoAdapterModel
 
     cache = Path(cache)
@@ -194,6 +225,8 @@ def build_hub_cache(cache: str | Path, mbert_langs=("en", "de", "is"), xlmr_lang
                                model_name="xlm-roberta-base", model_type="xlm-roberta",
                                model_class="XLMRobertaModelWithHeads", seed=30 + i,
                                legacy_keys=False, non_linearity="relu")
+    if m2qa:
+        m2qa_adapters(xlmr, _snapshot(cache, M2QA_DOMAIN), _snapshot(cache, M2QA_QA))
     return cache
 
 

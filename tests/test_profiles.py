@@ -47,7 +47,7 @@ def test_catalogue_lists_three_profiles_and_hub_ids_live_only_there():
     assert set(rows) >= {"embedded", "mbert-ner", "xlmr"}
     assert rows["embedded"]["default"] and rows["embedded"]["kind"] == "bundle"
     assert rows["mbert-ner"]["load_options"] == {"leave_out": [11]}
-    assert "ner" in rows["mbert-ner"]["tasks"] and "qa" in rows["xlmr"]["not_yet"]
+    assert "ner" in rows["mbert-ner"]["tasks"] and "qa" in rows["xlmr"]["tasks"]
     for r in ("mbert-ner", "xlmr"):
         assert {"en", "de"} <= set(rows[r]["languages"]) and "pt" in rows[r]["zero_shot_targets"]
     for path in (ROOT / "langarith").rglob("*.py"):  # ids belong in catalogue.json only
@@ -62,7 +62,8 @@ def test_manifest_names_real_repo_ids():
     assert m["tasks"][0]["kind"] == "tagging" and m["language_adapter_kwargs"] == {"leave_out": [11]}
     assert next(lang for lang in m["languages"] if lang["code"] == "pt")["adapter"] is None
     x = profiles.manifest_for("xlmr")
-    assert x["base"] == {"hub": "FacebookAI/xlm-roberta-base"} and x["tasks"] == []
+    assert x["base"] == {"hub": "FacebookAI/xlm-roberta-base"}
+    assert [t["kind"] for t in x["tasks"]] == ["extractive_qa"]  # M2QA: tests/test_qa.py
 
 
 def test_cli_profiles_json():
