@@ -84,7 +84,7 @@ class Build:
             "adapter": train.Schedule(steps=1000 if gpu else 300, batch=96 if gpu else 16, lr=5e-4,
                                       max_seconds=22 if gpu else 3600),
             "task": train.Schedule(steps=1200 if gpu else 600, batch=64 if gpu else 16, lr=1e-3,
-                                   max_seconds=50 if gpu else 3600),
+                                   max_seconds=90 if gpu else 3600),
         }[kind]
 
     def done(self, stage: str, seconds: float, **info) -> None:
