@@ -143,6 +143,17 @@ class Bundle:
             raise InputError(f"unknown task {name!r}; this bundle has: {', '.join(self.tasks)}")
         return self.tasks[name]
 
+    def task_of_kind(self, kind: str, name: str | None = None) -> Task:
+        """The named task, or the bundle's first task of ``kind``; an InputError if none fits."""
+        if name is None:
+            name = next((t.name for t in self.tasks.values() if t.kind == kind), None)
+            if name is None:
+                raise InputError(f"{self.name} has no {kind} task")
+        t = self.task(name)
+        if t.kind != kind:
+            raise InputError(f"task {t.name!r} is {t.kind}, not {kind}")
+        return t
+
     def path(self, rel: str) -> Path:
         return self.root / rel
 

@@ -13,20 +13,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .arithmetic import check_lambda
-from .model import InputError, LanguageStack
-from .tasks import MAX_TOKENS, baseline_language, clean_text, formula, suggested_source
-
-
-def tagging_task(stack: LanguageStack, task: str | None = None):
-    if task is not None:
-        t = stack.bundle.task(task)
-    else:
-        t = next((t for t in stack.bundle.tasks.values() if t.kind == "tagging"), None)
-        if t is None:
-            raise InputError("this profile has no tagging (NER) task")
-    if t.kind != "tagging":
-        raise InputError(f"task {t.name!r} is {t.kind}, not tagging")
-    return t
+from .model import LanguageStack
+from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
 
 
 def labels_of(stack: LanguageStack, task: str) -> list[str]:
@@ -45,7 +33,7 @@ def labels_of(stack: LanguageStack, task: str) -> list[str]:
 @torch.inference_mode()
 def tag(stack: LanguageStack, text: str, adapter, task: str | None = None) -> list[dict]:
     """Words of ``text`` with their label and probability under ``Stack(adapter, task)``."""
-    t = tagging_task(stack, task)
+    t = stack.bundle.task_of_kind("tagging", task)
     enc = stack.tokenizer([text], return_tensors="pt", truncation=True, max_length=MAX_TOKENS,
                           return_offsets_mapping=True)
     word_ids = enc.word_ids(0)
@@ -127,13 +115,9 @@ def compare_ner(stack: LanguageStack, text: str, target: str, source: str | None
     """Merged stack vs adapter A alone vs adapter B alone, token by token, for one text."""
     lam = check_lambda(lam)
     text, notice = clean_text(text)
-    t = tagging_task(stack, task)
-    a = baseline_language(stack, target)
-    b = source or suggested_source(stack, target)
-    if a == b:
-        raise InputError(f"source and baseline are both {a}: pick another source language")
+    t = stack.bundle.task_of_kind("tagging", task)
+    a, b = merge_pair(stack, target, source)
     weights = {a: lam, b: 1.0 - lam}
-    stack.check_mergeable([a, b])
     words = {"A": tag(stack, text, a, t.name), "merged": tag(stack, text, weights, t.name),
              "B": tag(stack, text, b, t.name)}
     spans = {k: entity_spans(v) for k, v in words.items()}

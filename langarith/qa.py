@@ -16,22 +16,10 @@ import torch
 
 from .arithmetic import check_lambda
 from .model import InputError, LanguageStack
-from .tasks import baseline_language, clean_text, formula, suggested_source
+from .tasks import clean_text, formula, merge_pair
 
 MAX_QA_TOKENS = 384  # question + context, as in the usual SQuAD set-up (the context is cut)
 MAX_ANSWER_TOKENS = 30
-
-
-def qa_task(stack: LanguageStack, task: str | None = None):
-    if task is not None:
-        t = stack.bundle.task(task)
-    else:
-        t = next((t for t in stack.bundle.tasks.values() if t.kind == "extractive_qa"), None)
-        if t is None:
-            raise InputError("this profile has no extractive QA task")
-    if t.kind != "extractive_qa":
-        raise InputError(f"task {t.name!r} is {t.kind}, not extractive_qa")
-    return t
 
 
 def best_span(start: torch.Tensor, end: torch.Tensor, context_mask: torch.Tensor,
@@ -55,7 +43,7 @@ def best_span(start: torch.Tensor, end: torch.Tensor, context_mask: torch.Tensor
 def answer(stack: LanguageStack, question: str, context: str, adapter, task: str | None = None) -> dict:
     """The best answer span of ``context`` under ``Stack(adapter, *stack_before, task)``:
     ``{"text", "start", "end", "score", "logit"}`` (character offsets into ``context``)."""
-    t = qa_task(stack, task)
+    t = stack.bundle.task_of_kind("extractive_qa", task)
     question, _ = clean_text(question)
     context, _ = clean_text(context)
     enc = stack.tokenizer([question], [context], return_tensors="pt", truncation="only_second",
@@ -94,15 +82,11 @@ def compare_qa(stack: LanguageStack, question: str, context: str, target: str, s
                lam: float, task: str | None = None) -> QaComparison:
     """Answers of A alone, the merge λ·A + (1−λ)·B, and B alone, for one question and context."""
     lam = check_lambda(lam)
-    t = qa_task(stack, task)
+    t = stack.bundle.task_of_kind("extractive_qa", task)
     question, _ = clean_text(question)
     context, notice = clean_text(context)
-    a = baseline_language(stack, target)
-    b = source or suggested_source(stack, target)
-    if a == b:
-        raise InputError(f"source and baseline are both {a}: pick another source language")
+    a, b = merge_pair(stack, target, source)
     weights = {a: lam, b: 1.0 - lam}
-    stack.check_mergeable([a, b])
     answers = {"A": answer(stack, question, context, a, t.name),
                "merged": answer(stack, question, context, weights, t.name),
                "B": answer(stack, question, context, b, t.name)}

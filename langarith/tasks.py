@@ -45,6 +45,17 @@ def suggested_source(stack: LanguageStack, target: str) -> str:
     return next(c for c in stack.bundle.adapter_languages() if c != a)
 
 
+def merge_pair(stack: LanguageStack, target: str, source: str | None) -> tuple[str, str]:
+    """Adapters A (baseline) and B (source, default: the suggested one) for a target, checked:
+    they differ, both exist, and their configs merge parameter by parameter."""
+    a = baseline_language(stack, target)
+    b = source or suggested_source(stack, target)
+    if a == b:
+        raise InputError(f"source and baseline are both {a}: pick another source language")
+    stack.check_mergeable([a, b])
+    return a, b
+
+
 def formula(weights) -> str:
     """``merged = 0.70·es + 0.30·pt``; a ``Merge`` recipe also names its method."""
     method = getattr(weights, "method", "linear")
@@ -207,17 +218,14 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
     (N-way, task arithmetic, TIES, DARE); A and B stay the baselines shown beside it."""
     text, notice = clean_text(text)
     task_ = stack.bundle.task(task)
-    a = baseline_language(stack, target)
-    b = source or suggested_source(stack, target)
-    if b == a:
-        raise InputError(f"source and baseline are both {a}: pick another source language")
     if merge is None:
         lam = check_lambda(lam)
+    a, b = merge_pair(stack, target, source)
+    if merge is None:
         weights = {a: lam, b: 1.0 - lam}
     else:
         weights = merge
         lam = dict(merge.weights).get(a, float("nan"))
-    stack.check_mergeable([a, b])
     pa, ha, mask = _single(stack, text, a, task_.name)
     pb, _, _ = _single(stack, text, b, task_.name)
     pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
@@ -292,11 +300,7 @@ def sweep(stack: LanguageStack, target: str, source: str | None = None,
     lambdas = tuple(check_lambda(x) for x in lambdas)
     if not lambdas:
         raise InputError("the λ grid is empty")
-    a = baseline_language(stack, target)
-    b = source or suggested_source(stack, target)
-    if a == b:
-        raise InputError(f"source and baseline are both {a}: pick another source language")
-    stack.check_mergeable([a, b])
+    a, b = merge_pair(stack, target, source)
     return _sweep_cached(stack, target, a, b, lambdas, stack.bundle.task(task).name, progress)
 
 

@@ -171,12 +171,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         if recipe is not None and (recipe.method != "linear" or recipe.weights):
             raise InputError("this profile merges linearly only (λ·A + (1−λ)·B) for now")
         text, notice = tasks.clean_text(text)
-        a = tasks.baseline_language(stack, target)
-        b = source or tasks.suggested_source(stack, target)
-        if a == b:
-            raise InputError(f"source and baseline are both {a}: pick another source language")
+        a, b = tasks.merge_pair(stack, target, source)
         weights = {a: float(lam), b: 1.0 - float(lam)}
-        stack.check_mergeable([a, b])
         out = [f"### `{tasks.formula(weights)}`" + (f"\n\n*{notice}*" if notice else "")]
         if kind == "tagging":
             cmp = ner.compare_ner(stack, text, target, b, lam, task.name)

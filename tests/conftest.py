@@ -36,6 +36,14 @@ def stack(tiny_bundle):
 
 
 @pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    """Tiny stand-ins of the hub profiles' repositories in an HF cache, under the real ids."""
+    from hub_fixtures import build_hub_cache
+
+    return build_hub_cache(tmp_path_factory.mktemp("hf") / "hub")
+
+
+@pytest.fixture(scope="session")
 def app_url(stack):
     """The page on the tiny bundle, launched once, queued as ``cli.launch_app`` queues it."""
     from langarith.ui import build_demo

@@ -11,8 +11,6 @@ import statistics
 import threading
 import time
 
-import pytest
-
 from langarith import tasks
 
 N_CLIENTS = 16

@@ -3,26 +3,14 @@ fill-mask only for xlmr, driven through gradio_client like a person's browser wo
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 import conftest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _value(update):
     """Components returned as ``gr.update(value=..., label=...)`` arrive as dicts."""
     return update["value"] if isinstance(update, dict) and "__type__" in update else update
-
-
-@pytest.fixture(scope="module")
-def hub_cache(tmp_path_factory):
-    from hub_fixtures import build_hub_cache
-
-    return build_hub_cache(tmp_path_factory.mktemp("hf-page") / "hub")
 
 
 @pytest.mark.parametrize("profile,target,source", [("mbert-ner", "is", "de"), ("xlmr", "en", "de")])

@@ -26,13 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def hub_cache(tmp_path_factory):
-    from hub_fixtures import build_hub_cache
-
-    return build_hub_cache(tmp_path_factory.mktemp("hf") / "hub")
-
-
-@pytest.fixture(scope="session")
 def mbert(hub_cache):
     from langarith.model import LanguageStack
 

@@ -16,13 +16,6 @@ CONTEXT = "Angela Merkel met Emmanuel Macron in Paris on Tuesday . The United Na
 
 
 @pytest.fixture(scope="module")
-def hub_cache(tmp_path_factory):
-    from hub_fixtures import build_hub_cache
-
-    return build_hub_cache(tmp_path_factory.mktemp("hf-qa") / "hub")
-
-
-@pytest.fixture(scope="module")
 def xlmr(hub_cache):
     from langarith.model import LanguageStack
 

@@ -16,6 +16,7 @@ Stages (each skipped when its outputs exist; timings in ``WORK/stages.json``):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -109,10 +110,11 @@ class Build:
         subprocess.run(f"tar cf - {' '.join(names)} | split -b 15M - {dest}/bundle.tar.part-",
                        shell=True, cwd=self.work, check=True)
 
-    def task_items(self) -> list[dict]:
-        rows = [json.loads(line) for line in
+    @functools.cached_property
+    def items(self) -> list[dict]:
+        """The task's aligned items (task.jsonl, ~30 MB): read once per build."""
+        return [json.loads(line) for line in
                 (self.corpus / "task.jsonl").read_text(encoding="utf-8").splitlines() if line]
-        return rows
 
     def mlm_paragraphs(self, code: str) -> list[str]:
         lines = (self.corpus / "mlm" / f"{code}.txt").read_text(encoding="utf-8").splitlines()
@@ -159,7 +161,7 @@ class Build:
         src = encoder.fetch_sources(self.cache)
         tok = encoder.load_tokenizer(src["tokenizer"])
         texts = [p for c in self.adapter_langs for p in self.mlm_paragraphs(c)]
-        texts += [t for row in self.task_items() for t in row["text"].values()]
+        texts += [t for row in self.items for t in row["text"].values()]
         keep = encoder.keep_ids_for_texts(tok, texts)
         self.log(f"vocabulary: keeping {len(keep):,} ids of {tok.get_vocab_size():,}")
         train.write_json(self.work / "keep_ids.json", keep)
@@ -223,7 +225,7 @@ class Build:
     def stage_task(self) -> None:
         t0 = time.time()
         tok = self.tokenizer()
-        items = [r for r in self.task_items() if r["split"] == "train" and "en" in r["text"]]
+        items = [r for r in self.items if r["split"] == "train" and "en" in r["text"]]
         if self.smoke:
             items = items[:64]
         labels = corpus_mod.CLASSES
@@ -239,7 +241,7 @@ class Build:
     def write_eval_sets(self, folder: Path, per_split: int | None) -> None:
         """Per language <lang>.jsonl of dev/test items; the same keys in every language where the
         language has the text. ``per_split`` keeps a class-balanced-ish sample of that size."""
-        items = [r for r in self.task_items() if r["split"] in ("dev", "test")]
+        items = [r for r in self.items if r["split"] in ("dev", "test")]
         rng = random.Random(0)
         rng.shuffle(items)
         folder.mkdir(parents=True, exist_ok=True)
@@ -265,7 +267,7 @@ class Build:
     def examples(self, code: str) -> list[str]:
         """Up to 5 test texts of moderate length, one per class where possible."""
         seen, out = set(), []
-        for r in self.task_items():
+        for r in self.items:
             t = r["text"].get(code, "")
             if r["split"] == "test" and 50 <= len(t) <= 220 and r["label"] not in seen:
                 seen.add(r["label"])

@@ -59,8 +59,12 @@ def _tokenizer(out: Path) -> None:
     fast.save_pretrained(str(out))
 
 
-def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """Write the tiny bundle to ``out`` (overwriting its files) and return the path."""
+def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2,
+                      heads: int = 2, intermediate: int | None = None) -> Path:
+    """Write the tiny bundle to ``out`` (overwriting its files) and return the path.
+
+    ``hidden``/``layers``/``heads``/``intermediate`` give other encoder shapes with the same
+    languages and files (benchmarks build an xlm-roberta-base-sized one)."""
     from adapters import BertAdapterModel, SeqBnConfig, SeqBnInvConfig
     from transformers import BertConfig, PreTrainedTokenizerFast
 
@@ -70,7 +74,8 @@ def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: 
     tok = PreTrainedTokenizerFast.from_pretrained(str(out / "tokenizer"))
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                     num_attention_heads=heads, intermediate_size=intermediate or 2 * hidden,
+                     max_position_embeddings=128,
                      pad_token_id=tok.pad_token_id)
     model = BertAdapterModel(cfg)
     model.bert.save_pretrained(str(out / "base"))
