@@ -1,0 +1,149 @@
+"""Layer 1: statistics on arrays — metric sums per item, the dev-chosen λ, the paired bootstrap.
+
+No model, no UI: numpy only. Every metric here is a ratio of sums over items, so a resample is a
+weighted sum of per-item *counts*:
+
+- accuracy: per item ``[correct, 1]`` → ``Σcorrect / Σ1``;
+- entity-level micro F1 (seqeval's definition): per sentence ``[tp, fp, fn]`` →
+  ``2Σtp / (2Σtp + Σfp + Σfn)``.
+
+Written by hand because no library of the stack bootstraps a *procedure* (choose λ on dev, report
+on test) with paired resamples; scipy's ``bootstrap`` resamples one statistic of given samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_RESAMPLES = 2000
+SEED = 0
+
+
+def accuracy_counts(correct) -> np.ndarray:
+    """Per-item counts ``[..., n, 2]`` (correct, 1) from a boolean array ``[..., n]``."""
+    c = np.asarray(correct, dtype=np.float64)
+    return np.stack([c, np.ones_like(c)], axis=-1)
+
+
+def f1_counts(tp, fp, fn) -> np.ndarray:
+    """Per-sentence counts ``[..., n, 3]`` (tp, fp, fn) for entity-level micro F1."""
+    return np.stack([np.asarray(x, dtype=np.float64) for x in (tp, fp, fn)], axis=-1)
+
+
+def metric(sums) -> np.ndarray:
+    """The metric from summed counts ``[..., k]``: accuracy for k = 2, micro F1 for k = 3."""
+    s = np.asarray(sums, dtype=np.float64)
+    if s.shape[-1] == 2:
+        num, den = s[..., 0], s[..., 1]
+    elif s.shape[-1] == 3:
+        num, den = 2 * s[..., 0], 2 * s[..., 0] + s[..., 1] + s[..., 2]
+    else:
+        raise ValueError(f"counts need 2 (accuracy) or 3 (tp, fp, fn) columns, not {s.shape[-1]}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def choose_lambda(scores, lambdas) -> int:
+    """Index of the best λ by score; ties go to the λ closer to 0.5 (the sweep's rule)."""
+    scores, lambdas = np.asarray(scores, float), np.asarray(lambdas, float)
+    best = scores.max()
+    tied = np.flatnonzero(np.isclose(scores, best, rtol=0, atol=1e-12))
+    return int(tied[np.argmin(np.abs(lambdas[tied] - 0.5))])
+
+
+def choose_lambda_batch(scores, lambdas) -> np.ndarray:
+    """``choose_lambda`` for each row of ``scores [R, L]`` at once."""
+    scores, lambdas = np.asarray(scores, float), np.asarray(lambdas, float)
+    best = scores.max(axis=1, keepdims=True)
+    tied = np.isclose(scores, best, rtol=0, atol=1e-12)
+    dist = np.where(tied, np.abs(lambdas - 0.5)[None, :], np.inf)
+    return dist.argmin(axis=1)
+
+
+def resample_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` items is drawn in each resample: ``[R, n]`` (rows sum to n)."""
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    out = np.zeros((n_resamples, n), dtype=np.float64)
+    np.add.at(out, (np.arange(n_resamples)[:, None], idx), 1.0)
+    return out
+
+
+def _interval(x: np.ndarray) -> list[float]:
+    lo, hi = np.percentile(x, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _gain(points: float, resampled: np.ndarray) -> dict:
+    return {"points": float(points), "ci95": _interval(resampled),
+            "p_positive": float(np.mean(resampled > 0))}
+
+
+def bootstrap_sweep(lambdas, dev_counts, test_counts, *, n_resamples: int = N_RESAMPLES,
+                    seed: int = SEED, scale: float = 100.0) -> dict:
+    """Paired bootstrap of the whole procedure "choose λ on dev, report on test".
+
+    ``dev_counts [L, n_dev, k]`` and ``test_counts [L, n_test, k]`` hold per-item counts at each
+    λ of ``lambdas`` (which must include 1.0 = A alone and 0.0 = B alone). Each resample draws dev
+    items and test items with replacement (the same items for every λ: paired), chooses λ on the
+    resampled dev set and measures the gain on the resampled test set against A, B and the better
+    of the two on that resample. Gains and intervals are in points (``scale`` = 100).
+
+    Returns ``best_lam``, ``gain_vs_a``/``gain_vs_b``/``gain_vs_better`` (each ``points``,
+    ``ci95``, ``p_positive``), ``lam_chosen`` (how often each λ was chosen) and per-λ test
+    intervals ``test_ci95``.
+    """
+    lam = np.asarray(lambdas, dtype=np.float64)
+    dev, test = np.asarray(dev_counts, np.float64), np.asarray(test_counts, np.float64)
+    if dev.ndim != 3 or test.ndim != 3 or dev.shape[0] != len(lam) or test.shape[0] != len(lam):
+        raise ValueError("counts must be [λ, items, k] with one row per λ")
+    if dev.shape[1] == 0 or test.shape[1] == 0:
+        raise ValueError("the bootstrap needs dev and test items")
+    ia, ib = _index_of(lam, 1.0), _index_of(lam, 0.0)
+    rng = np.random.default_rng(seed)
+    wd = resample_counts(dev.shape[1], n_resamples, rng)
+    wt = resample_counts(test.shape[1], n_resamples, rng)
+    dev_m = metric(np.einsum("rn,lnk->rlk", wd, dev))  # [R, L]
+    test_m = metric(np.einsum("rn,lnk->rlk", wt, test)) * scale  # [R, L]
+    chosen = choose_lambda_batch(dev_m, lam)
+    merged = test_m[np.arange(n_resamples), chosen]
+    a, b = test_m[:, ia], test_m[:, ib]
+
+    full_dev, full_test = metric(dev.sum(1)), metric(test.sum(1)) * scale
+    best = choose_lambda(full_dev, lam)
+    pa, pb, pm = full_test[ia], full_test[ib], full_test[best]
+    return {
+        "best_lam": float(lam[best]),
+        "test_at_best": float(pm), "a": float(pa), "b": float(pb),
+        "gain_vs_a": _gain(pm - pa, merged - a),
+        "gain_vs_b": _gain(pm - pb, merged - b),
+        "gain_vs_better": _gain(pm - max(pa, pb), merged - np.maximum(a, b)),
+        "lam_chosen": {f"{x:g}": float(np.mean(chosen == i)) for i, x in enumerate(lam)},
+        "test_ci95": [_interval(test_m[:, i]) for i in range(len(lam))],
+        "n_dev": int(dev.shape[1]), "n_test": int(test.shape[1]), "n_resamples": int(n_resamples),
+        "seed": int(seed),
+    }
+
+
+def bootstrap_difference(counts_x, counts_y, *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                         scale: float = 100.0) -> dict:
+    """Paired bootstrap of metric(x) − metric(y) on the same items (``[n, k]`` each)."""
+    x, y = np.asarray(counts_x, np.float64), np.asarray(counts_y, np.float64)
+    if x.shape != y.shape or x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError("paired counts must have the same shape [items, k] and at least one item")
+    w = resample_counts(x.shape[0], n_resamples, np.random.default_rng(seed))
+    d = (metric(w @ x) - metric(w @ y)) * scale
+    return _gain((metric(x.sum(0)) - metric(y.sum(0))) * scale, d)
+
+
+def _index_of(lam: np.ndarray, value: float) -> int:
+    hit = np.flatnonzero(np.isclose(lam, value, atol=1e-9))
+    if not len(hit):
+        raise ValueError(f"the λ grid needs {value:g} (a single adapter) for the baselines")
+    return int(hit[0])
+
+
+def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two interleaved halves of ``n`` items (even, odd): choose on one, report on the
+    other."""
+    idx = np.arange(n)
+    return idx[0::2], idx[1::2]
