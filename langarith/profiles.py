@@ -34,7 +34,11 @@ ENV = "LANGARITH_PROFILE"
 # What to take from a base model repo (the Hub repos also hold TF/Flax/ONNX copies).
 BASE_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
               "vocab.txt", "sentencepiece.bpe.model", "special_tokens_map.json"]
-ADAPTER_FILES = ["adapter_config.json", "head_config.json", "*.bin", "*.safetensors"]
+# Exact names, never globs: the second-pattern mBERT repos also hold a 370 MB masked-LM head
+# (``pytorch_model_head.bin``) and macOS junk (``._adapter_config.json``) that must not be fetched.
+LANGUAGE_FILES = ["adapter_config.json", "pytorch_adapter.bin", "adapter.safetensors"]
+ADAPTER_FILES = LANGUAGE_FILES + ["head_config.json", "pytorch_model_head.bin",
+                                  "model_head.safetensors"]
 
 
 class ProfileError(BundleError):
@@ -73,6 +77,8 @@ def _adapter_ref(entry: dict, lang: dict) -> str | None:
     a = lang.get("adapter")
     if a is True:
         return HUB + entry["language_adapter"]["pattern"].format(code=lang["code"])
+    if a == "pattern2":  # mBERT's second naming pattern (..._<lang>_wiki_pfeiffer)
+        return HUB + entry["language_adapter"]["second_pattern"].format(code=lang["code"])
     if isinstance(a, str):
         return a if a.startswith(HUB) or Path(a).is_absolute() else HUB + a
     return None
@@ -93,7 +99,8 @@ def manifest_for(name: str, cat: dict | None = None) -> dict:
         "mlm_head": "from_base" if e.get("mlm_head") == "from_base" else e["mlm_head"],
         "task_language": e.get("task_language", "en"),
         "lazy_languages": True,
-        "language_adapter_kwargs": dict(e["language_adapter"].get("load", {})),
+        # with_head=False: a language adapter's own head (a masked-LM head) is never used.
+        "language_adapter_kwargs": {"with_head": False, **e["language_adapter"].get("load", {})},
         "languages": [{"code": lang["code"], "name": lang["name"], "family": lang["family"],
                        "adapter": _adapter_ref(e, lang), "source": lang.get("source"),
                        "examples": list(lang.get("examples", []))} for lang in e["languages"]],
@@ -154,6 +161,8 @@ def list_profiles(cat: dict | None = None) -> list[dict]:
                        zero_shot_targets=[lang["code"] for lang in langs if not lang.get("adapter")],
                        tasks=[t["name"] for t in e.get("tasks", [])] + ["fill-mask"],
                        language_adapter=e["language_adapter"]["pattern"],
+                       second_pattern=e["language_adapter"].get("second_pattern"),
+                       reproduce_targets=sorted(e.get("reproduce", {}).get("targets", {})),
                        load_options=e["language_adapter"].get("load", {}),
                        not_yet=[t["name"] for t in e.get("not_yet", [])],
                        memory=memory_estimate(name, cat=cat))
@@ -189,7 +198,7 @@ def memory_estimate(name: str, n_languages: int | None = None, bytes_per_param: 
     n = len([lang for lang in e["languages"] if lang.get("adapter")]) if n_languages is None \
         else n_languages
     fixed = (s["base_params"] + s.get("mlm_head_params", 0) + s.get("task_adapter_params", 0)
-             + s.get("head_params", 0))
+             + s.get("stack_adapter_params", 0) + s.get("head_params", 0))
     per = s["language_adapter_params"]
     params = fixed + (n + 1) * per  # + 1: the merged slot
     return {"languages_loaded": n, "params": params, "bytes": params * bytes_per_param,
@@ -246,6 +255,17 @@ def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_onl
     return Path(folder)
 
 
+def files_for(manifest: dict, repo_id: str) -> list[str]:
+    """What to download of a repo: the base's files, a task adapter with its head, or a language
+    adapter's own files only (no head)."""
+    if repo_id == manifest["base"].get("hub"):
+        return BASE_FILES
+    tasks = manifest["tasks"]
+    if HUB + repo_id in _task_refs(tasks) or HUB + repo_id == manifest["tokenizer"]:
+        return ADAPTER_FILES
+    return LANGUAGE_FILES
+
+
 class HubBundle(Bundle):
     """A bundle whose references may be ``hub:<repo id>``; resolved (and downloaded) on use."""
 
@@ -253,7 +273,7 @@ class HubBundle(Bundle):
     profile: str | None = None
 
     def _files(self, repo_id: str) -> list[str]:
-        return BASE_FILES if repo_id == self.manifest["base"].get("hub") else ADAPTER_FILES
+        return files_for(self.manifest, repo_id)
 
     def path(self, rel: str) -> Path:
         if isinstance(rel, str) and rel.startswith(HUB):
@@ -321,9 +341,8 @@ def fetch_profile(name: str, languages: list[str] | None = None,
                   cache_dir: str | Path | None = None, cat: dict | None = None) -> list[dict]:
     """Download a hub profile's repositories into the HF cache (for preloading a machine)."""
     out = []
-    base = manifest_for(name, cat)["base"]["hub"]
+    m = manifest_for(name, cat)
     for repo in hub_repos(name, languages, cat):
-        folder = resolve_repo(repo, cache_dir, profile=name,
-                              files=BASE_FILES if repo == base else ADAPTER_FILES)
+        folder = resolve_repo(repo, cache_dir, profile=name, files=files_for(m, repo))
         out.append({"repo": repo, "folder": str(folder)})
     return out
