@@ -6,6 +6,12 @@ are encoded as a pair; the QA head gives start and end logits per token, and the
 context span with the highest ``start + end`` logit among spans with start ≤ end ≤ start + 30
 (the usual SQuAD decoding). Its score is the span's probability: softmax over the context's start
 positions times softmax over its end positions.
+
+The M2QA QA adapter was trained on SQuAD 2.0, where a question may have no answer in the context:
+the answer is "no answer" (empty text) when the null score, start + end logit of the first
+(``<s>``/``[CLS]``) token, beats the best span's, as in SQuAD 2.0 decoding. Question and context
+are read up to the adapter's training length (512 tokens, or the model's position limit if
+smaller); a longer context is cut and the answer says how many characters were not read.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from .arithmetic import check_lambda
 from .model import InputError, LanguageStack
 from .tasks import clean_text, formula, merge_pair
 
-MAX_QA_TOKENS = 384  # question + context, as in the usual SQuAD set-up (the context is cut)
+MAX_QA_TOKENS = 512  # question + context: the M2QA QA adapter's max_seq_length (the context is cut)
 MAX_ANSWER_TOKENS = 30
 
 
@@ -39,15 +45,30 @@ def best_span(start: torch.Tensor, end: torch.Tensor, context_mask: torch.Tensor
     return s, e, float(scores[s, e]), prob
 
 
+def null_wins(start: torch.Tensor, end: torch.Tensor, span_logit: float) -> tuple[bool, float]:
+    """SQuAD 2.0: "no answer" when the first token's start + end logit beats the best span."""
+    null = float(start[0] + end[0])
+    return null > span_logit, null
+
+
+def max_qa_tokens(stack: LanguageStack, task) -> int:
+    """The task's sequence length, capped by the encoder's positions (RoBERTa reserves two)."""
+    cfg = stack.model.config
+    reserved = 2 if "roberta" in getattr(cfg, "model_type", "") else 0
+    n = getattr(task, "max_seq_length", None) or MAX_QA_TOKENS
+    return min(n, getattr(cfg, "max_position_embeddings", n) - reserved)
+
+
 @torch.inference_mode()
 def answer(stack: LanguageStack, question: str, context: str, adapter, task: str | None = None) -> dict:
     """The best answer span of ``context`` under ``Stack(adapter, *stack_before, task)``:
-    ``{"text", "start", "end", "score", "logit"}`` (character offsets into ``context``)."""
+    ``{"text", "start", "end", "score", "logit", "null_logit", "no_answer", "cut_chars"}``
+    (character offsets into ``context``; ``text`` is empty when "no answer" wins)."""
     t = stack.bundle.task_of_kind("extractive_qa", task)
     question, _ = clean_text(question)
     context, _ = clean_text(context)
     enc = stack.tokenizer([question], [context], return_tensors="pt", truncation="only_second",
-                          max_length=MAX_QA_TOKENS, return_offsets_mapping=True)
+                          max_length=max_qa_tokens(stack, t), return_offsets_mapping=True)
     seq = enc.sequence_ids(0)
     offsets = enc.pop("offset_mapping")[0].tolist()
     ctx = torch.tensor([s == 1 for s in seq])
@@ -58,8 +79,11 @@ def answer(stack: LanguageStack, question: str, context: str, adapter, task: str
         out = model(**enc, head=t.name)
     start, end = out.start_logits[0].float().cpu(), out.end_logits[0].float().cpu()
     s, e, logit, prob = best_span(start, end, ctx)
-    a, b = offsets[s][0], offsets[e][1]
-    return {"text": context[a:b], "start": a, "end": b, "score": prob, "logit": logit}
+    none, null = null_wins(start, end, logit)
+    a, b = (0, 0) if none else (offsets[s][0], offsets[e][1])
+    read = max(offsets[i][1] for i, c in enumerate(ctx.tolist()) if c)
+    return {"text": context[a:b], "start": a, "end": b, "score": prob, "logit": logit,
+            "null_logit": null, "no_answer": none, "cut_chars": len(context) - read}
 
 
 @dataclass

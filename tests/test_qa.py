@@ -51,9 +51,34 @@ def test_answer_is_a_span_of_the_context(xlmr):
     from langarith import qa
 
     ans = qa.answer(xlmr, QUESTION, CONTEXT, "en")
-    assert ans["text"] and ans["text"] in CONTEXT and CONTEXT[ans["start"]:ans["end"]] == ans["text"]
-    assert 0 < ans["score"] <= 1
+    assert ans["text"] in CONTEXT and CONTEXT[ans["start"]:ans["end"]] == ans["text"]
+    assert ans["no_answer"] == (ans["null_logit"] > ans["logit"]) == (ans["text"] == "")
+    assert 0 < ans["score"] <= 1 and ans["cut_chars"] == 0
     assert len(ans["text"].split()) <= qa.MAX_ANSWER_TOKENS + 1
+
+
+def test_no_answer_when_the_null_score_beats_the_best_span():
+    from langarith.qa import best_span, null_wins
+
+    ctx = torch.tensor([False, False, True, True])  # [CLS], question, two context tokens
+    start, end = torch.tensor([4.0, 9.0, 1.0, 2.0]), torch.tensor([4.0, 9.0, 0.5, 1.0])
+    s, e, logit, _ = best_span(start, end, ctx)
+    assert (s, e, logit) == (3, 3, 3.0)  # the question's logits never count
+    assert null_wins(start, end, logit) == (True, 8.0)
+    start[0] = -10.0
+    assert null_wins(start, end, logit) == (False, -6.0)
+
+
+def test_long_context_is_cut_at_the_adapters_length_and_says_so(xlmr):
+    from langarith import qa
+
+    t = xlmr.bundle.task("qa")
+    assert profiles.catalogue()["profiles"]["xlmr"]["tasks"][0]["max_seq_length"] == qa.MAX_QA_TOKENS == 512
+    n = qa.max_qa_tokens(xlmr, t)
+    assert n == min(512, xlmr.model.config.max_position_embeddings - 2)  # tiny model: 64
+    long = " ".join([CONTEXT] * 6)
+    ans = qa.answer(xlmr, QUESTION, long, "en")
+    assert 0 < ans["cut_chars"] < len(long) and ans["end"] <= len(long) - ans["cut_chars"]
 
 
 def test_best_span_respects_order_and_length():
