@@ -9,6 +9,8 @@ Stages (each skipped when its outputs exist; timings in ``WORK/stages.json``):
     task      train the task adapter + head on Stack(en, task), English data
     evaluate  assemble the bundle, evaluate baselines and the λ curves (dev and test)
     package   copy the bundle into assets/bundle (base derived, not shipped)
+    tagging   span tagging task (tagging.py): task adapter on the packaged English adapter
+    tagging_eval  its premise and λ curves with per-sentence counts, into the packaged bundle
 
 ``--quick`` trains a few steps on three languages: it checks the whole path, not the quality.
 """
@@ -360,11 +362,30 @@ class Build:
         train.write_json(self.bundle / "results" / "results.json", results)
         self.done("evaluate", time.time() - t0)
 
+    def stage_tagging(self) -> None:
+        """Span tagging (``tagging.py``): train the task adapter on the packaged bundle's English
+        adapter, write it, the eval sets and the manifest entry into the packaged bundle."""
+        from . import tagging
+
+        t0 = time.time()
+        info = tagging.stage_train(self, self.dest)
+        self.done("tagging", time.time() - t0, **info)
+
+    def stage_tagging_eval(self) -> None:
+        """Span tagging: premise, λ curves with per-sentence counts -> results/<task>.json."""
+        from . import tagging
+
+        t0 = time.time()
+        info = tagging.stage_eval(self, self.dest)
+        self.done("tagging_eval", time.time() - t0, **info)
+
     def stage_package(self, dest: Path) -> None:
         t0 = time.time()
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(self.bundle, dest)
+        for stage in ("tagging", "tagging_eval"):  # their outputs lived in the replaced folder
+            self.stages.pop(stage, None)
         keep = json.loads((self.work / "keep_ids.json").read_text())
         train.write_json(dest / "base" / "keep_ids.json", keep)
         from . import encoder
@@ -397,7 +418,8 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package"]
+STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package", "tagging",
+          "tagging_eval"]  # the tagging stages work on the packaged bundle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     b = Build(work, args.quick, args.device, cache, smoke=args.smoke)
     torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.out) if args.out else Path(__file__).resolve().parents[2] / "assets" / "bundle"
+    b.dest = out
     for stage in args.stages.split(","):
         if stage in args.force.split(","):
             b.stages.pop(stage, None)

@@ -1,0 +1,449 @@
+"""The embedded bundle's second task: tagging the marked-up spans of the LibreOffice help.
+
+The help HTML keeps its inline markup in every translation, span for span, so each paragraph
+comes with typed spans for free. The tag set (``SPAN_CLASSES``):
+
+* ``UI``    = ``emph`` + ``menuitem``. Merged: both mark user-interface labels (menu paths,
+  dialogs, buttons) and the help uses them interchangeably; the same path ("Format - Cells") is
+  ``emph`` in one file and ``menuitem`` in the next, and they nest (``emph`` around ``menuitem``),
+  so keeping them apart would ask the model to guess an author's habit, not read the language.
+* ``CODE``  = ``literal`` (function names, file names, values), kept: it is code-like, not UI.
+* ``INPUT`` = ``input`` (text the reader types), kept.
+* ``KEY``   = ``keycode`` (keys and shortcuts), kept.
+
+Left out: ``avis`` (marks whole tooltip sentences, not a span inside a sentence), and the rare
+``productname``/``widget``/``acronym``. Nested spans: the outermost kept span wins. Spans are
+turned into BIO tags over whitespace words (the tokenizer's words: its pre-tokenizer is
+Metaspace, which splits on whitespace); a word touched by a span takes its type.
+
+Split: the topic task's hash split, by item key. Dev and test are the topic task's dev/test
+paragraphs, which the corpus stage removed from the MLM text of every language (the shipped
+language adapters never saw them); train is English paragraphs that are not held out. Untranslated
+paragraphs (equal to en-US) were dropped per language by the corpus stage; an eval item must have
+at least one span in its own language.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from . import corpus as corpus_mod
+
+TASK = "libreoffice_spans"
+TASK_TITLE = "LibreOffice help: marked-up spans (UI, CODE, INPUT, KEY)"
+SPAN_CLASSES = {"emph": "UI", "menuitem": "UI", "literal": "CODE", "input": "INPUT",
+                "keycode": "KEY"}
+TYPES = ["UI", "CODE", "INPUT", "KEY"]
+LABELS = ["O"] + [f"{p}-{t}" for t in TYPES for p in ("B", "I")]
+MAX_TOKENS = 128
+EVAL_PER_SPLIT = 300  # dev and test sentences per language (what the CPU sweep fits in ~25 min)
+
+_OPEN, _CLOSE = "\x01", "\x02"  # markers in the parsed stream: not whitespace, never in the help
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] [tagging] {msg}", flush=True)
+
+
+# --- span extraction ---------------------------------------------------------------------------
+
+
+class SpanParser(corpus_mod._HelpParser):
+    """The corpus parser (same text, same ids) that also marks kept spans in the text stream.
+
+    Markers travel with the text into parent blocks exactly as the corpus parser moves text, so
+    offsets never need fixing up; ``marked_to_spans`` turns them into character offsets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._marks: list[bool] = []  # per open <span>: did it emit an open marker?
+
+    def _emit(self, s: str) -> bool:
+        if not self._skip and self._stack:
+            self._stack[-1][2].append(s)
+            return True
+        return False
+
+    def handle_starttag(self, tag, attrs):
+        super().handle_starttag(tag, attrs)
+        if tag == "span":
+            classes = (dict(attrs).get("class") or "").split()
+            kind = next((SPAN_CLASSES[c] for c in classes if c in SPAN_CLASSES), None)
+            self._marks.append(bool(kind) and self._emit(_OPEN + str(TYPES.index(kind))))
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._marks and self._marks.pop():
+            self._emit(_CLOSE)
+        super().handle_endtag(tag)
+
+
+def marked_to_spans(raw: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """Normalise whitespace exactly as ``corpus._norm`` and return (text, [(start, end, type)]).
+
+    Outermost span wins (nested kept spans are absorbed); unmatched markers are ignored; spans
+    that hold only whitespace vanish."""
+    out: list[str] = []
+    spans: list[tuple[int, int, str]] = []
+    depth, start, kind = 0, 0, ""
+    pending = False  # a whitespace run seen since the last character written
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c == _OPEN:
+            if depth == 0:
+                start = len(out) + (1 if pending and out else 0)
+                kind = TYPES[int(raw[i + 1])]
+            depth += 1
+            i += 2
+            continue
+        if c == _CLOSE:
+            if depth > 0:
+                depth -= 1
+                if depth == 0 and len(out) > start:
+                    spans.append((start, len(out), kind))
+            i += 1
+            continue
+        if c.isspace():
+            pending = True
+        else:
+            if pending and out:
+                out.append(" ")
+            pending = False
+            out.append(c)
+        i += 1
+    return "".join(out), spans
+
+
+def parse_help_spans(root: Path, lang_dir: str) -> dict[str, tuple[str, list]]:
+    """``key -> (text, spans)`` for the help of one language, keys and texts as ``parse_help``."""
+    base = Path(root) / "usr/share/libreoffice/help" / lang_dir / "text"
+    out: dict[str, tuple[str, list]] = {}
+    for path in sorted(base.rglob("*.html")):
+        rel = path.relative_to(base)
+        parser = SpanParser()
+        parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+        parser.close()
+        for pid, raw in parser.items:
+            text, spans = marked_to_spans(raw)
+            key = f"{rel.parts[0]}/{'/'.join(rel.parts[1:])}#{pid}"
+            if len(text) >= corpus_mod.MIN_CHARS and key not in out:
+                out[key] = (text, spans)
+    return out
+
+
+def words_of(text: str) -> list[tuple[int, int]]:
+    """Character offsets of the whitespace-separated words."""
+    offs, pos = [], 0
+    for w in text.split():
+        s = text.index(w, pos)
+        offs.append((s, s + len(w)))
+        pos = s + len(w)
+    return offs
+
+
+def bio_tags(text: str, spans: list[tuple[int, int, str]]) -> tuple[list[str], list[str]]:
+    """(words, BIO tags): a word takes the type of the first span it overlaps; B on the first
+    word of each span (so adjacent spans stay two spans), I on the following ones."""
+    offs = words_of(text)
+    tags = ["O"] * len(offs)
+    for j, (ws, we) in enumerate(offs):
+        for k, (s, e, kind) in enumerate(spans):
+            if s < we and ws < e:
+                first = j == 0 or not (s < offs[j - 1][1] and offs[j - 1][0] < e)
+                tags[j] = ("B-" if first else "I-") + kind
+                break
+    return [text[s:e] for s, e in offs], tags
+
+
+def count_spans(tags: list[str]) -> dict[str, int]:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    out = {t: 0 for t in TYPES}
+    for kind, _, _ in get_entities(tags):
+        out[kind] += 1
+    return out
+
+
+# --- the task data -----------------------------------------------------------------------------
+
+
+def _parsed_spans(cache: Path, lang: str) -> dict[str, tuple[str, list]]:
+    cfile = cache / "parsed_spans" / f"{lang}.json.gz"
+    if cfile.exists():
+        with gzip.open(cfile, "rt", encoding="utf-8") as f:
+            return {k: (v[0], [tuple(s) for s in v[1]]) for k, v in json.load(f).items()}
+    root = cache / "root" / corpus_mod.package_for(lang)
+    t = time.time()
+    data = parse_help_spans(root, corpus_mod._help_lang_dir(root, lang))
+    _log(f"parsed spans {lang}: {len(data)} paragraphs in {time.time() - t:.1f} s")
+    cfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfile.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    tmp.rename(cfile)
+    return data
+
+
+def build_items(cache: Path, corpus_dir: Path, langs: list[str]) -> tuple[list[dict], dict]:
+    """Train (English) and dev/test (every language) items, plus the span statistics.
+
+    Held out = the topic task's dev/test keys and every English text equal to one of them (the
+    corpus stage removed both from all MLM text). An item's text must equal the corpus stage's
+    text for that key and language, so the same fallback filtering and vocabulary apply."""
+    topic = [json.loads(x) for x in (corpus_dir / "task.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    held = {r["key"]: r for r in topic if r["split"] != "train"}
+    held_text = {t for r in held.values() for t in r["text"].values()}
+    parsed = {l: _parsed_spans(cache, l) for l in langs}
+    items: list[dict] = []
+    mismatch = {l: 0 for l in langs}
+    seen: set[str] = set()
+    for key, (text, spans) in sorted(parsed["en"].items()):  # train: English, deduplicated
+        if key in held or text in held_text or text in seen or not spans:
+            continue
+        seen.add(text)
+        words, tags = bio_tags(text, spans)
+        items.append({"key": key, "lang": "en", "split": "train", "text": text,
+                      "words": words, "tags": tags})
+    for key in sorted(held):
+        r = held[key]
+        for l in langs:
+            want = r["text"].get(l)
+            got = parsed[l].get(key)
+            if want is None or got is None:
+                continue
+            if got[0] != want:  # the corpus stage's text is the reference (vocabulary, MLM filter)
+                mismatch[l] += 1
+                continue
+            if not got[1]:
+                continue
+            words, tags = bio_tags(*got)
+            items.append({"key": key, "lang": l, "split": r["split"], "text": want,
+                          "words": words, "tags": tags})
+    return items, _stats(items, langs, mismatch)
+
+
+def _stats(items: list[dict], langs: list[str], mismatch: dict) -> dict:
+    per = {}
+    for l in langs:
+        row = {s: {"sentences": 0, **{t: 0 for t in TYPES}} for s in ("train", "dev", "test")}
+        for it in items:
+            if it["lang"] == l:
+                c = row[it["split"]]
+                c["sentences"] += 1
+                for t, n in count_spans(it["tags"]).items():
+                    c[t] += n
+        per[l] = {s: v for s, v in row.items() if v["sentences"]} | {"text_mismatch": mismatch[l]}
+    return {"task": TASK, "labels": LABELS, "span_classes": SPAN_CLASSES, "languages": per}
+
+
+def eval_subset(items: list[dict], lang: str, per_split: int = EVAL_PER_SPLIT) -> list[dict]:
+    """Up to ``per_split`` dev and test items of a language, a seeded sample by key (the same
+    keys are preferred in every language, so the languages are compared on similar paragraphs)."""
+    out = []
+    for split in ("dev", "test"):
+        pool = [it for it in items if it["lang"] == lang and it["split"] == split]
+        pool.sort(key=lambda it: corpus_mod.split_of(it["key"], seed=7))  # a key-hash order
+        out += pool[:per_split]
+    return out
+
+
+def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.rename(path)
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+# --- encoding and training ---------------------------------------------------------------------
+
+
+def encode(tokenizer, words: list[str], tags: list[str] | None = None, max_tokens: int = MAX_TOKENS):
+    """Input ids and, with tags, labels on each word's first sub-token (-100 elsewhere), plus the
+    first sub-token position of every word that survived truncation."""
+    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_tokens)
+    index = {lab: i for i, lab in enumerate(LABELS)}
+    labels, first, prev = [], [], None
+    for pos, w in enumerate(enc.word_ids()):
+        if w is not None and w != prev:
+            first.append(pos)
+            labels.append(index[tags[w]] if tags is not None else 0)
+        else:
+            labels.append(-100)
+        prev = w
+    return enc["input_ids"], labels, first
+
+
+def _batches(rows: list, batch: int, seed: int, epochs: int) -> list[list[int]]:
+    """Length-bucketed batches, reshuffled each epoch, fixed by the seed (so a resumed run takes
+    the same batch at the same step)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    chunks = [order[s:s + batch] for s in range(0, len(order), batch)]
+    rng, out = random.Random(seed), []
+    for _ in range(epochs):
+        rng.shuffle(chunks)
+        out += [list(c) for c in chunks]
+    return out
+
+
+def _collate(rows, idx, pad_id: int):
+    n = max(len(rows[i][0]) for i in idx)
+    ids = torch.full((len(idx), n), pad_id, dtype=torch.long)
+    lab = torch.full((len(idx), n), -100, dtype=torch.long)
+    att = torch.zeros((len(idx), n), dtype=torch.long)
+    for j, i in enumerate(idx):
+        x, y = rows[i][0], rows[i][1]
+        ids[j, :len(x)] = torch.tensor(x)
+        lab[j, :len(y)] = torch.tensor(y)
+        att[j, :len(x)] = 1
+    return ids, att, lab
+
+
+def add_task(model, name: str = TASK) -> None:
+    from adapters import SeqBnConfig
+
+    from .train import SEED
+
+    torch.manual_seed(SEED)
+    model.add_adapter(name, config=SeqBnConfig(reduction_factor=16))
+    model.add_tagging_head(name, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)))
+
+
+def train_tagger(model, tokenizer, items: list[dict], ckpt: Path, *, epochs: int, batch: int,
+                 lr: float, max_seconds: float, language: str = "en", log_every: int = 50) -> dict:
+    """Task adapter + tagging head on ``Stack(language, task)``, language adapter frozen.
+
+    Resumable: every ~3 minutes the trainable tensors, the optimiser and the step go to ``ckpt``;
+    a restarted run continues from there with the same batch order and learning-rate schedule
+    (linear warm-up over 5 %, linear decay to the step or time budget, whichever ends first)."""
+    from adapters.composition import Stack
+
+    from .train import SEED, Schedule, _lr_at, freeze_all_but
+
+    rows = [encode(tokenizer, it["words"], it["tags"])[:2] for it in items]
+    plan = _batches(rows, batch, SEED, epochs)
+    add_task(model)
+    model.set_active_adapters(Stack(language, TASK))
+    freeze_all_but(model, [f".adapters.{TASK}.", f"heads.{TASK}."])
+    named = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW(list(named.values()), lr=lr, weight_decay=0.0)
+    step, spent, losses = 0, 0.0, []
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                named[k].copy_(v)
+        opt.load_state_dict(state["opt"])
+        step, spent, losses = state["step"], state["seconds"], state["losses"]
+        _log(f"resumed at step {step}/{len(plan)} ({spent:.0f} s spent)")
+    sched = Schedule(steps=len(plan), batch=batch, lr=lr, max_seconds=max_seconds)
+    model.train()
+    t0, last_save = time.time() - spent, time.time()
+    while step < len(plan) and time.time() - t0 < max_seconds:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, time.time() - t0, sched)
+        ids, att, lab = _collate(rows, plan[step], tokenizer.pad_token_id)
+        logits = model(input_ids=ids, attention_mask=att, head=TASK).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, len(LABELS)), lab.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)
+        opt.step()
+        losses.append(round(loss.item(), 4))
+        step += 1
+        if step % log_every == 0:
+            _log(f"step {step}/{len(plan)} loss {sum(losses[-log_every:]) / log_every:.4f} "
+                 f"({time.time() - t0:.0f} s)")
+        if time.time() - last_save > 180 or step == len(plan):
+            _save_ckpt(ckpt, named, opt, step, time.time() - t0, losses)
+            last_save = time.time()
+    _save_ckpt(ckpt, named, opt, step, time.time() - t0, losses)
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"steps": step, "planned_steps": len(plan), "epochs": epochs, "batch": batch, "lr": lr,
+            "train_items": len(items), "train_seconds": round(time.time() - t0, 1),
+            "first_loss": losses[0] if losses else math.nan,
+            "final_loss": round(sum(tail) / max(len(tail), 1), 4),
+            "trainable": sum(p.numel() for p in named.values())}
+
+
+def _save_ckpt(path: Path, named, opt, step: int, seconds: float, losses: list) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"params": {k: v.detach().clone() for k, v in named.items()}, "opt": opt.state_dict(),
+                "step": step, "seconds": seconds, "losses": losses}, tmp)
+    tmp.rename(path)
+
+
+# --- build stages (called by build.Build) ---------------------------------------------------------
+
+
+def _langs(build) -> list[str]:
+    return ["en", *[c for c in build.adapter_langs if c != "en"], *build.targets]
+
+
+def items_for(build) -> tuple[list[dict], dict]:
+    """The task items, built once per work folder (``WORK/tagging/items.jsonl.gz``)."""
+    folder = build.work / "tagging"
+    path, spath = folder / "items.jsonl.gz", folder / "stats.json"
+    if path.exists() and spath.exists():
+        return read_jsonl_gz(path), json.loads(spath.read_text(encoding="utf-8"))
+    items, stats = build_items(build.cache / "debian", build.corpus, _langs(build))
+    write_jsonl_gz(path, items)
+    spath.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return items, stats
+
+
+def manifest_entry() -> dict:
+    return {"name": TASK, "title": TASK_TITLE, "kind": "tagging", "adapter": f"tasks/{TASK}",
+            "labels": LABELS, "eval": f"eval/{TASK}"}
+
+
+def add_to_manifest(dest: Path) -> None:
+    """Add (or replace) this task's entry in ``dest/manifest.json``; other entries untouched."""
+    path = dest / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["tasks"] = [t for t in manifest["tasks"] if t["name"] != TASK] + [manifest_entry()]
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def stage_train(build, dest: Path, *, epochs: int = 3, batch: int = 16, lr: float = 1e-3,
+                max_seconds: float = 1800) -> dict:
+    """Train on the packaged bundle's frozen English adapter; write the task adapter (fp16, with
+    its head), the eval sets and the manifest entry into ``dest``."""
+    from ..model import Bundle, load_adapter_checked
+    from .train import load_model, save_fp16_adapter
+
+    items, stats = items_for(build)
+    train_items = [it for it in items if it["split"] == "train"]
+    if build.smoke:
+        train_items, epochs, max_seconds = train_items[:64], 1, 60
+    bundle = Bundle.load(dest)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(bundle.path(bundle.manifest["tokenizer"])))
+    model = load_model(bundle.base_path(), torch.device("cpu"))
+    load_adapter_checked(model, bundle.path(bundle.languages["en"].adapter), "en")
+    info = train_tagger(model, tok, train_items, build.work / "tagging" / "ckpt.pt", epochs=epochs,
+                        batch=batch, lr=lr, max_seconds=max_seconds)
+    save_fp16_adapter(model, TASK, dest / "tasks" / TASK, with_head=True)
+    per_split = 8 if build.smoke else EVAL_PER_SPLIT
+    for l in _langs(build):
+        write_jsonl_gz(dest / "eval" / TASK / f"{l}.jsonl.gz",
+                       [{k: it[k] for k in ("key", "split", "text", "words", "tags")}
+                        for it in eval_subset(items, l, per_split)])
+    add_to_manifest(dest)
+    _log(f"trained: {info}")
+    return info
