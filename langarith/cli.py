@@ -6,6 +6,8 @@
     python -m langarith serve [--bundle B | --profile P] [--port 7860]
     python -m langarith profiles                      # the profiles of catalogue.json (JSON)
     python -m langarith fetch --profile P [--languages de,is]  # fill the HF cache for a profile
+    python -m langarith reproduce --profile mbert-ner [--targets ar,bg] [--lambdas 0:1:0.1]
+                                  [--source-map JSON] [--limit N] [--out DIR]  # the paper's sweep
 
 A profile (--profile, or $LANGARITH_PROFILE) picks the encoder and adapters: ``embedded`` (the
 default, offline) or a hub profile (``mbert-ner``, ``xlmr``); --bundle overrides it.
@@ -82,7 +84,7 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     from . import tasks
 
     kinds = {t.kind for t in stack.bundle.tasks.values()}
-    if kinds and not kinds & {"tagging", "extractive_qa"}:
+    if "classification" in kinds:  # the default task of a bundle with one: tasks.compare
         return None
     from .arithmetic import check_lambda
 
@@ -100,6 +102,23 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     return out
 
 
+def _tagging_task(stack, name: str | None):
+    """The task named by --task when it is a tagging task, else None (the default paths)."""
+    if not name:
+        return None
+    t = stack.bundle.task(name)
+    return t if t.kind == "tagging" else None
+
+
+def _tagging_predict(stack, args, source: str, text: str, task: str) -> dict:
+    from . import ner
+
+    cmp = ner.compare_ner(stack, text, args.target, source, args.lam, task=task)
+    out = cmp.to_json()
+    out["task"] = task
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m langarith", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     merge_args.add_argument("--lam", type=float, default=0.5, help="weight of A in λ·A + (1−λ)·B")
     pr = sub.add_parser("predict", parents=[common, merge_args], help="merged vs unmerged predictions")
     pr.add_argument("--text", help="text to classify (default: the target's first example)")
+    pr.add_argument("--task", help="task name (default: the bundle's first; see `languages`)")
     pr.add_argument("--mask-text", help="fill-mask probe (default: the text with its longest word masked)")
     mg = sub.add_parser("merge", parents=[common, merge_args], help="write the merged adapter folder")
     mg.add_argument("--out", required=True)
@@ -121,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--target", required=True)
     sw.add_argument("--source")
     sw.add_argument("--points", type=int, default=11, help="λ grid size from 0 to 1")
+    sw.add_argument("--task", help="task name (a tagging task sweeps span F1)")
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
     si = sub.add_parser("similarity", parents=[common], help="cosine between language vectors")
     si.add_argument("--target", help="also rank source languages for this target")
@@ -131,12 +152,27 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--density", type=float)
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--out", required=True)
+    ex.add_argument("--task", help="also write this task adapter and head (out/task_adapter)")
     sub.add_parser("serve", parents=[common], help="launch the web demo")
     sub.add_parser("profiles", help="list the profiles (catalogue.json)")
     fe = sub.add_parser("fetch", help="download a hub profile into the Hugging Face cache")
     fe.add_argument("--profile", required=True)
     fe.add_argument("--languages", help="comma-separated codes (default: all of the profile's)")
+    rp = sub.add_parser("reproduce", help="the paper's λ sweep on WikiANN (mbert-ner) or XQuAD (xlmr)")
+    rp.add_argument("--profile", required=True, help="mbert-ner or xlmr")
+    rp.add_argument("--targets", help="comma-separated codes (default: the catalogue's targets)")
+    rp.add_argument("--source-map", help='JSON {"target": "related language"} or a JSON file')
+    rp.add_argument("--lambdas", default="0:1:0.1", help="start:stop:step or a list; needs 0 and 1")
+    rp.add_argument("--limit", type=int, help="at most N items per split (a quick check)")
+    rp.add_argument("--setting", default="zero_shot", help="zero_shot (A = en) or enhancement (A = target)")
+    rp.add_argument("--out", help="results folder (default: $LANGARITH_CACHE/reproduce/<profile>)")
     args, rest = p.parse_known_args(argv)
+    if args.cmd == "reproduce":
+        if rest:
+            p.error(f"unrecognized arguments: {' '.join(rest)}")
+        from . import reproduce
+
+        return reproduce.main(args)
 
     if args.cmd == "serve":
         launch_app((["--bundle", args.bundle] if args.bundle else [])
@@ -182,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             hub_out = None
             if args.cmd == "predict":
                 text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
-                hub_out = _hub_predict(stack, args, a, b_, text)
+                tagging = _tagging_task(stack, args.task)
+                hub_out = (_tagging_predict(stack, args, b_, text, tagging.name) if tagging
+                           else _hub_predict(stack, args, a, b_, text))
             if hub_out is not None:
                 out = hub_out
             elif args.cmd == "predict":
-                cmp = tasks.compare(stack, text, args.target, b_, args.lam,
+                cmp = tasks.compare(stack, text, args.target, b_, args.lam, task=args.task,
                                     mask_text=args.mask_text
                                     or tasks.mask_a_word(text, stack.tokenizer.mask_token))
                 out = cmp.to_json()
@@ -195,9 +233,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.points < 2 or args.points > 101:
                     raise InputError("--points must be between 2 and 101")
                 grid = [round(i / (args.points - 1), 4) for i in range(args.points)]
-                r = tasks.sweep(stack, args.target, args.source, grid)
+                tagging = _tagging_task(stack, args.task)
+                if tagging:
+                    from . import ner
+
+                    r = ner.tagging_sweep(stack, args.target, args.source, grid, tagging.name)
+                else:
+                    r = tasks.sweep(stack, args.target, args.source, grid, task=args.task)
                 out = {"target": r["target"], "source": r["source"], "a": r["a"],
                        "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"]}
+                if tagging:
+                    out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
             elif args.cmd == "similarity":
                 from . import analysis
 
@@ -213,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 recipe = share.Recipe(target=args.target, source=b_, lam=args.lam,
                                       method=args.method, density=args.density, seed=args.seed)
                 out = share.export(stack, recipe, args.out)
+                if args.task:
+                    out.update(share.export_task(stack, args.task, args.out))
             else:
                 from .arithmetic import check_lambda
 

@@ -64,9 +64,18 @@ def answer(stack: LanguageStack, question: str, context: str, adapter, task: str
     """The best answer span of ``context`` under ``Stack(adapter, *stack_before, task)``:
     ``{"text", "start", "end", "score", "logit", "null_logit", "no_answer", "cut_chars"}``
     (character offsets into ``context``; ``text`` is empty when "no answer" wins)."""
-    t = stack.bundle.task_of_kind("extractive_qa", task)
     question, _ = clean_text(question)
     context, _ = clean_text(context)
+    return answer_span(stack, question, context, adapter, task)
+
+
+@torch.inference_mode()
+def answer_span(stack: LanguageStack, question: str, context: str, adapter,
+                task: str | None = None) -> dict:
+    """``answer`` on text as given (no 2,000-character cut): the labelled-set path."""
+    t = stack.bundle.task_of_kind("extractive_qa", task)
+    if not question.strip() or not context.strip():
+        raise InputError("the question and the context must not be empty")
     enc = stack.tokenizer([question], [context], return_tensors="pt", truncation="only_second",
                           max_length=max_qa_tokens(stack, t), return_offsets_mapping=True)
     seq = enc.sequence_ids(0)

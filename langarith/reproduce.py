@@ -1,0 +1,534 @@
+"""Layer 3: the paper's experiment in one command — a λ sweep on a labelled set, per target.
+
+    python -m langarith reproduce --profile mbert-ner [--targets ar,bg] [--source-map JSON]
+                                  [--lambdas 0:1:0.1] [--limit N] [--out DIR]
+
+For each target: A (the task language, en) and B (the catalogue's related language, or
+``--source-map``) are merged as λ·A + (1−λ)·B at every λ of the grid; the merged stack is
+scored on a dev set (λ is chosen there) and a test set (the report):
+
+- ``mbert-ner``: WikiANN validation and test (``catalogue.json`` names the data set and its
+  files), entity-level micro F1 with ``seqeval``;
+- ``xlmr``: XQuAD through the M2QA stack, the first half of each language for λ and the second
+  half for the report (as the authors' code splits it), SQuAD F1 and exact match.
+
+Per-item counts at every λ go through ``stats.bootstrap_sweep`` (the paired bootstrap of the whole
+"choose λ on dev, report on test" procedure). A target's own adapter, where it has one, is scored
+as a reference line. Data files come through ``huggingface_hub`` into the HF cache and are read
+with pandas (pyarrow).
+
+Output, in ``--out`` (default: ``$LANGARITH_CACHE/reproduce/<profile>``): one file per finished
+target in ``targets/`` (a rerun skips those: resumable), ``results.json`` in the format of the
+bundle's ``results/results.json`` (``full.<setting>.<target>``) and ``results.md``. Every file is
+written to a temporary name and renamed, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import string
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import stats
+from .model import BundleError, InputError
+
+FORMAT = 1
+SETTINGS = ("zero_shot", "enhancement")
+
+
+class ReproduceError(ValueError):
+    """Bad arguments or data the run cannot use; the message says what and how to fix it."""
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+
+def parse_lambdas(spec: str) -> list[float]:
+    """``"0:1:0.1"`` (start:stop:step, both ends included) or ``"0,0.5,1"``; must hold 0 and 1
+    (B alone and A alone are the baselines)."""
+    try:
+        if ":" in spec:
+            lo, hi, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or hi < lo:
+                raise ValueError
+            n = int(round((hi - lo) / step))
+            grid = [round(lo + i * step, 6) for i in range(n + 1)]
+        else:
+            grid = sorted({float(x) for x in spec.split(",") if x.strip()})
+    except ValueError:
+        raise ReproduceError(f"--lambdas {spec!r}: give start:stop:step (0:1:0.1) or a list (0,0.5,1)") from None
+    if not grid or min(grid) < 0 or max(grid) > 1:
+        raise ReproduceError(f"--lambdas {spec!r}: every λ must lie in [0, 1]")
+    if 0.0 not in grid or 1.0 not in grid:
+        raise ReproduceError(f"--lambdas {spec!r}: the grid needs 0 and 1 (B alone and A alone)")
+    return grid
+
+
+def parse_source_map(text: str | None) -> dict[str, str]:
+    """``--source-map``: a JSON object ``{"target": "related language"}``, inline or a file."""
+    if not text:
+        return {}
+    raw = Path(text).read_text(encoding="utf-8") if Path(text).is_file() else text
+    try:
+        m = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ReproduceError(f"--source-map is not valid JSON ({e}): give e.g. '{{\"de\": \"nl\"}}'") from None
+    if not isinstance(m, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()):
+        raise ReproduceError("--source-map must map target codes to language codes, e.g. {\"de\": \"nl\"}")
+    return m
+
+
+def spec_of(profile: str, cat: dict | None = None) -> dict:
+    from .profiles import profile_entry
+
+    spec = profile_entry(profile, cat).get("reproduce")
+    if not spec:
+        raise ReproduceError(f"profile {profile!r} has no labelled data set to reproduce the paper on; "
+                             f"use --profile mbert-ner (WikiANN) or --profile xlmr (XQuAD)")
+    return spec
+
+
+def default_dir(profile: str) -> Path:
+    root = Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
+    return root / "reproduce" / profile
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def dataset_file(repo: str, filename: str, cache_dir=None) -> Path:
+    """A data set file from the HF cache (downloaded there unless offline)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from .profiles import _cache_dir, hub_offline
+
+    try:
+        return Path(hf_hub_download(repo, filename, repo_type="dataset", cache_dir=_cache_dir(cache_dir),
+                                    local_files_only=hub_offline(), library_name="langarith"))
+    except EntryNotFoundError:
+        raise ReproduceError(f"{repo} has no {filename}: no data for this language there") from None
+    except LocalEntryNotFoundError:
+        raise ReproduceError(
+            f"{repo}/{filename} is not in the Hugging Face cache "
+            f"({_cache_dir(cache_dir) or 'default cache'}) and "
+            f"{'HF_HUB_OFFLINE is set' if hub_offline() else 'the Hub could not be reached'}: either "
+            f"the data set has no such language, or get the file with network access: "
+            f"huggingface-cli download --repo-type dataset {repo} {filename}") from None
+    except Exception as e:  # noqa: BLE001 - HTTP errors, gated data: say which file
+        raise ReproduceError(f"cannot get {repo}/{filename}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+
+
+def read_table(path: Path, columns: list[str]):
+    """The parquet file's columns as a DataFrame; a corrupt file or a missing column is named."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        import pyarrow.parquet as pq
+
+        have = pq.read_schema(path).names
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise ReproduceError(f"{path} lacks the column(s) {', '.join(missing)} (has {', '.join(have)})")
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise ReproduceError(f"{path} is corrupt or not a parquet file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else 'unreadable'}); delete it "
+                             f"from the cache and rerun to fetch it again") from None
+
+
+def ner_split(spec: dict, lang: str, split: str, cache_dir=None, limit: int | None = None) -> list[dict]:
+    """WikiANN rows ``{"tokens", "tags"}`` (tag ids) of one split."""
+    name = spec["files"].format(lang=lang, split=spec["splits"][split])
+    df = read_table(dataset_file(spec["dataset"], name, cache_dir), ["tokens", "ner_tags"])
+    rows = [{"tokens": [str(t) for t in tok], "tags": [int(x) for x in tags]}
+            for tok, tags in zip(df["tokens"], df["ner_tags"])][:limit]
+    if not rows:
+        raise ReproduceError(f"{spec['dataset']}/{name} has no rows")
+    return rows
+
+
+def qa_splits(spec: dict, lang: str, cache_dir=None, limit: int | None = None) -> dict[str, list[dict]]:
+    """XQuAD rows ``{"id", "context", "question", "answers"}``: first half dev, second half test."""
+    name = spec["files"].format(lang=lang)
+    df = read_table(dataset_file(spec["dataset"], name, cache_dir), ["id", "context", "question", "answers"])
+    rows = [{"id": str(i), "context": c, "question": q, "answers": [str(x) for x in a["text"]]}
+            for i, c, q, a in zip(df["id"], df["context"], df["question"], df["answers"])]
+    if len(rows) < 2:
+        raise ReproduceError(f"{spec['dataset']}/{name} has {len(rows)} rows: two halves need at least 2")
+    half = len(rows) // 2
+    return {"dev": rows[:half][:limit], "test": rows[half:][:limit]}
+
+
+def load_data(spec: dict, lang: str, cache_dir=None, limit=None) -> dict[str, list[dict]]:
+    if spec["task"] == "qa":
+        return qa_splits(spec, lang, cache_dir, limit)
+    return {s: ner_split(spec, lang, s, cache_dir, limit) for s in ("dev", "test")}
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def ner_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
+    """Per sentence ``[tp, fp, fn]`` of entities as seqeval extracts them (type, start, end)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    out = []
+    for g, p in zip(gold, pred):
+        eg, ep = set(get_entities(g)), set(get_entities(p))
+        tp = len(eg & ep)
+        out.append((tp, len(ep) - tp, len(eg) - tp))
+    return stats.f1_counts(*np.asarray(out, dtype=np.float64).reshape(-1, 3).T)
+
+
+def ner_scores(counts: np.ndarray) -> dict:
+    tp, fp, fn = counts.sum(0)
+    return {"f1": float(stats.metric(counts.sum(0))),
+            "precision": float(tp / (tp + fp)) if tp + fp else 0.0,
+            "recall": float(tp / (tp + fn)) if tp + fn else 0.0, "n": int(len(counts))}
+
+
+def normalize_answer(s: str) -> str:
+    """The official SQuAD normalisation: lower case, no punctuation, articles or extra spaces."""
+    s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def squad_f1(pred: str, gold: str) -> float:
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum((collections.Counter(p) & collections.Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_item(pred: str, golds: list[str]) -> tuple[float, float]:
+    """``(f1, exact match)`` of one answer against its gold answers (max over them, as SQuAD)."""
+    golds = golds or [""]
+    return (max(squad_f1(pred, g) for g in golds),
+            max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds))
+
+
+def qa_scores(f1: np.ndarray, em: np.ndarray) -> dict:
+    return {"f1": float(f1.mean()) if len(f1) else 0.0, "exact_match": float(em.mean()) if len(em) else 0.0,
+            "n": int(len(f1))}
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+def predict_ner(stack, rows: list[dict], adapter, task: str, batch_size: int = 32) -> tuple[list, int]:
+    """Word labels (first sub-token's) for pre-split sentences, and how many sentences were cut
+    (words past the encoder's length are labelled O)."""
+    import torch
+
+    from .ner import labels_of
+
+    names = labels_of(stack, task)
+    limit = min(512, getattr(stack.model.config, "max_position_embeddings", 512))
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["tokens"]))
+    preds: list = [None] * len(rows)
+    cut = 0
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        enc = stack.tokenizer([rows[i]["tokens"] for i in idx], is_split_into_words=True, padding=True,
+                              truncation=True, max_length=limit, return_tensors="pt")
+        with torch.inference_mode(), stack.use(adapter, task) as model:
+            logits = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=task).logits
+        best = logits.argmax(-1).cpu().tolist()
+        for j, i in enumerate(idx):
+            labels = ["O"] * len(rows[i]["tokens"])
+            seen = set()
+            for pos, w in enumerate(enc.word_ids(j)):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    labels[w] = names[best[j][pos]]
+            cut += len(seen) < len(labels)
+            preds[i] = labels
+    return preds, cut
+
+
+def predict_qa(stack, rows: list[dict], adapter, task: str) -> tuple[list, int]:
+    """Answer texts ("" = no answer) and how many contexts were cut at the adapter's length."""
+    from .qa import answer_span
+
+    out, cut = [], 0
+    for r in rows:
+        a = answer_span(stack, r["question"], r["context"], adapter, task)
+        out.append(a["text"])
+        cut += a["cut_chars"] > 0
+    return out, cut
+
+
+def score(spec: dict, stack, rows: list[dict], adapter, task: str, labels: list[str]):
+    """``(metrics, per-item counts [n, k], predictions, cut)`` of one adapter or merge on rows."""
+    if spec["task"] == "qa":
+        preds, cut = predict_qa(stack, rows, adapter, task)
+        f1, em = (np.asarray(x, dtype=np.float64).reshape(-1) for x in
+                  zip(*[qa_item(p, r["answers"]) for p, r in zip(preds, rows)]))
+        return qa_scores(f1, em), stats.accuracy_counts(f1), preds, cut
+    preds, cut = predict_ner(stack, rows, adapter, task)
+    counts = ner_counts([[labels[t] for t in r["tags"]] for r in rows], preds)
+    return ner_scores(counts), counts, preds, cut
+
+
+# --- one target ----------------------------------------------------------------------------------
+
+
+def pair_for(stack, spec: dict, target: str, source_map: dict, setting: str) -> tuple[str, str, str]:
+    """``(a, b, why)`` for a target, checked: B exists in the profile and merges with A."""
+    from .arithmetic import MergeError
+
+    bundle = stack.bundle
+    entry = spec.get("targets", {}).get(target, {})
+    b = source_map.get(target) or entry.get("b") or (bundle.languages[target].source
+                                                     if target in bundle.languages else None)
+    if not b:
+        raise ReproduceError(f"no related language is recorded; give one with "
+                             f"--source-map '{{\"{target}\": \"<code>\"}}'")
+    why = "--source-map" if target in source_map else entry.get("why", "the catalogue's related language")
+    if setting == "enhancement":
+        if target not in bundle.languages or not bundle.languages[target].has_adapter:
+            raise ReproduceError(f"{target} has no adapter of its own: the enhancement setting needs one")
+        a = target
+    else:
+        a = spec.get("a", bundle.task_language)
+    if b not in bundle.languages or not bundle.languages[b].has_adapter:
+        have = ", ".join(bundle.adapter_languages())
+        raise ReproduceError(f"the related adapter {b!r} does not exist in this profile "
+                             f"(adapters: {have}); choose another with --source-map")
+    if a == b:
+        raise ReproduceError(f"A and B are both {a}; choose another B with --source-map")
+    try:
+        stack.check_mergeable([a, b])
+    except (MergeError, InputError, BundleError) as e:
+        raise ReproduceError(f"cannot merge {a} and {b}: {e}") from None
+    return a, b, why
+
+
+def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[float],
+               data: dict[str, list[dict]], progress=None) -> dict:
+    """The sweep, both single adapters, the dev-chosen λ and its bootstrap, for one target."""
+    task = spec["task"]
+    labels = list(stack.bundle.task(task).labels)
+    counts = {"dev": [], "test": []}
+    metrics = {"dev": [], "test": []}
+    preds, cut = [], 0
+    for lam in lambdas:
+        w = {a: lam, b: 1.0 - lam}
+        for split in ("dev", "test"):
+            m, c, p, n_cut = score(spec, stack, data[split], w, task, labels)
+            metrics[split].append(m)
+            counts[split].append(c)
+            cut = max(cut, n_cut)
+            if split == "test":
+                preds.append(p)
+            if progress:
+                progress.update(1)
+    metric = spec["metric"]
+    best = stats.choose_lambda([m[metric] for m in metrics["dev"]], lambdas)
+    ia, ib = lambdas.index(1.0), lambdas.index(0.0)
+    boot = stats.bootstrap_sweep(lambdas, np.stack(counts["dev"]), np.stack(counts["test"]))
+    return {
+        "target": target, "a": a, "b": b,
+        "points": [{"lam": lam, "dev": metrics["dev"][i], "test": metrics["test"][i]}
+                   for i, lam in enumerate(lambdas)],
+        "best_lam": lambdas[best], "test_at_best": metrics["test"][best],
+        "a_alone": metrics["test"][ia], "b_alone": metrics["test"][ib],
+        "n_dev": len(data["dev"]), "n_test": len(data["test"]), "bootstrap": boot,
+        "cut_items": cut, "changed": changed_items(spec, data["test"], preds[ia], preds[best], preds[ib]),
+    }
+
+
+def changed_items(spec: dict, rows: list[dict], pa: list, pm: list, pb: list, keep: int = 200) -> list:
+    """Test items whose prediction at the chosen λ differs from A's (the first ``keep``)."""
+    out = []
+    for i, (r, x, m, y) in enumerate(zip(rows, pa, pm, pb)):
+        if x != m and len(out) < keep:
+            item = ({"id": r["id"], "question": r["question"], "gold": r["answers"]}
+                    if spec["task"] == "qa" else {"tokens": r["tokens"], "gold": r["tags"]})
+            out.append({"index": i, **item, "a": x, "merged": m, "b": y})
+    return out
+
+
+def own_adapter(stack, spec: dict, target: str, data: dict) -> dict | None:
+    """The target's own adapter on the test set: the reference line beside the zero-shot merge."""
+    lang = stack.bundle.languages.get(target)
+    if lang is None or not lang.has_adapter:
+        return None
+    try:
+        m, _, _, _ = score(spec, stack, data["test"], target, spec["task"],
+                           list(stack.bundle.task(spec["task"]).labels))
+        return m
+    except (BundleError, InputError) as e:
+        return {"error": str(e)}
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=1) + "\n"
+
+
+def markdown(res: dict) -> str:
+    """The results as a Markdown table (points of the metric, test set)."""
+    m = res["metric"]
+    lines = [f"# {res['profile']}: {res['dataset']} ({m}, test; λ chosen on dev)", "",
+             "| target | A | B | A alone | B alone | best λ | merged | gain vs better [95% CI] | own adapter |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for setting in SETTINGS:
+        for t, e in res["full"].get(setting, {}).items():
+            g = e["bootstrap"]["gain_vs_better"]
+            own = res["full"]["own_adapter"].get(t) or {}
+            lines.append(f"| {t} | {e['a']} | {e['b']} | {100 * e['a_alone'][m]:.1f} | "
+                         f"{100 * e['b_alone'][m]:.1f} | {e['best_lam']:g} | {100 * e['test_at_best'][m]:.1f} | "
+                         f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}] | "
+                         f"{f'{100 * own[m]:.1f}' if m in own else '—'} |")
+    for t, msg in res.get("failed", {}).items():
+        lines.append(f"\n- **{t}** not run: {' '.join(msg.split())}")
+    return "\n".join(lines) + "\n"
+
+
+def _assemble(profile: str, spec: dict, setting: str, lambdas, done: dict, failed: dict) -> dict:
+    return {"format": FORMAT, "kind": "reproduce", "profile": profile, "task": spec["task"],
+            "dataset": spec["dataset"], "metric": spec["metric"], "setting": setting,
+            "lambdas": list(lambdas),
+            "full": {"zero_shot": {}, "enhancement": {}, **{setting: {t: d["entry"] for t, d in done.items()}},
+                     "own_adapter": {t: d["own"] for t, d in done.items() if d.get("own")}},
+            "failed": failed}
+
+
+def _key(profile, setting, a, b, lambdas, limit) -> dict:
+    return {"profile": profile, "setting": setting, "a": a, "b": b, "lambdas": list(lambdas), "limit": limit}
+
+
+def _finished(path: Path, key: dict) -> dict | None:
+    """A finished target's file if it was made with the same settings (else it is redone)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return d if d.get("key") == key else None
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def run(profile: str, targets: list[str] | None = None, source_map: dict | None = None,
+        lambdas: list[float] | None = None, limit: int | None = None, out: str | Path | None = None,
+        cache_dir=None, stack=None, setting: str = "zero_shot", log=print) -> dict:
+    """Run (or resume) the sweep for each target; returns the assembled results."""
+    from tqdm.auto import tqdm
+
+    spec = spec_of(profile)
+    if setting not in SETTINGS:
+        raise ReproduceError(f"--setting must be one of {', '.join(SETTINGS)}")
+    if limit is not None and limit < 1:
+        raise ReproduceError("--limit must be at least 1")
+    lambdas = lambdas or parse_lambdas("0:1:0.1")
+    targets = targets or sorted(spec["targets"])
+    source_map = source_map or {}
+    out = Path(out) if out else default_dir(profile)
+    if stack is None:
+        from .model import LanguageStack
+        from .profiles import load_profile
+
+        stack = LanguageStack(load_profile(profile, cache_dir=cache_dir))
+    done, failed = {}, {}
+    for target in targets:
+        try:
+            a, b, why = pair_for(stack, spec, target, source_map, setting)
+            key = _key(profile, setting, a, b, lambdas, limit)
+            path = out / "targets" / f"{target}.json"
+            prev = _finished(path, key)
+            if prev:
+                log(f"{target}: finished before ({path}), skipped")
+                done[target] = prev
+                continue
+            data = load_data(spec, target, cache_dir, limit)
+            with tqdm(total=2 * len(lambdas), desc=f"{target} ({a}+{b})", file=sys.stderr,
+                      leave=False) as bar:
+                entry = run_target(stack, spec, target, a, b, lambdas, data, bar)
+            entry["why"] = why
+            own = own_adapter(stack, spec, target, data) if setting == "zero_shot" else None
+            done[target] = {"key": key, "entry": entry, "own": own}
+            write_atomic(path, _dump(done[target]))
+        except ReproduceError as e:
+            failed[target] = str(e)
+            log(f"{target} not run: {e}")
+            continue
+        res = _assemble(profile, spec, setting, lambdas, done, failed)
+        write_atomic(out / "results.json", _dump(res))
+        write_atomic(out / "results.md", markdown(res))
+    res = _assemble(profile, spec, setting, lambdas, done, failed)
+    write_atomic(out / "results.json", _dump(res))
+    write_atomic(out / "results.md", markdown(res))
+    return res
+
+
+def find_results(profile_name: str, results_dir: str | Path | None = None) -> dict | None:
+    """The ``results.json`` that ``reproduce`` wrote for a profile, from ``results_dir`` (the
+    app's ``--results DIR``) or the default cache folder; None when there is none (or it is
+    another profile's). Curves: ``full.<setting>.<target>.points``; the metric's key in each
+    point's dev/test dict is ``results["metric"]``. A corrupt file raises ReproduceError."""
+    path = Path(results_dir) if results_dir else default_dir(profile_name)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReproduceError(f"{path} is not a readable results file ({e}); rerun reproduce") from None
+    if not isinstance(res, dict) or res.get("kind") != "reproduce" or res.get("profile") != profile_name:
+        return None
+    return res
+
+
+def main(args) -> int:
+    """The ``reproduce`` subcommand (``cli.py`` parses, this runs): summary JSON on stdout."""
+    try:
+        res = run(args.profile, [t for t in (args.targets or "").split(",") if t] or None,
+                  parse_source_map(args.source_map), parse_lambdas(args.lambdas), args.limit,
+                  args.out, setting=args.setting, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished targets are saved in {args.out or default_dir(args.profile)}; "
+              f"rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (ReproduceError, BundleError, InputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_dir(args.profile)
+    summary = {"results": str(out / "results.json"), "table": str(out / "results.md"),
+               "finished": sorted(res["full"][res["setting"]]), "failed": res["failed"]}
+    json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    print(markdown(res), file=sys.stderr)
+    return 2 if res["failed"] else 0
