@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .arithmetic import check_lambda
-from .model import LanguageStack
+from .model import InputError, LanguageStack
 from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
 
 
@@ -129,7 +129,192 @@ def compare_ner(stack: LanguageStack, text: str, target: str, source: str | None
     in_m = {key(s) for s in spans["merged"]}
     for w_a, w_m in zip(words["A"], words["merged"]):
         w_m["changed"] = w_a["label"] != w_m["label"]
+    if not any(spans.values()):  # say so, rather than show three blank rows
+        none = "no spans tagged by A, the merge or B"
+        notice = f"{notice}; {none}" if notice else none
     return NerComparison(text=text, target=target, a=a, b=b, lam=lam, formula=formula(weights),
                          words=words, spans=spans,
                          added=[s for s in spans["merged"] if key(s) not in in_a],
                          removed=[s for s in spans["A"] if key(s) not in in_m], notice=notice)
+
+
+# --- span metrics, eval sets and λ sweeps of a bundle's tagging task ----------------------------
+# Entity-level scores follow seqeval's default (conlleval) decoding, the one ``entity_spans`` uses:
+# an I- after O or after another type opens a span.
+
+
+def sentence_counts(gold: list[str], pred: list[str]) -> tuple[int, int, int]:
+    """(tp, fp, fn) of one sentence's entity spans: summed over sentences, they give seqeval's
+    micro F1 (``stats.metric``), so the bootstrap can resample sentences."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    if len(gold) != len(pred):
+        raise InputError(f"gold has {len(gold)} tags and the prediction {len(pred)}")
+    g, p = set(get_entities(list(gold))), set(get_entities(list(pred)))
+    return len(g & p), len(p - g), len(g - p)
+
+
+def span_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval's entity-level precision, recall and F1, micro-averaged and per class (×100)."""
+    from seqeval.metrics import classification_report
+
+    if not gold:
+        raise InputError("no sentences to score")
+    rep = classification_report(gold, pred, output_dict=True, zero_division=0)
+    pick = lambda r: {"precision": 100 * float(r["precision"]), "recall": 100 * float(r["recall"]),  # noqa: E731
+                      "f1": 100 * float(r["f1-score"]), "support": int(r["support"])}
+    return {"micro": pick(rep["micro avg"]), "n": len(gold),
+            "per_class": {k: pick(v) for k, v in rep.items() if not k.endswith(" avg")}}
+
+
+@torch.inference_mode()
+def tag_words(stack: LanguageStack, sentences: list[list[str]], adapter, task: str | None = None,
+              batch_size: int = 32) -> list[list[str]]:
+    """BIO labels per word for pre-split sentences (first sub-token decides; words cut off by the
+    token limit get ``O``). Length-sorted batches; ``adapter``: a code or merge weights."""
+    t = stack.bundle.task_of_kind("tagging", task)
+    names = labels_of(stack, t.name)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[list[str]] = [[] for _ in sentences]
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        enc = stack.tokenizer([sentences[i] for i in idx], is_split_into_words=True,
+                              truncation=True, max_length=MAX_TOKENS, padding=True,
+                              return_tensors="pt")
+        word_ids = [enc.word_ids(j) for j in range(len(idx))]
+        with stack.use(adapter, t.name) as model:
+            pred = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=t.name).logits.argmax(-1).cpu()
+        for j, i in enumerate(idx):
+            tags, prev = ["O"] * len(sentences[i]), None
+            for pos, w in enumerate(word_ids[j]):
+                if w is not None and w != prev:
+                    tags[w] = names[int(pred[j, pos])]
+                prev = w
+            out[i] = tags
+    return out
+
+
+def load_tagging_eval(stack: LanguageStack, lang: str, task: str | None = None,
+                      split: str | None = None) -> list[dict]:
+    """The bundle's tagging eval items of a language: ``{"key", "words", "tags", "split", ...}``."""
+    import gzip
+    import json
+
+    t = stack.bundle.task_of_kind("tagging", task)
+    if not t.eval:
+        raise InputError(f"{stack.bundle.name} has no eval sets for {t.name}")
+    path = stack.bundle.path(t.eval) / f"{lang}.jsonl.gz"
+    if not path.is_file():
+        raise InputError(f"no {t.name} eval set for {lang}")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(x) for x in f if x.strip()]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def evaluate_tagging(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None) -> dict:
+    """seqeval scores plus the per-sentence ``counts`` [[tp, fp, fn], ...] of ``Stack(adapter, task)``."""
+    pred = tag_words(stack, [r["words"] for r in rows], adapter, task)
+    gold = [r["tags"] for r in rows]
+    return {**span_f1(gold, pred), "counts": [list(sentence_counts(g, p)) for g, p in zip(gold, pred)],
+            "pred": pred}
+
+
+def results_path(stack: LanguageStack, task: str | None = None):
+    """Where the build stores a tagging task's precomputed results: ``results/<task>.json``."""
+    return stack.bundle.path("results") / f"{stack.bundle.task_of_kind('tagging', task).name}.json"
+
+
+def precomputed(stack: LanguageStack, task: str | None = None) -> dict | None:
+    """The build's results for the tagging task, or None when the bundle has none."""
+    import json
+
+    path = results_path(stack, task)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _curve(target: str, a: str, b: str, lambdas, dev: dict, test: dict) -> dict:
+    """A sweep's summary in the shape the topic task's sweep has, with intervals over sentences."""
+    import numpy as np
+
+    from .stats import bootstrap_sweep
+
+    boot = bootstrap_sweep(lambdas, np.array([dev[x]["counts"] for x in lambdas]),
+                           np.array([test[x]["counts"] for x in lambdas]))
+    points = [{"lam": x, "dev": {"f1": dev[x]["micro"]["f1"]}, "test": {"f1": test[x]["micro"]["f1"],
+               "per_class": {k: v["f1"] for k, v in test[x]["per_class"].items()}}} for x in lambdas]
+    ends = {"A": (a, lambdas.index(1.0)), "B": (b, lambdas.index(0.0))}
+    return {"target": target, "source": b, "a": a, "b": b, "points": points,
+            "baselines": {k: {"language": c, **{s: points[i][s] for s in ("dev", "test")}}
+                          for k, (c, i) in ends.items()},
+            "best_lam": boot["best_lam"], "test_at_best": boot["test_at_best"],
+            "a_alone": boot["a"], "b_alone": boot["b"],
+            **{g: boot[g] for g in ("gain_vs_a", "gain_vs_b", "gain_vs_better")},
+            "bootstrap": boot, "n_dev": boot["n_dev"], "n_test": boot["n_test"]}
+
+
+def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
+                  lambdas=tuple(round(i / 10, 1) for i in range(11)), task: str | None = None,
+                  use_precomputed: bool = True, progress=None) -> dict:
+    """Span F1 of λ·A + (1−λ)·B over a λ grid on the target's dev and test sentences; λ chosen on
+    dev, reported on test, with the paired bootstrap's 95 % intervals (``stats.bootstrap_sweep``).
+
+    The build's precomputed curve is returned when it covers the same pair and grid (a CPU sweep
+    takes minutes); otherwise the sweep runs here. ``progress(done, total, message)`` per λ."""
+    lambdas = tuple(sorted({round(check_lambda(x), 6) for x in lambdas}))
+    if not lambdas or lambdas[0] != 0.0 or lambdas[-1] != 1.0:
+        raise InputError("the λ grid needs 0 and 1 (B alone and A alone) for the baselines")
+    t = stack.bundle.task_of_kind("tagging", task)
+    a, b = merge_pair(stack, target, source)
+    pre = precomputed(stack, t.name) if use_precomputed else None
+    for group in ("zero_shot", "enhancement"):
+        c = (pre or {}).get(group, {}).get(target)
+        if c and c["a"] == a and c["b"] == b and [p["lam"] for p in c["points"]] == list(lambdas):
+            return {**c, "precomputed": True}
+    data = {s: load_tagging_eval(stack, target, t.name, s) for s in ("dev", "test")}
+    if not data["dev"] or not data["test"]:
+        raise InputError(f"the {target} eval set needs dev and test sentences")
+    res: dict = {"dev": {}, "test": {}}
+    for i, lam in enumerate(lambdas):
+        w = a if lam == 1 else b if lam == 0 else {a: lam, b: 1.0 - lam}
+        for s in res:
+            res[s][lam] = evaluate_tagging(stack, data[s], w, t.name)
+        if progress:
+            progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
+    return {**_curve(target, a, b, list(lambdas), res["dev"], res["test"]), "precomputed": False}
+
+
+def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None,
+          limit: int = 20) -> list[dict]:
+    """Test sentences whose spans differ between A, the merge at ``lam`` and B, from the build's
+    stored predictions: each with its words, gold tags, the three taggings and their (tp, fp, fn).
+    Sorted by how much the merge beats A (most helped first)."""
+    import gzip
+    import json
+
+    lam = check_lambda(lam)
+    path = stack.bundle.path("results") / f"{stack.bundle.task_of_kind('tagging', task).name}_predictions.json.gz"
+    if not path.is_file():
+        raise InputError("this bundle has no stored tagging predictions (run the tagging_eval stage)")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        preds = json.load(f)
+    if target not in preds:
+        raise InputError(f"no stored tagging predictions for {target}; have: {', '.join(sorted(preds))}")
+    p = preds[target]
+    key = f"{round(lam, 1):g}"
+    if key not in p["merged"]:
+        raise InputError(f"stored predictions are on the λ grid {', '.join(sorted(p['merged']))}")
+    out = []
+    for i, row in enumerate(p["items"]):
+        ta, tb = p["A"][i], p["B"][i]
+        tm = p["merged"][key].get(str(i), ta if lam == 1 else tb if lam == 0 else None)
+        if tm is None:  # the merge agreed with both A and B (stored only where it differs)
+            continue
+        if tm == ta and tm == tb:
+            continue
+        c = {k: sentence_counts(row["tags"], v) for k, v in (("A", ta), ("merged", tm), ("B", tb))}
+        gain = lambda x: 2 * x[0] - x[1] - x[2]  # noqa: E731 - an F1-like per-sentence score
+        out.append({"key": row["key"], "words": row["words"], "gold": row["tags"],
+                    "tags": {"A": ta, "merged": tm, "B": tb}, "counts": c,
+                    "merge_vs_a": gain(c["merged"]) - gain(c["A"])})
+    out.sort(key=lambda d: -d["merge_vs_a"])
+    return out[:limit]

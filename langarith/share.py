@@ -143,3 +143,13 @@ def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:
     zip_path = shutil.make_archive(str(out / "merged_adapter"), "zip", root_dir=folder)
     return {"adapter_dir": str(folder), "zip": zip_path, "recipe": str(out / "recipe.json"),
             "weights": dict(merge.weights), "method": merge.method, "formula": tasks.formula(merge)}
+
+
+def export_task(stack: LanguageStack, task: str, out: str | Path) -> dict:
+    """Write the task adapter and its head to ``out/task_adapter/``: with the merged language
+    adapter it rebuilds ``Stack(merged, task)`` elsewhere."""
+    t = stack.bundle.task(task)
+    folder = Path(out) / "task_adapter"
+    with stack.lock:
+        stack.model.save_adapter(str(folder), t.name, with_head=True, use_safetensors=True)
+    return {"task": t.name, "task_kind": t.kind, "task_adapter_dir": str(folder)}

@@ -43,7 +43,7 @@ SPAN_CLASSES = {"emph": "UI", "menuitem": "UI", "literal": "CODE", "input": "INP
 TYPES = ["UI", "CODE", "INPUT", "KEY"]
 LABELS = ["O"] + [f"{p}-{t}" for t in TYPES for p in ("B", "I")]
 MAX_TOKENS = 128
-EVAL_PER_SPLIT = 300  # dev and test sentences per language (what the CPU sweep fits in ~25 min)
+EVAL_PER_SPLIT = 400  # dev and test sentences per language, at most (what a 1-core sweep fits)
 
 _OPEN, _CLOSE = "\x01", "\x02"  # markers in the parsed stream: not whitespace, never in the help
 
@@ -419,10 +419,11 @@ def add_to_manifest(dest: Path) -> None:
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def stage_train(build, dest: Path, *, epochs: int = 3, batch: int = 16, lr: float = 1e-3,
-                max_seconds: float = 1800) -> dict:
+def stage_train(build, dest: Path, *, epochs: int = 8, batch: int = 16, lr: float = 1e-3,
+                max_seconds: float = 2400) -> dict:
     """Train on the packaged bundle's frozen English adapter; write the task adapter (fp16, with
-    its head), the eval sets and the manifest entry into ``dest``."""
+    its head), the eval sets and the manifest entry into ``dest``. Budget: 8 epochs of the ~9,000
+    English sentences or 40 minutes (one CPU core: ~0.5 s a batch of 16), whichever ends first."""
     from ..model import Bundle, load_adapter_checked
     from .train import load_model, save_fp16_adapter
 
@@ -439,11 +440,157 @@ def stage_train(build, dest: Path, *, epochs: int = 3, batch: int = 16, lr: floa
     info = train_tagger(model, tok, train_items, build.work / "tagging" / "ckpt.pt", epochs=epochs,
                         batch=batch, lr=lr, max_seconds=max_seconds)
     save_fp16_adapter(model, TASK, dest / "tasks" / TASK, with_head=True)
+    write_eval_sets(build, dest, items)
+    add_to_manifest(dest)
+    _log(f"trained: {info}")
+    return info
+
+
+def write_eval_sets(build, dest: Path, items: list[dict]) -> None:
     per_split = 8 if build.smoke else EVAL_PER_SPLIT
     for l in _langs(build):
         write_jsonl_gz(dest / "eval" / TASK / f"{l}.jsonl.gz",
                        [{k: it[k] for k in ("key", "split", "text", "words", "tags")}
                         for it in eval_subset(items, l, per_split)])
-    add_to_manifest(dest)
-    _log(f"trained: {info}")
-    return info
+
+
+def _by_split(rows: list[dict], pred: list[list[str]]) -> dict:
+    """seqeval scores and per-sentence counts of one prediction run, per split."""
+    from ..ner import sentence_counts, span_f1
+
+    out = {}
+    for split in ("dev", "test"):
+        idx = [i for i, r in enumerate(rows) if r["split"] == split]
+        if not idx:
+            continue
+        gold, p = [rows[i]["tags"] for i in idx], [pred[i] for i in idx]
+        out[split] = {**span_f1(gold, p), "counts": [list(sentence_counts(g, q)) for g, q in zip(gold, p)]}
+    return out
+
+
+class Evaluator:
+    """Predictions of one stack on the tagging eval sets, cached on disk per (language, adapter
+    or merge) so an interrupted evaluation resumes where it stopped."""
+
+    def __init__(self, stack, cache: Path | None, task: str = TASK):
+        from ..ner import load_tagging_eval
+
+        self.stack, self.cache, self.task = stack, cache, task
+        self.memo: dict = {}
+        self.rows = {c: load_tagging_eval(stack, c, task) for c in stack.bundle.languages
+                     if (stack.bundle.path(stack.bundle.task(task).eval) / f"{c}.jsonl.gz").is_file()}
+
+    def pred(self, lang: str, a: str, b: str | None = None, lam: float = 1.0) -> list[list[str]]:
+        from ..ner import tag_words
+
+        spec = a if b is None or lam == 1 else b if lam == 0 else f"{a}+{b}@{lam:g}"
+        if (lang, spec) in self.memo:
+            return self.memo[lang, spec]
+        path = self.cache / f"{lang}_{self._digest(lang)}__{spec}.json" if self.cache else None
+        if path and path.exists():
+            self.memo[lang, spec] = json.loads(path.read_text(encoding="utf-8"))
+            return self.memo[lang, spec]
+        adapter = spec if "@" not in spec else {a: lam, b: round(1 - lam, 10)}
+        t = time.time()
+        pred = tag_words(self.stack, [r["words"] for r in self.rows[lang]], adapter, self.task)
+        _log(f"{lang} with {spec}: {len(pred)} sentences in {time.time() - t:.1f} s")
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(pred), encoding="utf-8")
+        self.memo[lang, spec] = pred
+        return pred
+
+    def _digest(self, lang: str) -> str:
+        """Names the eval set in cache file names: a changed set never reads stale predictions."""
+        import hashlib
+
+        keys = "\n".join(f"{r['split']}:{r['key']}" for r in self.rows[lang])
+        return hashlib.sha1(keys.encode()).hexdigest()[:10]
+
+    def scores(self, lang: str, a: str, b: str | None = None, lam: float = 1.0) -> dict:
+        return _by_split(self.rows[lang], self.pred(lang, a, b, lam))
+
+
+def _public(score: dict) -> dict:
+    return {k: v for k, v in score.items() if k != "counts"}
+
+
+def evaluate_all(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[float],
+                 cache: Path | None, task: str = TASK) -> tuple[dict, dict]:
+    """English F1, the premise (own vs English adapter on each adapter language, test) and the λ
+    curves of ``pairs`` (target -> (A, B, group)). Returns (results, stored predictions)."""
+    import numpy as np
+
+    from ..ner import _curve
+    from ..stats import bootstrap_difference
+
+    ev = Evaluator(stack, cache, task)
+    en = stack.bundle.task_language
+    res: dict = {"task": task, "labels": LABELS, "lambdas": lambdas,
+                 "english": {s: _public(v) for s, v in ev.scores(en, en).items()},
+                 "premise": {}, "zero_shot": {}, "enhancement": {}}
+    for c in stack.bundle.adapter_languages():
+        if c == en or c not in ev.rows:
+            continue
+        own, eng = ev.scores(c, c)["test"], ev.scores(c, en)["test"]
+        res["premise"][c] = {"own": own["micro"]["f1"], "en": eng["micro"]["f1"], "n_test": own["n"],
+                             "own_minus_en": bootstrap_difference(np.array(own["counts"]),
+                                                                  np.array(eng["counts"])),
+                             "per_class_own": {k: v["f1"] for k, v in own["per_class"].items()},
+                             "per_class_en": {k: v["f1"] for k, v in eng["per_class"].items()}}
+        _log(f"premise {c}: own {own['micro']['f1']:.1f} vs en {eng['micro']['f1']:.1f}")
+    stored: dict = {}
+    for target, (a, b, group) in pairs.items():
+        runs = {lam: ev.scores(target, a, b, lam) for lam in lambdas}
+        curve = _curve(target, a, b, lambdas, {x: runs[x]["dev"] for x in lambdas},
+                       {x: runs[x]["test"] for x in lambdas})
+        curve["counts"] = {s: [runs[x][s]["counts"] for x in lambdas] for s in ("dev", "test")}
+        res[group][target] = curve
+        stored[target] = _stored_predictions(ev, target, a, b, lambdas)
+        bs = curve["bootstrap"]["gain_vs_better"]
+        _log(f"{target}: A={a} {curve['a_alone']:.1f} B={b} {curve['b_alone']:.1f} merged@"
+             f"{curve['best_lam']:g} {curve['test_at_best']:.1f} (vs better {bs['points']:+.1f}, "
+             f"95% [{bs['ci95'][0]:+.1f}, {bs['ci95'][1]:+.1f}], n={curve['n_test']})")
+    return res, stored
+
+
+def _stored_predictions(ev: Evaluator, target: str, a: str, b: str, lambdas) -> dict:
+    """Test sentences with A's and B's tags, and the merge's tags where they differ from A's or
+    B's (what ``ner.flips`` reads)."""
+    rows = ev.rows[target]
+    idx = [i for i, r in enumerate(rows) if r["split"] == "test"]
+    pa, pb = ev.pred(target, a), ev.pred(target, b)
+    merged = {}
+    for lam in lambdas:
+        pm = ev.pred(target, a, b, lam)
+        merged[f"{lam:g}"] = {str(j): pm[i] for j, i in enumerate(idx) if pm[i] != pa[i] or pm[i] != pb[i]}
+    return {"a": a, "b": b, "items": [{k: rows[i][k] for k in ("key", "words", "tags")} for i in idx],
+            "A": [pa[i] for i in idx], "B": [pb[i] for i in idx], "merged": merged}
+
+
+def stage_eval(build, dest: Path) -> dict:
+    """Evaluate the packaged tagging task: ``dest/results/<task>.json`` (scores, per-sentence
+    counts, bootstrap intervals) and ``<task>_predictions.json.gz`` (for the flips view)."""
+    from ..model import LanguageStack
+    from .build import ENHANCEMENT, LAMBDAS, RELATED
+
+    items, stats = items_for(build)
+    write_eval_sets(build, dest, items)  # cheap; the cap may have changed since training
+    stack = LanguageStack(dest, device="cpu")
+    adapters = set(stack.bundle.adapter_languages())
+    pairs = {t: ("en", RELATED[t], "zero_shot") for t in build.targets if RELATED.get(t) in adapters}
+    pairs |= {c: (c, RELATED[c], "enhancement") for c in ENHANCEMENT
+              if c in adapters and RELATED.get(c) in adapters}
+    lambdas = [0.0, 0.5, 1.0] if build.quick else LAMBDAS
+    t0 = time.time()
+    res, stored = evaluate_all(stack, pairs, lambdas, build.work / "tagging" / "preds")
+    res["data"] = stats
+    res["per_split_cap"] = 8 if build.smoke else EVAL_PER_SPLIT
+    res["training"] = build.stages.get("tagging", {})
+    res["eval_seconds"] = round(time.time() - t0, 1)
+    out = dest / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{TASK}.json").write_text(json.dumps(res, ensure_ascii=False) + "\n", encoding="utf-8")
+    with gzip.open(out / f"{TASK}_predictions.json.gz", "wt", encoding="utf-8") as f:
+        json.dump(stored, f, ensure_ascii=False)
+    return {"eval_seconds": res["eval_seconds"], "targets": len(pairs)}

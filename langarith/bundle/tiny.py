@@ -38,6 +38,44 @@ TEXTS = {
            "teken een lijn en een vorm", "tel de waarden in de kolom op", "controleer de spelling van de tekst"],
 }
 TEXT_LABELS = [0, 1, 2, 0, 1]
+#: The small tagging task (the embedded bundle's span tagging, in miniature): BIO over words.
+SPAN_LABELS = ("O", "B-UI", "I-UI", "B-CODE", "I-CODE")
+
+
+def span_tags(text: str) -> list[str]:
+    """Hand-made gold tags: the last two words a UI span, the second word (if any) CODE."""
+    n = len(text.split())
+    tags = ["O"] * n
+    if n >= 4:
+        tags[1] = "B-CODE"
+    if n >= 2:
+        tags[-2:] = ["B-UI", "I-UI"]
+    return tags
+
+
+def _tagging_task(model, out: Path, seed: int) -> dict:
+    """A random-weight tagging adapter + head ``spans`` and its gzipped eval sets."""
+    import gzip
+
+    from adapters import SeqBnConfig
+
+    model.add_adapter("spans", config=SeqBnConfig(reduction_factor=4))
+    model.add_tagging_head("spans", num_labels=len(SPAN_LABELS), id2label=dict(enumerate(SPAN_LABELS)))
+    gen = torch.Generator().manual_seed(seed + 11)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".spans." in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    model.save_adapter(str(out / "tasks" / "spans"), "spans", with_head=True, use_safetensors=True)
+    (out / "eval" / "spans").mkdir(parents=True, exist_ok=True)
+    for code, texts in TEXTS.items():
+        with gzip.open(out / "eval" / "spans" / f"{code}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for j, text in enumerate(texts):
+                row = {"key": f"t{j}", "split": "dev" if j % 2 == 0 else "test", "text": text,
+                       "words": text.split(), "tags": span_tags(text)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"name": "spans", "title": "Help spans (UI, CODE)", "kind": "tagging",
+            "adapter": "tasks/spans", "labels": list(SPAN_LABELS), "eval": "eval/spans"}
 
 
 def _tokenizer(out: Path) -> None:
@@ -119,6 +157,7 @@ def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: 
                 f.write(json.dumps({"text": text, "label": LABELS[label], "split": split},
                                    ensure_ascii=False) + "\n")
 
+    spans = _tagging_task(model, out, seed)
     manifest = {
         "format": 1,
         "name": "tiny-test-bundle",
@@ -135,7 +174,8 @@ def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: 
             for code, name, family, has, source in LANGS
         ],
         "tasks": [{"name": "topic", "title": "Help paragraph → application", "kind": "classification",
-                   "adapter": "tasks/topic", "labels": list(LABELS), "eval": "eval/topic"}],
+                   "adapter": "tasks/topic", "labels": list(LABELS), "eval": "eval/topic"},
+                  spans],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
