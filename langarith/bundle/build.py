@@ -381,11 +381,13 @@ class Build:
 
     def stage_package(self, dest: Path) -> None:
         t0 = time.time()
+        from . import tagging
+
+        kept = tagging.stash(dest, self.work)  # the tagging task's files survive a repackage
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(self.bundle, dest)
-        for stage in ("tagging", "tagging_eval"):  # their outputs lived in the replaced folder
-            self.stages.pop(stage, None)
+        tagging.unstash(kept, dest)
         keep = json.loads((self.work / "keep_ids.json").read_text())
         train.write_json(dest / "base" / "keep_ids.json", keep)
         from . import encoder

@@ -594,3 +594,40 @@ def stage_eval(build, dest: Path) -> dict:
     with gzip.open(out / f"{TASK}_predictions.json.gz", "wt", encoding="utf-8") as f:
         json.dump(stored, f, ensure_ascii=False)
     return {"eval_seconds": res["eval_seconds"], "targets": len(pairs)}
+
+
+def _own_paths(dest: Path) -> list[Path]:
+    return [dest / "tasks" / TASK, dest / "eval" / TASK, dest / "results" / f"{TASK}.json",
+            dest / "results" / f"{TASK}_predictions.json.gz"]
+
+
+def stash(dest: Path, work: Path) -> Path | None:
+    """Copy this task's files out of a packaged bundle that is about to be replaced."""
+    import shutil
+
+    have = [p for p in _own_paths(dest) if p.exists()]
+    if not have:
+        return None
+    keep = work / "tagging" / "stash"
+    if keep.exists():
+        shutil.rmtree(keep)
+    for p in have:
+        target = keep / p.relative_to(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, target)
+    return keep
+
+
+def unstash(keep: Path | None, dest: Path) -> None:
+    """Put the stashed files back into the new package and its manifest entry with them."""
+    import shutil
+
+    if keep is None:
+        return
+    for p in sorted(keep.rglob("*")):
+        target = dest / p.relative_to(keep)
+        if p.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+    if (dest / "tasks" / TASK / "adapter_config.json").exists():
+        add_to_manifest(dest)
