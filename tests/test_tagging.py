@@ -160,6 +160,10 @@ def test_sweep_live_then_precomputed_and_flips(tiny_bundle, tmp_path):
         assert 100 * float(stats.metric(np.array(c["counts"]["test"][i]).sum(0))) == pytest.approx(p["test"]["f1"])
     assert set(res["premise"]) == {"es", "de"} and res["english"]["test"]["n"] == 2
     assert len(list((tmp_path / "cache").glob("pt_*__en+es@0.5.json"))) == 1  # resumable cache
+    res["data"] = {"languages": {"en": {"train": {"sentences": 3, "UI": 4, "CODE": 1, "INPUT": 0, "KEY": 2}}}}
+    md = tagging.report(res)
+    assert "| en | train | 3 | 4 | 1 | 0 | 2 |" in md
+    assert f"| pt (zero-shot) | en | es | {c['a_alone']:.1f} | {c['b_alone']:.1f} |" in md
     (bundle / "results").mkdir(exist_ok=True)
     (bundle / "results" / "spans.json").write_text(json.dumps(res))
     with gzip.open(bundle / "results" / "spans_predictions.json.gz", "wt") as f:

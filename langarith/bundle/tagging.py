@@ -631,3 +631,55 @@ def unstash(keep: Path | None, dest: Path) -> None:
             shutil.copy2(p, target)
     if (dest / "tasks" / TASK / "adapter_config.json").exists():
         add_to_manifest(dest)
+
+
+# --- the README tables -------------------------------------------------------------------------
+
+
+def _ci(g: dict) -> str:
+    return f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]"
+
+
+def report(results: dict) -> str:
+    """Markdown tables of a ``results/<task>.json``: span counts, English F1, the premise and the
+    merges (``python -m langarith.bundle.tagging --report BUNDLE``)."""
+    lines = ["| language | split | sentences | UI | CODE | INPUT | KEY |", "|---|---|---:|---:|---:|---:|---:|"]
+    for lang, row in results["data"]["languages"].items():
+        for split in ("train", "dev", "test"):
+            if split in row:
+                c = row[split]
+                lines.append(f"| {lang} | {split} | {c['sentences']:,} | " + " | ".join(
+                    f"{c[t]:,}" for t in TYPES) + " |")
+    en = results["english"]["test"]
+    lines += ["", f"English test (n = {en['n']}): micro F1 {en['micro']['f1']:.1f} (P {en['micro']['precision']:.1f}, "
+              f"R {en['micro']['recall']:.1f}); " + ", ".join(
+                  f"{k} {v['f1']:.1f} (support {v['support']})" for k, v in en["per_class"].items()), "",
+              "| language | own adapter | English adapter | own − English [95 % CI] | n test |",
+              "|---|---:|---:|---:|---:|"]
+    for lang, p in results["premise"].items():
+        lines.append(f"| {lang} | {p['own']:.1f} | {p['en']:.1f} | {_ci(p['own_minus_en'])} | {p['n_test']} |")
+    lines += ["", "| target | A | B | A alone | B alone | merge (λ chosen on dev) | merge − better [95 % CI] "
+              "| merge − A [95 % CI] | n dev / test |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for group in ("zero_shot", "enhancement"):
+        for t, c in results[group].items():
+            lines.append(f"| {t} ({group.replace('_', '-')}) | {c['a']} | {c['b']} | {c['a_alone']:.1f} | "
+                         f"{c['b_alone']:.1f} | {c['test_at_best']:.1f} (λ = {c['best_lam']:g}) | "
+                         f"{_ci(c['gain_vs_better'])} | {_ci(c['gain_vs_a'])} | {c['n_dev']} / {c['n_test']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Print the span-tagging task's README tables.")
+    p.add_argument("--report", required=True, help="bundle folder with results/<task>.json")
+    a = p.parse_args(argv)
+    path = Path(a.report) / "results" / f"{TASK}.json"
+    if not path.is_file():
+        raise SystemExit(f"error: no {path}: run the build's tagging_eval stage first")
+    print(report(json.loads(path.read_text(encoding="utf-8"))), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
