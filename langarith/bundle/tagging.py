@@ -568,6 +568,17 @@ def _stored_predictions(ev: Evaluator, target: str, a: str, b: str, lambdas) -> 
             "A": [pa[i] for i in idx], "B": [pb[i] for i in idx], "merged": merged}
 
 
+def _training_from_ckpt(path: Path) -> dict:
+    """The training run's step count, time and loss from its checkpoint (when another process
+    rewrote stages.json without this stage's entry)."""
+    if not path.exists():
+        return {}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    tail = state["losses"][-max(1, len(state["losses"]) // 10):]
+    return {"steps": state["step"], "train_seconds": round(state["seconds"], 1),
+            "first_loss": state["losses"][0], "final_loss": round(sum(tail) / len(tail), 4)}
+
+
 def stage_eval(build, dest: Path) -> dict:
     """Evaluate the packaged tagging task: ``dest/results/<task>.json`` (scores, per-sentence
     counts, bootstrap intervals) and ``<task>_predictions.json.gz`` (for the flips view)."""
@@ -586,7 +597,7 @@ def stage_eval(build, dest: Path) -> dict:
     res, stored = evaluate_all(stack, pairs, lambdas, build.work / "tagging" / "preds")
     res["data"] = stats
     res["per_split_cap"] = 8 if build.smoke else EVAL_PER_SPLIT
-    res["training"] = build.stages.get("tagging", {})
+    res["training"] = build.stages.get("tagging") or _training_from_ckpt(build.work / "tagging" / "ckpt.pt")
     res["eval_seconds"] = round(time.time() - t0, 1)
     out = dest / "results"
     out.mkdir(exist_ok=True)
