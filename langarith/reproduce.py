@@ -112,8 +112,6 @@ def dataset_file(repo: str, filename: str, cache_dir=None) -> Path:
     try:
         return Path(hf_hub_download(repo, filename, repo_type="dataset", cache_dir=_cache_dir(cache_dir),
                                     local_files_only=hub_offline(), library_name="langarith"))
-    except EntryNotFoundError:
-        raise ReproduceError(f"{repo} has no {filename}: no data for this language there") from None
     except LocalEntryNotFoundError:
         raise ReproduceError(
             f"{repo}/{filename} is not in the Hugging Face cache "
@@ -121,6 +119,8 @@ def dataset_file(repo: str, filename: str, cache_dir=None) -> Path:
             f"{'HF_HUB_OFFLINE is set' if hub_offline() else 'the Hub could not be reached'}: either "
             f"the data set has no such language, or get the file with network access: "
             f"huggingface-cli download --repo-type dataset {repo} {filename}") from None
+    except EntryNotFoundError:  # after LocalEntryNotFoundError, its subclass
+        raise ReproduceError(f"{repo} has no {filename}: no data for this language there") from None
     except Exception as e:  # noqa: BLE001 - HTTP errors, gated data: say which file
         raise ReproduceError(f"cannot get {repo}/{filename}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
