@@ -283,15 +283,10 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
     return {**_curve(target, a, b, list(lambdas), res["dev"], res["test"]), "precomputed": False}
 
 
-def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None,
-          limit: int = 20) -> list[dict]:
-    """Test sentences whose spans differ between A, the merge at ``lam`` and B, from the build's
-    stored predictions: each with its words, gold tags, the three taggings and their (tp, fp, fn).
-    Sorted by how much the merge beats A (most helped first)."""
+def _stored(stack: LanguageStack, target: str, task: str | None) -> dict:
     import gzip
     import json
 
-    lam = check_lambda(lam)
     path = stack.bundle.path("results") / f"{stack.bundle.task_of_kind('tagging', task).name}_predictions.json.gz"
     if not path.is_file():
         raise InputError("this bundle has no stored tagging predictions (run the tagging_eval stage)")
@@ -299,7 +294,40 @@ def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None
         preds = json.load(f)
     if target not in preds:
         raise InputError(f"no stored tagging predictions for {target}; have: {', '.join(sorted(preds))}")
-    p = preds[target]
+    return preds[target]
+
+
+def flip_counts(stack: LanguageStack, target: str, task: str | None = None) -> list[dict]:
+    """Per stored λ: how many test sentences the merge tags differently from A, and in how many
+    of those its spans match the gold better (helped) or worse (hurt) than A's."""
+    p = _stored(stack, target, task)
+    out = []
+    for key, changed in sorted(p["merged"].items(), key=lambda kv: float(kv[0])):
+        helped = hurt = n = 0
+        for i, tm in changed.items():
+            ta, gold = p["A"][int(i)], p["items"][int(i)]["tags"]
+            if tm == ta:
+                continue
+            n += 1
+            d = _score(sentence_counts(gold, tm)) - _score(sentence_counts(gold, ta))
+            helped, hurt = helped + (d > 0), hurt + (d < 0)
+        out.append({"lam": float(key), "changed_vs_a": n, "helped": helped, "hurt": hurt,
+                    "n_test": len(p["items"])})
+    return out
+
+
+def _score(c: tuple[int, int, int]) -> int:
+    """A per-sentence F1-like score, 2·tp − fp − fn: higher is better, comparable across taggings."""
+    return 2 * c[0] - c[1] - c[2]
+
+
+def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None,
+          limit: int = 20) -> list[dict]:
+    """Test sentences whose spans differ between A, the merge at ``lam`` and B, from the build's
+    stored predictions: each with its words, gold tags, the three taggings and their (tp, fp, fn).
+    Sorted by how much the merge beats A (most helped first)."""
+    lam = check_lambda(lam)
+    p = _stored(stack, target, task)
     key = f"{round(lam, 1):g}"
     if key not in p["merged"]:
         raise InputError(f"stored predictions are on the λ grid {', '.join(sorted(p['merged']))}")
@@ -312,9 +340,8 @@ def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None
         if tm == ta and tm == tb:
             continue
         c = {k: sentence_counts(row["tags"], v) for k, v in (("A", ta), ("merged", tm), ("B", tb))}
-        gain = lambda x: 2 * x[0] - x[1] - x[2]  # noqa: E731 - an F1-like per-sentence score
         out.append({"key": row["key"], "words": row["words"], "gold": row["tags"],
                     "tags": {"A": ta, "merged": tm, "B": tb}, "counts": c,
-                    "merge_vs_a": gain(c["merged"]) - gain(c["A"])})
+                    "merge_vs_a": _score(c["merged"]) - _score(c["A"])})
     out.sort(key=lambda d: -d["merge_vs_a"])
     return out[:limit]

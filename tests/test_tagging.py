@@ -178,6 +178,11 @@ def test_sweep_live_then_precomputed_and_flips(tiny_bundle, tmp_path):
                                                       if f["tags"]["merged"] == f["tags"]["A"]]
     with pytest.raises(InputError, match="grid"):
         ner.flips(st, "pt", 0.3, task="spans")
+    counts = {c["lam"]: c for c in ner.flip_counts(st, "pt", task="spans")}
+    assert counts[1.0]["changed_vs_a"] == 0  # λ = 1 is A itself
+    half = [f for f in ner.flips(st, "pt", 0.5, task="spans", limit=99) if f["tags"]["merged"] != f["tags"]["A"]]
+    assert counts[0.5]["changed_vs_a"] == len(half)
+    assert counts[0.5]["helped"] == sum(f["merge_vs_a"] > 0 for f in half)
 
 
 def _cli(capsys, *args) -> tuple[int, dict | str]:
