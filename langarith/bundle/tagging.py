@@ -655,12 +655,13 @@ def report(results: dict) -> str:
     """Markdown tables of a ``results/<task>.json``: span counts, English F1, the premise and the
     merges (``python -m langarith.bundle.tagging --report BUNDLE``)."""
     lines = ["| language | split | sentences | UI | CODE | INPUT | KEY |", "|---|---|---:|---:|---:|---:|---:|"]
-    for lang, row in results["data"]["languages"].items():
-        for split in ("train", "dev", "test"):
-            if split in row:
-                c = row[split]
-                lines.append(f"| {lang} | {split} | {c['sentences']:,} | " + " | ".join(
-                    f"{c[t]:,}" for t in TYPES) + " |")
+    for lang, row in results["data"]["languages"].items():  # train (English), dev + test
+        for name, splits in (("train", ["train"]), ("dev + test", ["dev", "test"])):
+            have = [row[s] for s in splits if s in row]
+            if have:
+                tot = {k: sum(c[k] for c in have) for k in ["sentences", *TYPES]}
+                lines.append(f"| {lang} | {name} | {tot['sentences']:,} | " + " | ".join(
+                    f"{tot[t]:,}" for t in TYPES) + " |")
     en = results["english"]["test"]
     lines += ["", f"English test (n = {en['n']}): micro F1 {en['micro']['f1']:.1f} (P {en['micro']['precision']:.1f}, "
               f"R {en['micro']['recall']:.1f}); " + ", ".join(
