@@ -17,4 +17,5 @@ LANG_TENSORS = 56
 
 
 def build_xlmr_size_bundle(out: str | Path, seed: int = 0) -> Path:
-    return build_tiny_bundle(out, seed=seed, hidden=768, layers=12, heads=12, intermediate=3072)
+    return build_tiny_bundle(out, seed=seed, hidden=768, layers=12, heads=12, intermediate=3072,
+                             precompute=False)

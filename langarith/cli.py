@@ -3,6 +3,8 @@
     python -m langarith languages [--bundle B]
     python -m langarith predict --target pt [--source es] [--lam 0.7] --text "..."
     python -m langarith merge --target pt --source es --lam 0.7 --out DIR
+    python -m langarith sweep --target pt --json      # accuracy over λ, gains with 95 % intervals
+    python -m langarith mlm --target pt [--text T]    # masked-LM loss over λ (held-out text)
     python -m langarith serve [--bundle B | --profile P] [--port 7860]
     python -m langarith profiles                      # the profiles of catalogue.json (JSON)
     python -m langarith fetch --profile P [--languages de,is]  # fill the HF cache for a profile
@@ -58,6 +60,7 @@ def load_stack(path: Path, profile: str | None = None):
 
 
 def launch_app(argv: list[str] | None = None) -> None:
+    log_to_stderr()
     p = argparse.ArgumentParser(description="Launch the langarith web demo.")
     p.add_argument("--bundle")
     p.add_argument("--profile", help="embedded (default), mbert-ner, xlmr; or $LANGARITH_PROFILE")
@@ -102,6 +105,57 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     return out
 
 
+def _grid(points: int) -> list[float]:
+    from .model import InputError
+
+    if points < 2 or points > 101:
+        raise InputError("--points must be between 2 and 101")
+    return [round(i / (points - 1), 4) for i in range(points)]
+
+
+def _classification_sweep(stack, args, grid: list[float]) -> dict:
+    """The bundle's precomputed sweep when it covers this pair and grid (1,000 items per split
+    take minutes per λ on a CPU), else one computed here."""
+    from . import results, tasks
+
+    a, b = tasks.merge_pair(stack, args.target, args.source)
+    pre = None if args.recompute else results.sweep_summary(stack, args.target, b)
+    if pre and pre.get("task") == stack.bundle.task(args.task).name and \
+            [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
+        return {**pre, "precomputed": True}
+    print(f"evaluating {len(grid)} λ values on the {args.target} eval set ...", file=sys.stderr)
+    return tasks.sweep(stack, args.target, b, grid, task=args.task,
+                       progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
+
+
+def _mlm(stack, args) -> dict:
+    """``mlm --json``: the masked-LM loss over λ, on --text or the bundle's held-out text."""
+    from . import results, tasks
+    from .model import InputError
+
+    grid = _grid(args.points)
+    a, b = tasks.merge_pair(stack, args.target, args.source)
+    if args.text is None and not args.recompute:
+        pre = results.mlm_summary(stack, args.target, b)
+        if pre and [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
+            return {"target": args.target, "a": a, "b": b, "points": pre["points"],
+                    "best_lam": pre["best_lam"], "halves": pre["halves"], "n_tokens": pre["n_tokens"],
+                    "text": "held-out", "precomputed": True}
+    if args.text is not None:
+        texts, notice = tasks.mlm_text(args.text)
+        if notice:
+            print(notice, file=sys.stderr)
+    else:
+        texts = results.heldout_texts(stack, args.target)
+        if not texts:
+            raise InputError(f"this bundle has no held-out {args.target} text: pass --text")
+    c = tasks.mlm_curve(stack, texts, a, b, grid,
+                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
+    return {"target": args.target, "a": a, "b": b, "points": c["points"], "best_lam": c["best_lam"],
+            "n_tokens": c["n_tokens"], "text": "held-out" if args.text is None else "given",
+            "precomputed": False}
+
+
 def _tagging_task(stack, name: str | None):
     """The task named by --task when it is a tagging task, else None (the default paths)."""
     if not name:
@@ -119,7 +173,16 @@ def _tagging_predict(stack, args, source: str, text: str, task: str) -> dict:
     return out
 
 
+def log_to_stderr() -> None:
+    """Logs (encoder rebuild, adapter downloads) go to stderr: stdout carries only JSON."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[%(name)s] %(message)s")
+    logging.getLogger("langarith").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    log_to_stderr()
     p = argparse.ArgumentParser(prog="python -m langarith", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -143,6 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--points", type=int, default=11, help="λ grid size from 0 to 1")
     sw.add_argument("--task", help="task name (a tagging task sweeps span F1)")
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
+    sw.add_argument("--recompute", action="store_true",
+                    help="evaluate here even when the bundle has this sweep precomputed")
+    ml = sub.add_parser("mlm", parents=[common],
+                        help="masked-LM loss of target-language text over λ (label-free)")
+    ml.add_argument("--target", required=True)
+    ml.add_argument("--source")
+    ml.add_argument("--text", help="score this text (default: the bundle's held-out text)")
+    ml.add_argument("--points", type=int, default=21, help="λ grid size from 0 to 1")
+    ml.add_argument("--recompute", action="store_true",
+                    help="evaluate here even when the bundle has this curve precomputed")
+    ml.add_argument("--json", action="store_true", help="JSON (the default output too)")
     si = sub.add_parser("similarity", parents=[common], help="cosine between language vectors")
     si.add_argument("--target", help="also rank source languages for this target")
     si.add_argument("--json", action="store_true", help="JSON (the default output too)")
@@ -230,20 +304,23 @@ def main(argv: list[str] | None = None) -> int:
                 out = cmp.to_json()
                 out.pop("hidden_shift")
             elif args.cmd == "sweep":
-                if args.points < 2 or args.points > 101:
-                    raise InputError("--points must be between 2 and 101")
-                grid = [round(i / (args.points - 1), 4) for i in range(args.points)]
+                grid = _grid(args.points)
                 tagging = _tagging_task(stack, args.task)
                 if tagging:
                     from . import ner
 
                     r = ner.tagging_sweep(stack, args.target, args.source, grid, tagging.name)
                 else:
-                    r = tasks.sweep(stack, args.target, args.source, grid, task=args.task)
+                    r = _classification_sweep(stack, args, grid)
                 out = {"target": r["target"], "source": r["source"], "a": r["a"],
-                       "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"]}
+                       "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"],
+                       **{g: r[g] for g in ("gain_vs_a", "gain_vs_b", "gain_vs_better")},
+                       "n_dev": r["n_dev"], "n_test": r["n_test"],
+                       "precomputed": r.get("precomputed", False)}
                 if tagging:
                     out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
+            elif args.cmd == "mlm":
+                out = _mlm(stack, args)
             elif args.cmd == "similarity":
                 from . import analysis
 

