@@ -56,27 +56,66 @@ def hidden_shift_figure(shift: list[float], a: str, lam: float) -> go.Figure:
     return fig
 
 
+def metric_of(sweep: dict) -> str:
+    """The metric a sweep reports: "accuracy" (topic task) or "f1" (span tagging)."""
+    return "accuracy" if "accuracy" in sweep["points"][0]["test"] else "f1"
+
+
 def sweep_figure(sweep: dict, title: str) -> go.Figure:
-    """Accuracy against λ on dev and test, the two unmerged adapters as lines, best λ marked.
+    """The metric against λ on dev and test, with the bootstrap's 95 % interval of test at each λ,
+    the two unmerged adapters as lines, the dev-chosen λ marked.
 
     ``sweep`` is a ``tasks.sweep`` result or a precomputed curve from the bundle's results file."""
+    metric = metric_of(sweep)
     lams = [p["lam"] for p in sweep["points"]]
+    test = [100 * p["test"][metric] for p in sweep["points"]]
+    ci = (sweep.get("bootstrap") or {}).get("test_ci95")
+    err = dict(type="data", symmetric=False, array=[hi - y for (lo, hi), y in zip(ci, test)],
+               arrayminus=[y - lo for (lo, hi), y in zip(ci, test)], color=COLORS["merged"],
+               thickness=1) if ci else None
     fig = go.Figure()
-    for split, dash in (("dev", "dot"), ("test", "solid")):
-        fig.add_trace(go.Scatter(x=lams, y=[p[split]["accuracy"] for p in sweep["points"]],
-                                 name=f"merged, {split}", mode="lines+markers",
-                                 line=dict(color=COLORS["merged"], dash=dash)))
+    fig.add_trace(go.Scatter(x=lams, y=[100 * p["dev"][metric] for p in sweep["points"]],
+                             name="merged, dev", mode="lines+markers",
+                             line=dict(color=COLORS["merged"], dash="dot")))
+    fig.add_trace(go.Scatter(x=lams, y=test, name="merged, test (95 % CI)" if ci else "merged, test",
+                             mode="lines+markers", error_y=err, line=dict(color=COLORS["merged"])))
     a, b = sweep["a"], sweep.get("b") or sweep.get("source")
     ends = {p["lam"]: p for p in sweep["points"]}
     for name, lam, code in (("A", 1.0, a), ("B", 0.0, b)):
         if lam in ends:
-            fig.add_hline(y=ends[lam]["test"]["accuracy"], line=dict(color=COLORS[name], dash="dash"),
+            fig.add_hline(y=100 * ends[lam]["test"][metric], line=dict(color=COLORS[name], dash="dash"),
                           annotation_text=f"{code} alone (test)", annotation_position="top left")
+    if "own" in sweep:  # a reference: the target's own adapter (hub enhancement targets)
+        fig.add_hline(y=100 * sweep["own"], line=dict(color="black", dash="dot"),
+                      annotation_text="own adapter (test)", annotation_position="bottom left")
     fig.add_vline(x=sweep["best_lam"], line=dict(color="grey", dash="dot"),
                   annotation_text=f"best λ on dev = {sweep['best_lam']}")
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=340,
-                      xaxis=dict(title=f"λ (weight of {a})"), yaxis=dict(title="accuracy"),
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=360,
+                      xaxis=dict(title=f"λ (weight of {a})"), yaxis=dict(title=f"{metric} (%)"),
                       margin=dict(l=50, r=10, t=60, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def mlm_figure(curve: dict, title: str, lam: float | None = None) -> go.Figure:
+    """Masked-LM loss against λ: both endpoints (A and B alone) and the minimum marked; the
+    current λ as a vertical line. Lower is better: the merge models the text better."""
+    lams = [p["lam"] for p in curve["points"]]
+    loss = [p["loss"] for p in curve["points"]]
+    best = min(range(len(loss)), key=lambda i: (loss[i], abs(lams[i] - 0.5)))
+    fig = go.Figure(go.Scatter(x=lams, y=loss, mode="lines+markers", name="merged",
+                               line=dict(color=COLORS["merged"])))
+    marks = [(lams.index(1.0), f"{curve['a']} alone (A)", COLORS["A"]),
+             (lams.index(0.0), f"{curve['b']} alone (B)", COLORS["B"]),
+             (best, f"minimum, λ = {lams[best]:g}", "black")]
+    for i, name, color in marks:
+        fig.add_trace(go.Scatter(x=[lams[i]], y=[loss[i]], mode="markers", name=name,
+                                 marker=dict(size=12, color=color, symbol="diamond")))
+    if lam is not None:
+        fig.add_vline(x=lam, line=dict(color="grey", dash="dot"), annotation_text=f"λ = {lam:.2f}")
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=320,
+                      xaxis=dict(title=f"λ (weight of {curve['a']})"),
+                      yaxis=dict(title="masked-LM loss (lower is better)"),
+                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
     return fig
 
 

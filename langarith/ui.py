@@ -1,19 +1,22 @@
-"""Layer 4: the Gradio page. Thin: every handler calls the tasks/analysis/share layers and draws.
+"""Layer 4: the Gradio page. Thin: handlers are plain functions of (stack, inputs) that call the
+tasks / results / analysis / share layers and draw; ``build_demo`` binds them to the layout.
 
-Tabs: Merge (the live slider), λ sweep, Similarity, Keep & share. Nothing per person lives on the
-server: every event carries its own inputs, and the engine merges under a lock.
+Tabs: Merge (the live slider, where the merge matters, how well it models the language), λ sweep,
+Similarity, Keep & share (and Question answering for profiles with a QA task). Nothing per person
+lives on the server: every event carries its own inputs, and the engine merges under a lock.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import inspect
+import os
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 
-from . import analysis, plots, share, tasks
+from . import analysis, plots, results, share, tasks
 from .arithmetic import MergeError
 from .model import BundleError, InputError, LanguageStack
 
@@ -23,10 +26,16 @@ language adapters and mixes them parameter by parameter, `merged = λ·A + (1−
 ([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737)).
 Pick a target language (one without an adapter of its own is marked *zero-shot*), a related source
 language and λ: the page shows the task predictions of the merged stack beside each adapter alone,
-and how the merge moved the weights and the hidden states.
+the eval items whose prediction the merge changes, how well the merge models the target language
+(masked-LM loss: no labels needed), and how it moved the weights.
 """
 
 BAD_INPUT = (InputError, MergeError, BundleError)
+FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
+METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nway"),
+           ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
+           ("DARE (seeded)", "dare")]
+FLIP_COLUMNS = ["text", "gold", "A", "merged", "B"]
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a no-op
     import spaces
@@ -35,9 +44,21 @@ try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a n
 except ImportError:
     def on_gpu(fn):
         return fn
-METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nway"),
-           ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
-           ("DARE (seeded)", "dare")]
+
+
+def guarded(fn):
+    """Bad input becomes a red toast with the engine's message; the app stays up."""
+    @on_gpu
+    @functools.wraps(fn)  # Gradio reads the signature (gr.Progress parameters) through this
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BAD_INPUT as e:
+            raise gr.Error(str(e)) from None
+    return wrapper
+
+
+# --- small helpers ------------------------------------------------------------------------------
 
 
 def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> list[tuple[str, str]]:
@@ -48,6 +69,19 @@ def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> l
         tag = "" if lang.has_adapter else " · zero-shot, no adapter"
         out.append((f"{lang.name} ({code}, {lang.family}){tag}", code))
     return out
+
+
+def task_choices(stack: LanguageStack) -> list[tuple[str, str]]:
+    """The page's tasks: classification (topic) and tagging (spans); QA has its own tab."""
+    return [(t.title, t.name) for t in stack.bundle.tasks.values()
+            if t.kind in ("classification", "tagging")]
+
+
+def task_kind(stack: LanguageStack, task_name: str | None) -> str | None:
+    """"classification", "tagging", or None (a fill-mask-only profile)."""
+    if not task_choices(stack):
+        return None
+    return stack.bundle.task(task_name or task_choices(stack)[0][1]).kind
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -77,244 +111,445 @@ def make_recipe(target, source, lam, method, weights_text, density, seed, extrap
                         allow_extrapolation=bool(extrapolate))
 
 
-def precomputed_curve(stack: LanguageStack, target: str) -> dict | None:
-    """The bundle's precomputed λ curve for a target (shipped eval set), if the build made one."""
-    results = _results(stack)
+def _pts(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def gain_line(name: str, g: dict) -> str:
+    """``+0.4 points [−1.1, +1.9] (P(gain > 0) = 0.71)``, and whether that is a win at all."""
+    lo, hi = g["ci95"]
+    verdict = ("a gain" if lo > 0 else "a loss" if hi < 0 else "inside its interval: not a clear gain")
+    return (f"{name}: **{_pts(g['points'])}** points, 95 % CI [{_pts(lo)}, {_pts(hi)}], "
+            f"share of resamples with a gain {g['p_positive']:.2f} — {verdict}")
+
+
+def sweep_summary(curve: dict) -> str:
+    """The sweep in words: dev-chosen λ, test scores, gains with their bootstrap intervals."""
+    metric = plots.metric_of(curve)
+    best = curve["test_at_best"]
+    best = best[metric] if isinstance(best, dict) else best / 100
+    a = curve["a_alone"][metric] if isinstance(curve["a_alone"], dict) else curve["a_alone"] / 100
+    b = curve["b_alone"][metric] if isinstance(curve["b_alone"], dict) else curve["b_alone"] / 100
+    out = [f"Best λ on dev: **{curve['best_lam']}** → test {metric} **{100 * best:.1f}** "
+           f"(A = {curve['a']} alone {100 * a:.1f}, B = {curve.get('b') or curve.get('source')} "
+           f"alone {100 * b:.1f}; n = {curve['n_dev']} dev, {curve['n_test']} test)."]
+    if "gain_vs_better" in curve:
+        over_a = f"gain over A = {curve['a']}"
+        out += ["", "Paired bootstrap over items, λ re-chosen on every resampled dev set "
+                f"({(curve.get('bootstrap') or {}).get('n_resamples', 2000)} resamples):",
+                "", f"- {gain_line('gain over the better single adapter', curve['gain_vs_better'])}",
+                f"- {gain_line(over_a, curve['gain_vs_a'])}",
+                f"- {gain_line('gain over B', curve['gain_vs_b'])}"]
+    return "\n".join(out)
+
+
+def premise_note(stack: LanguageStack, task_name: str | None) -> str:
+    """What a reader must know before reading any gain: how much this task depends on the
+    language adapter at all (own adapter vs the English one, on each language's test set)."""
+    prem = results.bundle_results(stack).get("premise") or {}
+    if task_kind(stack, task_name) != "classification" or not prem:
+        return ""
+    diffs = {c: v["own_minus_en"] for c, v in prem.items()}
+    lo = min(d["points"] for d in diffs.values())
+    hi = max(d["points"] for d in diffs.values())
+    clear = [c for c, d in diffs.items() if d["ci95"][0] > 0]
+    n = next(iter(prem.values()))["n"]
+    return (f"**Read this first.** On this task, a language's own adapter scores {_pts(lo)} to "
+            f"{_pts(hi)} accuracy points against the English adapter on that language's test set "
+            f"(n = {n} each; clearly better, 95 % CI above 0, for "
+            f"{', '.join(clear) if clear else 'none'} of {len(diffs)}). The topic of a help "
+            "paragraph barely depends on the language adapter, so no mix of two adapters can move "
+            "accuracy much: small gains below are read with their intervals. What the merge does "
+            "to the language itself shows in the masked-LM curve, which needs no labels.")
+
+
+# --- handlers: plain functions of (stack, inputs) --------------------------------------------
+
+
+@guarded
+def on_target(stack: LanguageStack, target: str, current: str | None = None, note: str | None = None):
+    """A new target: the suggested source, its examples, a first text on which the merge changes
+    the prediction (from the dev set), and whether this is zero-shot or enhancement. A source
+    restored from a link (``note``) is kept when it suits the target."""
+    bundle = stack.bundle
+    a = tasks.baseline_language(stack, target)
+    source = tasks.suggested_source(stack, target)
+    if (note or "").startswith("Restored") and current in bundle.adapter_languages() and current != a:
+        source = current
+    ex = list(bundle.language(target).examples)
+    first = results.first_example(stack, target)
+    where = ""
+    if first:
+        where = " The first text is **from the dev set; the merge changes this prediction.**"
+        ex = [first] + [e for e in ex if e != first]
+    text = ex[0] if ex else FALLBACK_TEXT
+    setting = "zero-shot" if a != target else "enhancement"
+    suggested = tasks.suggested_source(stack, target)
+    info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
+        (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).") + where
+    return (gr.update(value=source), gr.update(choices=ex, value=text if ex else None),
+            text, tasks.mask_a_word(text, stack.tokenizer.mask_token), info)
+
+
+def _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate):
+    if method == "linear" and not extrapolate:
+        return None
+    return make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate).merge(stack)
+
+
+@guarded
+def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+               mask_text: str, method: str = "linear", weights_text: str = "", density: float = 0.5,
+               seed: int = 0, extrapolate: bool = False, task_name: str | None = None,
+               progress=gr.Progress(track_tqdm=True)):
+    """The merge (linear by default, or any method of the panel) beside A and B alone: task
+    predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
+    downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
+    kind = task_kind(stack, task_name)
+    merge = _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate)
+    if merge is not None and kind != "classification":
+        raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
+    text, notice = tasks.clean_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    labels = [gr.update(visible=kind == "classification")] * 3
+    spans = [gr.update(visible=kind == "tagging")] * 3
+    if kind == "classification":
+        cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
+        shown_lam, formula, shift = (lam if merge is None else cmp.lam), cmp.formula, cmp.hidden_shift
+        names = {"A": f"A = {a} alone", "merged": f"merged (λ = {shown_lam:.2f})", "B": f"B = {b} alone"}
+        labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
+                  for w in ("A", "merged", "B")]
+    else:
+        from . import ner
+
+        lam = tasks.check_lambda(lam)
+        weights = {a: lam, b: 1.0 - lam}
+        shown_lam, formula = lam, tasks.formula(weights)
+        shift = tasks.hidden_shift(stack, text, a, weights)
+        if kind == "tagging":
+            cmp = ner.compare_ner(stack, text, target, b, lam, task_name)
+            notice = cmp.notice or notice
+            names = {"A": f"A = {a} alone", "merged": f"merged (λ = {lam:.2f})", "B": f"B = {b} alone"}
+            spans = [gr.update(value=cmp.highlighted(w), label=names[w], visible=True)
+                     for w in ("A", "merged", "B")]
+    weights = merge if merge is not None else {a: shown_lam, b: 1.0 - shown_lam}
+    mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, stack.tokenizer.mask_token)
+    mtext, _ = tasks.clean_text(mtext)
+    fill = [gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
+            for adapter, name in ((a, a), (weights, "merged"), (b, b))]
+    head = f"### `{formula}`"
+    if notice:
+        gr.Warning(notice)
+        head += f"\n\n*{notice}*"
+    rows = analysis.weight_geometry(stack, a, b, shown_lam, merge=merge)
+    return (head, *labels, *spans, *fill, plots.geometry_figure(rows, a, b, shown_lam),
+            plots.hidden_shift_figure(shift, a, shown_lam))
+
+
+@guarded
+def on_flips(stack: LanguageStack, target: str, source: str, lam: float, task_name: str | None = None):
+    """Where the merge matters at this λ: counts of items the merge fixes and breaks against A and
+    against B, and the items whose prediction differs between A, the merge and B."""
+    empty = gr.update(value=[], headers=FLIP_COLUMNS)
+    if task_kind(stack, task_name) == "tagging":
+        return _tagging_flips(stack, target, source, lam, task_name)
+    if task_kind(stack, task_name) != "classification":
+        return "No labelled eval set in this profile (see the λ sweep tab).", empty
+    try:
+        f = results.flips(stack, target, source, lam, "dev")
+    except InputError as e:
+        return f"*{e}*", empty
+    shown = f"λ = {f['lam']:g}" + ("" if abs(f["lam"] - lam) < 1e-9 else
+                                   f" (the precomputed grid's nearest point to {lam:.2f})")
+    md = (f"On the **{f['n']} {target} dev items** at {shown}: the merge gets "
+          f"**{f['fixed_vs_a']}** right that A = {f['a']} alone gets wrong and **{f['broken_vs_a']}** "
+          f"the reverse (net {f['fixed_vs_a'] - f['broken_vs_a']:+d}); against B = {f['b']}: "
+          f"**{f['fixed_vs_b']}** fixed, **{f['broken_vs_b']}** broken "
+          f"(net {f['fixed_vs_b'] - f['broken_vs_b']:+d}). {f['n_differ']} items get different labels "
+          f"from A, the merge and B; {len(f['rows'])} are listed, the merge's wins first. "
+          "Pick a row to try its text.")
+    return md, gr.update(value=[[r[c] for c in FLIP_COLUMNS] for r in f["rows"]], headers=FLIP_COLUMNS)
+
+
+def _tagging_flips(stack, target, source, lam, task_name):
+    from . import ner
+
+    empty = gr.update(value=[], headers=FLIP_COLUMNS)
+    try:
+        rows = ner.flips(stack, target, lam, task_name, limit=50)
+    except InputError as e:
+        return f"*{e}*", empty
+    table = [[" ".join(r["words"])[:140], _spans_of(r["words"], r["gold"]),
+              *(_spans_of(r["words"], r["tags"][w]) for w in ("A", "merged", "B"))] for r in rows]
+    md = (f"{len(rows)} {target} test sentences whose spans differ between A, the merge at "
+          f"λ = {round(lam, 1):g} and B, the merge's biggest wins over A first. Pick a row to try it.")
+    return md, gr.update(value=table, headers=FLIP_COLUMNS)
+
+
+def _spans_of(words: list[str], tags: list[str]) -> str:
+    """BIO tags as ``TYPE: words; ...`` (a cell of the flips table)."""
+    spans, cur = [], None
+    for w, t in zip(words, tags):
+        if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur[0] != t[2:])):
+            cur = [t[2:], [w]]
+            spans.append(cur)
+        elif t.startswith("I-"):
+            cur[1].append(w)
+        else:
+            cur = None
+    return "; ".join(f"{k}: {' '.join(ws)}" for k, ws in spans) or "—"
+
+
+@guarded
+def on_pick_flip(stack: LanguageStack, target: str, source: str, lam: float,
+                 task_name: str | None, evt: gr.SelectData):
+    """A picked row of the flips table: its full text (the table shows it cut short) into the
+    text box, with a fill-mask probe."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    if task_kind(stack, task_name) == "tagging":
+        from . import ner
+
+        rows = ner.flips(stack, target, lam, task_name, limit=50)
+        full = " ".join(rows[row]["words"]) if row is not None and row < len(rows) else None
+    else:
+        f = results.flips(stack, target, source, lam, "dev")
+        full = f["texts"][f["rows"][row]["key"]] if row is not None and row < len(f["rows"]) else None
+    if full is None:
+        return gr.update(), gr.update()
+    return full, tasks.mask_a_word(full, stack.tokenizer.mask_token)
+
+
+@guarded
+def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
+    """The precomputed masked-LM curve of held-out target-language text, shown at once."""
+    b = source or tasks.suggested_source(stack, target)
+    curve = results.mlm_summary(stack, target, b)
+    if curve is None:
+        return None, (f"No precomputed masked-LM curve for {target} with B = {b}; "
+                      "the live curve for the text in the box is beside it.")
+    h = curve["halves"]
+    s = h["second"]
+    best = min(s["a"], s["b"])
+    verdict = ("lower than both single adapters" if s["merged"] < best else
+               "not lower than the better single adapter")
+    md = (f"Held-out {target} text ({curve['n_texts']} paragraphs no adapter was trained on, "
+          f"{curve['n_tokens']} masked tokens). λ chosen on the first half: **{h['best_lam_first']:g}**; "
+          f"on the second half ({s['n_tokens']} tokens) the merge's loss is **{s['merged']:.3f}** vs "
+          f"A = {curve['a']} {s['a']:.3f} and B = {curve['b']} {s['b']:.3f}: {verdict} "
+          f"({s['merged'] - best:+.3f}).")
+    return plots.mlm_figure(curve, f"Masked-LM loss of held-out {target} text over λ", lam), md
+
+
+@guarded
+def on_mlm_live(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+                progress=gr.Progress()):
+    """The masked-LM loss of the text in the box at 5 λ values and the current one (A and B
+    alone are cached per text, so a new λ costs one scoring pass)."""
+    texts, _ = tasks.mlm_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    lam = tasks.check_lambda(lam)
+    grid = sorted({*tasks.MLM_LIVE_LAMBDAS, round(lam, 6)})
+    progress(0, desc="masked-LM loss over λ")
+    curve = tasks.mlm_curve(stack, texts, a, b, grid,
+                            progress=lambda i, n, m: progress(i / n, desc=m))
+    loss = {p["lam"]: p["loss"] for p in curve["points"]}
+    md = (f"Masked-LM loss of this text ({curve['n_tokens']} tokens, every 5th masked in turn): "
+          f"A = {a} **{loss[1.0]:.3f}** · merged (λ = {lam:.2f}) **{loss[round(lam, 6)]:.3f}** · "
+          f"B = {b} **{loss[0.0]:.3f}** (lower: the stack predicts the text's own words better).")
+    return plots.mlm_figure(curve, f"Masked-LM loss of this text over λ", lam), md
+
+
+def _sweep_results_for_profile(stack: LanguageStack, target: str) -> dict | None:
+    """A hub profile's ``reproduce`` results for a target, when that command has run."""
+    from . import reproduce
+
+    res = reproduce.find_results(stack.bundle.name, os.environ.get("LANGARITH_RESULTS"))
+    if not res:
+        return None
     for setting in ("zero_shot", "enhancement"):
-        curve = results.get("shipped", {}).get(setting, {}).get(target)
-        if curve:
-            return curve
+        c = res.get("full", {}).get(setting, {}).get(target)
+        if c:
+            return c
     return None
 
 
-def _results(stack: LanguageStack) -> dict:
-    rel = stack.bundle.manifest.get("results")
-    path = stack.bundle.path(rel) if rel else None
-    if not path or not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+@guarded
+def on_sweep_tab(stack: LanguageStack, target: str, source: str, task_name: str | None = None):
+    """The precomputed sweep, with a 95 % interval at each λ and the gains in words."""
+    kind = task_kind(stack, task_name)
+    if kind == "classification":
+        curve = results.sweep_summary(stack, target, source)
+        if curve:
+            return plots.sweep_figure(curve, f"{target}: precomputed by the build on the shipped eval "
+                                      f"set (n = {curve['n_dev']} dev, {curve['n_test']} test)"), \
+                sweep_summary(curve)
+        return None, "No precomputed curve for this pair: press **Run sweep**."
+    if kind == "tagging" and not stack.bundle.manifest.get("lazy_languages"):
+        from . import ner
+
+        pre = ner.precomputed(stack, task_name)
+        for group in ("zero_shot", "enhancement"):
+            c = (pre or {}).get(group, {}).get(target)
+            if c and c["b"] == source:
+                return plots.sweep_figure(c, f"{target}: span F1, precomputed (n = {c['n_dev']} dev, "
+                                          f"{c['n_test']} test sentences)"), sweep_summary(c)
+        return None, "No precomputed span-F1 curve for this pair: press **Run sweep**."
+    if stack.bundle.manifest.get("lazy_languages"):  # a hub profile: the reproduce command's results
+        c = _sweep_results_for_profile(stack, target)
+        if c:
+            return plots.sweep_figure(c, f"{target}: reproduce results"), sweep_summary(c)
+        return None, (f"No results for {target} yet. On a machine with the Hub (a GPU helps), run "
+                      f"`python -m langarith reproduce --profile {stack.bundle.name} --targets {target}` "
+                      "and start the app with `LANGARITH_RESULTS` pointing at its output folder.")
+    return None, "This profile has no labelled eval set."
 
 
-FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
+@guarded
+def on_run_sweep(stack: LanguageStack, target: str, source: str, task_name: str | None = None,
+                 progress=gr.Progress()):
+    """Evaluate the merge over 11 λ on the target's eval set (dev chooses λ, test reports)."""
+    progress(0, desc="λ sweep")
+    report = lambda i, n, m: progress(i / n, desc=m)  # noqa: E731
+    if task_kind(stack, task_name) == "tagging":
+        from . import ner
+
+        s = ner.tagging_sweep(stack, target, source, task=task_name, use_precomputed=False,
+                              progress=report)
+    else:
+        s = tasks.sweep(stack, target, source, task=task_name, progress=report)
+    return plots.sweep_figure(s, f"{target}: computed now (n = {s['n_dev']} dev, "
+                              f"{s['n_test']} test)"), sweep_summary(s)
+
+
+@functools.lru_cache(maxsize=4)
+def _similarity(stack: LanguageStack) -> dict:
+    return analysis.similarity(stack)  # adapters never change: once per stack
+
+
+@guarded
+def on_similarity(stack: LanguageStack, row: str):
+    sim = _similarity(stack)
+    matrix = sim["overall"] if row == "all layers" else sim["per_row"][row]
+    rel = "relative to the shared init" if sim["relative_to_init"] else "raw weights"
+    fig = plots.similarity_figure(sim["languages"], matrix,
+                                  f"cos between language vectors ({rel}), {row}")
+    res = results.bundle_results(stack)
+    sweeps = {**res.get("zero_shot", {}), **res.get("enhancement", {})}
+    scatter = plots.gain_figure(analysis.similarity_vs_gain(stack, sweeps, sim)) if sweeps else None
+    return fig, scatter
+
+
+@guarded
+def on_rank(stack: LanguageStack, target: str, progress=gr.Progress()):
+    progress(0, desc="scoring source languages")
+    ranking = analysis.rank_sources(stack, target, _similarity(stack))
+    lines = [f"| {i + 1} | {r['language']} | {r['score']:.3f} |" for i, r in enumerate(ranking)]
+    measure = ranking[0]["measure"] if ranking else ""
+    return (f"Sources for **{target}**, most similar first ({measure}); suggested: "
+            f"**{ranking[0]['language']}**\n\n| rank | language | score |\n|---|---|---|\n"
+            + "\n".join(lines)), gr.update(value=ranking[0]["language"])
+
+
+@guarded
+def on_export(stack: LanguageStack, target, source, lam, method, weights_text, density, seed,
+              extrapolate):
+    recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
+    out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
+    info = share.export(stack, recipe, out)
+    link = share.to_query(recipe)
+    return info["zip"], info["recipe"], f"Exported `{info['formula']}`. Link to this view: `{link}`"
+
+
+@guarded
+def on_load_recipe(stack: LanguageStack, file):
+    if file is None:
+        raise InputError("choose a recipe file first")
+    path = Path(file if isinstance(file, str) else file.name)
+    if path.stat().st_size > 100_000:
+        raise InputError("that file is too large to be a recipe")
+    r = share.Recipe.from_json(path.read_bytes())
+    r.merge(stack)  # validates languages, method and weights against this bundle
+    method = "nway" if r.weights else r.method
+    weights_text = ", ".join(f"{c}: {w:g}" for c, w in r.weights.items())
+    return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam, method,
+            weights_text, r.density or 0.5, r.seed, r.allow_extrapolation,
+            f"Loaded recipe for **{r.target}** ({method}).")
+
+
+@guarded
+def on_qa(stack: LanguageStack, target: str, source: str, lam: float, question: str, context: str):
+    """Extractive QA (profiles with an ``extractive_qa`` task): A's, the merge's and B's answers."""
+    from . import qa
+
+    qa_task = next(t for t in stack.bundle.tasks.values() if t.kind == "extractive_qa")
+    cmp = qa.compare_qa(stack, question, context, target, source, lam, qa_task.name)
+    names = {"A": f"A = {cmp.a} alone", "merged": f"merged (λ = {cmp.lam:.2f})",
+             "B": f"B = {cmp.b} alone"}
+    return (f"### `{cmp.formula}`" + (f"\n\n*{cmp.notice}*" if cmp.notice else ""),
+            *(gr.update(value=cmp.answers[w]["text"],
+                        label=f"{names[w]} · p = {cmp.answers[w]['score']:.3f}")
+              for w in ("A", "merged", "B")))
+
+
+def on_url(stack: LanguageStack, request: gr.Request):
+    """``?target=pt&source=es&lam=0.7`` restores a view; a bad link says why and is ignored."""
+    params = dict(request.query_params) if request else {}
+    if "target" not in params:
+        return gr.update(), gr.update(), gr.update(), ""
+    try:
+        r = share.from_query(params)
+        stack.bundle.language(r.target)
+        if r.source and not stack.bundle.language(r.source).has_adapter:
+            raise InputError(f"{r.source} has no adapter")
+        return r.target, r.source or gr.update(), r.lam, f"Restored from the link: {r.target}."
+    except BAD_INPUT as e:
+        gr.Warning(f"ignored the link's parameters: {e}")
+        return gr.update(), gr.update(), gr.update(), f"Link ignored: {e}"
+
+
+def lam_range(extrapolate: bool):
+    """Extrapolation widens the slider to [-1, 2]."""
+    return gr.update(minimum=-1 if extrapolate else 0, maximum=2 if extrapolate else 1)
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+def bind(fn, stack: LanguageStack):
+    """``fn(stack, ...)`` as an event handler of the other inputs. A real function with the
+    signature minus ``stack``: Gradio reads it for gr.Progress, gr.Request and gr.SelectData."""
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        return fn(stack, *args, **kwargs)
+
+    sig = inspect.signature(fn)
+    handler.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+    return handler
 
 
 def build_demo(stack: LanguageStack) -> gr.Blocks:
     bundle = stack.bundle
-    task = bundle.task(None) if bundle.tasks else None
-    kind = task.kind if task else None  # "classification", "tagging" (NER), or None: fill-mask only
+    on = {name: bind(fn, stack) for name, fn in (
+        ("target", on_target), ("compare", on_compare), ("flips", on_flips),
+        ("pick_flip", on_pick_flip), ("mlm_heldout", on_mlm_heldout),
+        ("mlm_live", on_mlm_live), ("sweep_tab", on_sweep_tab), ("run_sweep", on_run_sweep),
+        ("similarity", on_similarity), ("rank", on_rank), ("export", on_export),
+        ("load_recipe", on_load_recipe), ("qa", on_qa), ("url", on_url))}
     mask = stack.tokenizer.mask_token
     targets = [c for c in bundle.languages if not bundle.languages[c].has_adapter] + \
         [c for c in bundle.languages if bundle.languages[c].has_adapter]
     first = targets[0]
     first_text = (bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
-    adapter_codes = bundle.adapter_languages()
-    qa_task = next((t for t in bundle.tasks.values() if t.kind == "extractive_qa"), None)
-    text_title = task.title if kind in ("classification", "tagging") else "fill-mask"
-
-    def guarded(fn):
-        """Bad input becomes a red toast with the engine's message; the app stays up."""
-        @on_gpu
-        @functools.wraps(fn)  # Gradio reads the signature (gr.Progress parameters) through this
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except BAD_INPUT as e:
-                raise gr.Error(str(e)) from None
-        return wrapper
-
-    @guarded
-    def on_target(target: str, current: str | None = None, note: str | None = None):
-        """A new target: suggested source, its examples, and the first example in the text box.
-        A source restored from a link (``note``) is kept when it suits the target."""
-        a = tasks.baseline_language(stack, target)
-        source = tasks.suggested_source(stack, target)
-        if (note or "").startswith("Restored") and current in adapter_codes and current != a:
-            source = current
-        ex = list(bundle.language(target).examples)
-        text = ex[0] if ex else FALLBACK_TEXT
-        setting = "zero-shot" if a != target else "enhancement"
-        suggested = tasks.suggested_source(stack, target)
-        info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
-            (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).")
-        return (gr.update(value=source), gr.update(choices=ex, value=text if ex else None),
-                text, tasks.mask_a_word(text, mask), info)
-
-    def compare_outputs(target, source, lam, text, mask_text, recipe: share.Recipe | None):
-        if kind != "classification":
-            return hub_outputs(target, source, lam, text, mask_text, recipe)
-        merge = recipe.merge(stack) if recipe is not None else None
-        cmp = tasks.compare(stack, text, target, source, lam, task.name,
-                            mask_text=mask_text if mask_text and mask_text.strip() else None,
-                            merge=merge)
-        rows = analysis.weight_geometry(stack, cmp.a, cmp.b, lam, merge=merge)
-        probs = {w: dict(zip(cmp.labels, cmp.probs[w])) for w in cmp.probs}
-        fm = {w: dict(v) for w, v in cmp.fill_mask.items()} or {w: {} for w in ("A", "merged", "B")}
-        head = f"### `{cmp.formula}`"
-        if cmp.notice:
-            gr.Warning(cmp.notice)
-            head += f"\n\n*{cmp.notice}*"
-        shown_lam = lam if merge is None else cmp.lam
-        return (head,
-                gr.update(value=probs["A"], label=f"A = {cmp.a} alone"),
-                gr.update(value=probs["merged"], label=f"merged (λ = {shown_lam:.2f})"),
-                gr.update(value=probs["B"], label=f"B = {cmp.b} alone"),
-                gr.update(value=fm["A"], label=f"fill-mask, {cmp.a}"),
-                gr.update(value=fm["merged"], label="fill-mask, merged"),
-                gr.update(value=fm["B"], label=f"fill-mask, {cmp.b}"),
-                plots.geometry_figure(rows, cmp.a, cmp.b, shown_lam),
-                plots.hidden_shift_figure(cmp.hidden_shift, cmp.a, shown_lam))
-
-    def hub_outputs(target, source, lam, text, mask_text, recipe):
-        """Profiles without a classification task: NER spans (tagging) and fill-mask."""
-        from . import ner
-
-        if recipe is not None and (recipe.method != "linear" or recipe.weights):
-            raise InputError("this profile merges linearly only (λ·A + (1−λ)·B) for now")
-        text, notice = tasks.clean_text(text)
-        a, b = tasks.merge_pair(stack, target, source)
-        weights = {a: float(lam), b: 1.0 - float(lam)}
-        out = [f"### `{tasks.formula(weights)}`" + (f"\n\n*{notice}*" if notice else "")]
-        if kind == "tagging":
-            cmp = ner.compare_ner(stack, text, target, b, lam, task.name)
-            out += [gr.update(value=cmp.highlighted("A"), label=f"A = {a} alone"),
-                    gr.update(value=cmp.highlighted("merged"), label=f"merged (λ = {lam:.2f})"),
-                    gr.update(value=cmp.highlighted("B"), label=f"B = {b} alone")]
-        mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, mask)
-        for which, adapter in (("A", a), ("merged", weights), ("B", b)):
-            name = {"A": a, "merged": "merged", "B": b}[which]
-            out.append(gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)),
-                                 label=f"fill-mask, {name}"))
-        rows = analysis.weight_geometry(stack, a, b, lam)
-        out += [plots.geometry_figure(rows, a, b, lam),
-                plots.hidden_shift_figure(tasks.hidden_shift(stack, text, a, weights), a, lam)]
-        return tuple(out)
-
-    @guarded
-    def on_compare(target: str, source: str, lam: float, text: str, mask_text: str):
-        """The linear merge λ·A + (1−λ)·B: predictions beside A and B alone, and the plots."""
-        return compare_outputs(target, source, lam, text, mask_text, None)
-
-    @guarded
-    def on_compare_recipe(target, source, lam, text, mask_text, method, weights_text, density,
-                          seed, extrapolate, progress=gr.Progress(track_tqdm=True)):
-        """Any merge method of the page's method panel. (A hub profile downloads a language's
-        adapter the first time it is picked: its tqdm bar shows here.)"""
-        if method == "linear" and not extrapolate:
-            return compare_outputs(target, source, lam, text, mask_text, None)
-        recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
-        return compare_outputs(target, source, lam, text, mask_text, recipe)
-
-    @guarded
-    def on_qa(target: str, source: str, lam: float, question: str, context: str):
-        """Extractive QA (profiles with an ``extractive_qa`` task): A's, the merge's and B's answers."""
-        from . import qa
-
-        cmp = qa.compare_qa(stack, question, context, target, source, lam, qa_task.name)
-        names = {"A": f"A = {cmp.a} alone", "merged": f"merged (λ = {cmp.lam:.2f})",
-                 "B": f"B = {cmp.b} alone"}
-        return (f"### `{cmp.formula}`" + (f"\n\n*{cmp.notice}*" if cmp.notice else ""),
-                *(gr.update(value=cmp.answers[w]["text"],
-                            label=f"{names[w]} · p = {cmp.answers[w]['score']:.3f}")
-                  for w in ("A", "merged", "B")))
-
-    @guarded
-    def on_sweep_tab(target: str, source: str):
-        if kind != "classification":
-            return None, "This profile has no labelled eval set: sweeps need the embedded bundle."
-        curve = precomputed_curve(stack, target)
-        if curve and curve.get("b") == source:
-            return plots.sweep_figure(curve, f"{target}: precomputed on the shipped eval set "
-                                      f"(n = {curve['n_dev']} dev, {curve['n_test']} test)"), \
-                _sweep_summary(curve)
-        return None, "No precomputed curve for this pair: press **Run sweep**."
-
-    @guarded
-    def on_run_sweep(target: str, source: str, progress=gr.Progress()):
-        """Evaluate the merge over 11 λ on the target's eval set (dev chooses λ, test reports)."""
-        progress(0, desc="λ sweep")
-        s = tasks.sweep(stack, target, source,
-                        progress=lambda i, n, m: progress(i / n, desc=m))
-        curve = {**s, "b": s["source"], "a_alone": s["baselines"]["A"]["test"],
-                 "b_alone": s["baselines"]["B"]["test"]}
-        return plots.sweep_figure(curve, f"{target}: computed now (n = {s['n_dev']} dev, "
-                                  f"{s['n_test']} test)"), _sweep_summary(curve)
-
-    sim_cache: dict = {"sim": analysis.similarity(stack)}  # adapters never change: compute once
-
-    def similarity() -> dict:
-        if "sim" not in sim_cache:
-            sim_cache["sim"] = analysis.similarity(stack)
-        return sim_cache["sim"]
-
-    @guarded
-    def on_similarity(row: str):
-        sim = similarity()
-        matrix = sim["overall"] if row == "all layers" else sim["per_row"][row]
-        rel = "relative to the shared init" if sim["relative_to_init"] else "raw weights"
-        fig = plots.similarity_figure(sim["languages"], matrix,
-                                      f"cos between language vectors ({rel}), {row}")
-        results = _results(stack).get("full", {})
-        sweeps = {**results.get("zero_shot", {}), **results.get("enhancement", {})}
-        scatter = plots.gain_figure(analysis.similarity_vs_gain(stack, sweeps, sim)) if sweeps else None
-        return fig, scatter
-
-    @guarded
-    def on_rank(target: str, progress=gr.Progress()):
-        progress(0, desc="scoring source languages")
-        ranking = analysis.rank_sources(stack, target, similarity())
-        lines = [f"| {i + 1} | {r['language']} | {r['score']:.3f} |" for i, r in enumerate(ranking)]
-        measure = ranking[0]["measure"] if ranking else ""
-        return (f"Sources for **{target}**, most similar first ({measure}); suggested: "
-                f"**{ranking[0]['language']}**\n\n| rank | language | score |\n|---|---|---|\n"
-                + "\n".join(lines)), gr.update(value=ranking[0]["language"])
-
-    @guarded
-    def on_export(target, source, lam, method, weights_text, density, seed, extrapolate):
-        recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
-        out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
-        info = share.export(stack, recipe, out)
-        link = share.to_query(recipe)
-        return info["zip"], info["recipe"], f"Exported `{info['formula']}`. Link to this view: `{link}`"
-
-    @guarded
-    def on_load_recipe(file):
-        if file is None:
-            raise InputError("choose a recipe file first")
-        path = Path(file if isinstance(file, str) else file.name)
-        if path.stat().st_size > 100_000:
-            raise InputError("that file is too large to be a recipe")
-        r = share.Recipe.from_json(path.read_bytes())
-        r.merge(stack)  # validates languages, method and weights against this bundle
-        method = "nway" if r.weights else r.method
-        weights_text = ", ".join(f"{c}: {w:g}" for c, w in r.weights.items())
-        return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam, method,
-                weights_text, r.density or 0.5, r.seed, r.allow_extrapolation,
-                f"Loaded recipe for **{r.target}** ({method}).")
-
-    def on_url(request: gr.Request):
-        """``?target=pt&source=es&lam=0.7`` restores a view; a bad link says why and is ignored."""
-        params = dict(request.query_params) if request else {}
-        if "target" not in params:
-            return gr.update(), gr.update(), gr.update(), ""
-        try:
-            r = share.from_query(params)
-            bundle.language(r.target)
-            if r.source:
-                lang = bundle.language(r.source)
-                if not lang.has_adapter:
-                    raise InputError(f"{r.source} has no adapter")
-            return r.target, r.source or gr.update(), r.lam, f"Restored from the link: {r.target}."
-        except BAD_INPUT as e:
-            gr.Warning(f"ignored the link's parameters: {e}")
-            return gr.update(), gr.update(), gr.update(), f"Link ignored: {e}"
+    tasks_shown = task_choices(stack)
+    first_task = tasks_shown[0][1] if tasks_shown else None
+    has_qa = any(t.kind == "extractive_qa" for t in bundle.tasks.values())
+    sim_rows = ["all layers"] + list(_similarity(stack)["per_row"])
 
     # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
     with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
         gr.Markdown("# langarith: language arithmetic for MAD-X adapters")
         gr.Markdown(INTRO)
-        gr.Markdown(f"Bundle: **{bundle.name}** · task: **{task.title if task else 'fill-mask only'}**"
-                    f" · device: `{stack.device}`",
-                    elem_id="bundle-info")
+        gr.Markdown(f"Bundle: **{bundle.name}** · device: `{stack.device}`", elem_id="bundle-info")
         with gr.Row():
             target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
                                  elem_id="target")
@@ -322,7 +557,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                  value=tasks.suggested_source(stack, first),
                                  label="Source language B (related, with an adapter)", elem_id="source")
             lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam")
+        task = gr.Radio(tasks_shown, value=first_task, label="Task", elem_id="task",
+                        visible=len(tasks_shown) > 1)
         setting = gr.Markdown(elem_id="setting")
+        premise = gr.Markdown(premise_note(stack, first_task), elem_id="premise")
         link_note = gr.Markdown(elem_id="link-note")
 
         with gr.Tabs():
@@ -341,8 +579,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                                   "results may be unreliable", elem_id="extrapolate")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        text = gr.Textbox(value=first_text, label=f"Text ({text_title}) — "
-                                          "Shift+Enter to run", lines=3, elem_id="text")
+                        text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=3,
+                                          elem_id="text")
                         mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
                                                label=f"Fill-mask probe (uses {mask})",
                                                elem_id="mask-text")
@@ -350,27 +588,35 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                           label="Examples in the target language", scale=2,
                                           elem_id="example")
                 head = gr.Markdown(elem_id="formula")
-                preds = []
-                if kind == "classification":
-                    with gr.Row():
-                        preds = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
-                                          elem_id=f"pred-{w.lower()}") for w in ("A", "merged", "B")]
-                elif kind == "tagging":  # entities, with the spans the merge changed marked
-                    preds = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
-                                                elem_id=f"pred-{w.lower()}", combine_adjacent=True)
-                             for w in ("A", "merged", "B")]
                 with gr.Row():
-                    fill_a = gr.Label(label="fill-mask, A", num_top_classes=5, elem_id="fill-a")
-                    fill_m = gr.Label(label="fill-mask, merged", num_top_classes=5, elem_id="fill-merged")
-                    fill_b = gr.Label(label="fill-mask, B", num_top_classes=5, elem_id="fill-b")
+                    labels = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
+                                       elem_id=f"pred-{w.lower()}") for w in ("A", "merged", "B")]
+                with gr.Row():  # entities, with the spans the merge changed marked
+                    spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
+                                                elem_id=f"spans-{w.lower()}", combine_adjacent=True,
+                                                visible=False) for w in ("A", "merged", "B")]
+                with gr.Row():
+                    fills = [gr.Label(label=f"fill-mask, {w}", num_top_classes=5, elem_id=f"fill-{e}")
+                             for w, e in (("A", "a"), ("merged", "merged"), ("B", "b"))]
+                mlm_live_note = gr.Markdown(elem_id="mlm-live-note")
+                gr.Markdown("### Where the merge matters")
+                flips_note = gr.Markdown(elem_id="flips-note")
+                flips_table = gr.Dataframe(headers=FLIP_COLUMNS, interactive=False, wrap=True,
+                                           max_height=320, elem_id="flips")
+                gr.Markdown("### How well the merge models the language (masked-LM loss, no labels)")
+                with gr.Row():
+                    mlm_heldout = gr.Plot(label="held-out text", elem_id="mlm-heldout")
+                    mlm_live = gr.Plot(label="this text", elem_id="mlm-live")
+                mlm_heldout_note = gr.Markdown(elem_id="mlm-heldout-note")
                 geometry = gr.Plot(label="Per-layer weights", elem_id="geometry")
                 hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
                 linear_api = gr.Button(visible=False)
 
-            if qa_task is not None:  # e.g. xlmr: M2QA, Stack(language or merged, domain, qa)
+            if has_qa:  # e.g. xlmr: M2QA, Stack(language or merged, domain, qa)
                 with gr.Tab("Question answering", id="qa"):
-                    gr.Markdown(f"{qa_task.title}: the answer span in the context under A alone, "
-                                "the merge at the current λ, and B alone.")
+                    gr.Markdown("Extractive QA: the answer span in the context under A alone, the "
+                                "merge at the current λ, and B alone (\"no answer\" when the null "
+                                "score wins, as in SQuAD 2.0).")
                     qa_question = gr.Textbox(label="Question", elem_id="qa-question",
                                              placeholder="Who met whom?")
                     qa_context = gr.Textbox(value=first_text, label="Context", lines=4,
@@ -382,9 +628,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                       for w in ("A", "merged", "B")]
 
             with gr.Tab("λ sweep", id="sweep") as sweep_tab:
-                gr.Markdown("Accuracy of the merged stack over λ on the target's labelled eval set; "
-                            "λ is chosen on dev and reported on test, with both single adapters as "
-                            "lines. The bundle's precomputed curve shows at once.")
+                gr.Markdown("The task metric of the merged stack over λ on the target's labelled eval "
+                            "set, with a 95 % bootstrap interval at each λ; λ is chosen on dev and "
+                            "reported on test, both single adapters as lines. The bundle's "
+                            "precomputed curve (the same items as the README's tables) shows at once.")
                 run_sweep = gr.Button("Run sweep on this machine (11 points)", elem_id="run-sweep")
                 sweep_plot = gr.Plot(elem_id="sweep-plot")
                 sweep_note = gr.Markdown(elem_id="sweep-note")
@@ -393,8 +640,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 gr.Markdown("Cosine similarity between language vectors τ = θ − init of every pair of "
                             "adapters; rank the sources for the current target.")
                 with gr.Row():
-                    sim_row = gr.Dropdown(["all layers"] + list(sim_cache["sim"]["per_row"]),
-                                          value="all layers", label="Layer", elem_id="sim-row")
+                    sim_row = gr.Dropdown(sim_rows, value="all layers", label="Layer", elem_id="sim-row")
                     rank = gr.Button("Rank sources for the target", elem_id="rank")
                 sim_plot = gr.Plot(elem_id="sim-plot")
                 rank_note = gr.Markdown(elem_id="rank-note")
@@ -412,63 +658,74 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 upload = gr.File(label="load a recipe", file_types=[".json"], elem_id="upload")
                 load_note = gr.Markdown(elem_id="load-note")
 
-        inputs = [target, source, lam, text, mask_text]
+        # --- events ---------------------------------------------------------------------------
+        pair = [target, source, lam]
         method_inputs = [method, weights_text, density, seed, extrapolate]
-        outputs = [head, *preds, fill_a, fill_m, fill_b, geometry, hidden]
-        sweep_out = [sweep_plot, sweep_note]
-        target_out = [source, example, text, mask_text, setting]
+        compare_in = [*pair, text, mask_text, *method_inputs, task]
+        compare_out = [head, *labels, *spans, *fills, geometry, hidden]
+        flips_io = dict(fn=on["flips"], inputs=[*pair, task], outputs=[flips_note, flips_table])
+        live_io = dict(fn=on["mlm_live"], inputs=[*pair, text], outputs=[mlm_live, mlm_live_note])
+        heldout_io = dict(fn=on["mlm_heldout"], inputs=pair, outputs=[mlm_heldout, mlm_heldout_note])
+        sweep_io = dict(fn=on["sweep_tab"], inputs=[target, source, task], outputs=[sweep_plot, sweep_note])
+        target_io = dict(fn=on["target"], inputs=[target, source, link_note],
+                         outputs=[source, example, text, mask_text, setting])
         # Events that only serve the page itself are "private"; the rest are API endpoints.
-        page_only = dict(api_visibility="private")
-        run = dict(fn=on_compare_recipe, inputs=inputs + method_inputs, outputs=outputs,
-                   api_name="refresh", **page_only)
+        private = dict(api_visibility="private")
+        run = dict(fn=on["compare"], inputs=compare_in, outputs=compare_out, api_name="refresh", **private)
 
-        target.change(on_target, [target, source, link_note], target_out,
-                      api_name="set_target").then(**run)
-        target.change(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
-        target.input(lambda: "", None, link_note, api_name="clear_link", **page_only)
-        lam.release(on_compare_recipe, inputs + method_inputs, outputs, api_name="compare_recipe",
-                    trigger_mode="always_last")
-        linear_api.click(on_compare, inputs, outputs, api_name="compare")
-        source.input(**run)
-        source.input(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
-        for comp in (method, extrapolate):  # extrapolation widens the slider to [-1, 2]
-            comp.change(lambda ext: gr.update(minimum=-1 if ext else 0, maximum=2 if ext else 1),
-                        extrapolate, lam, api_name="lam_range", **page_only).then(**run)
+        def everything(event):
+            """After a new pair or text: predictions, then flips and both masked-LM views."""
+            event.then(**run).then(**flips_io, **private).then(**live_io, **private) \
+                .then(**heldout_io, **private)
+
+        everything(target.change(**target_io, api_name="set_target"))
+        target.change(**sweep_io, api_name="sweep_tab", **private)
+        target.input(lambda: "", None, link_note, api_name="clear_link", **private)
+        everything(source.input(lambda: None, None, None, api_name="source_changed", **private))
+        source.input(**sweep_io, api_name="sweep_tab", **private)
+        task.change(lambda t: premise_note(stack, t), task, premise, api_name="task_note", **private)
+        everything(task.change(**target_io, api_name="task_target", **private))
+        task.change(**sweep_io, api_name="sweep_tab", **private)
+        # The slider: predictions and flips follow it while dragging (only the latest pending
+        # update runs: no queue of stale work); the masked-LM views on release.
+        gr.on([lam.input, lam.release], on["compare"], compare_in, compare_out,
+              api_name="compare_recipe", trigger_mode="always_last", show_progress="hidden")
+        gr.on([lam.input, lam.release], **flips_io, api_name="flips", trigger_mode="always_last",
+              show_progress="hidden")
+        lam.release(**live_io, api_name="mlm_live", trigger_mode="always_last")
+        lam.release(**heldout_io, api_name="mlm_heldout", trigger_mode="always_last")
+        linear_api.click(on["compare"], compare_in[:5], compare_out, api_name="compare")
+        for comp in (method, extrapolate):
+            comp.change(lam_range, extrapolate, lam, api_name="lam_range", **private).then(**run)
         density.release(**run)
         weights_text.submit(**run)
         seed.submit(**run)
-        example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example, [text, mask_text],
-                      api_name="pick_example", **page_only).then(**run)
-        text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text,
-                    api_name="mask_probe", **page_only).then(**run)
+        everything(example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example,
+                                 [text, mask_text], api_name="pick_example", **private))
+        everything(text.submit(lambda t: tasks.mask_a_word(t or "", mask), text, mask_text,
+                               api_name="mask_probe", **private))
         mask_text.submit(**run)
-        if qa_task is not None:
-            qa_inputs, qa_out = [target, source, lam, qa_question, qa_context], [qa_head, *qa_answers]
-            qa_run.click(on_qa, qa_inputs, qa_out, api_name="qa")
-            qa_question.submit(on_qa, qa_inputs, qa_out, api_name="qa_submit", **page_only)
-        run_sweep.click(on_run_sweep, [target, source], sweep_out, api_name="sweep")
-        sim_row.change(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity")
-        rank.click(on_rank, target, [rank_note, source], api_name="rank_sources")
-        export.click(on_export, [target, source, lam] + method_inputs,
-                     [zip_file, recipe_file, export_note], api_name="export")
-        upload.upload(on_load_recipe, upload,
+        everything(flips_table.select(on["pick_flip"], [*pair, task], [text, mask_text],
+                                      api_name="pick_flip", **private))
+        if has_qa:
+            qa_inputs, qa_out = [*pair, qa_question, qa_context], [qa_head, *qa_answers]
+            qa_run.click(on["qa"], qa_inputs, qa_out, api_name="qa")
+            qa_question.submit(on["qa"], qa_inputs, qa_out, api_name="qa_submit", **private)
+        run_sweep.click(on["run_sweep"], [target, source, task], [sweep_plot, sweep_note],
+                        api_name="sweep")
+        sim_row.change(on["similarity"], sim_row, [sim_plot, gain_plot], api_name="similarity")
+        rank.click(on["rank"], target, [rank_note, source], api_name="rank_sources")
+        export.click(on["export"], [*pair, *method_inputs], [zip_file, recipe_file, export_note],
+                     api_name="export")
+        upload.upload(on["load_recipe"], upload,
                       [target, source, lam, method, weights_text, density, seed, extrapolate, load_note],
                       api_name="load_recipe").then(**run)
 
-        load = demo.load(on_url, None, [target, source, lam, link_note], api_name="from_link",
-                         **page_only)
-        load.then(on_target, [target, source, link_note], target_out, api_name="target_on_load",
-                  **page_only).then(**run)
+        load = demo.load(on["url"], None, [target, source, lam, link_note], api_name="from_link",
+                         **private)
+        everything(load.then(**target_io, api_name="target_on_load", **private))
         # Plots in a tab draw when the tab is shown (filled while hidden, they stayed "pending").
-        sweep_tab.select(on_sweep_tab, [target, source], sweep_out, api_name="sweep_tab", **page_only)
-        sim_tab.select(on_similarity, sim_row, [sim_plot, gain_plot], api_name="similarity_tab",
-                       **page_only)
+        sweep_tab.select(**sweep_io, api_name="sweep_tab", **private)
+        sim_tab.select(on["similarity"], sim_row, [sim_plot, gain_plot], api_name="similarity_tab",
+                       **private)
     return demo
-
-
-def _sweep_summary(curve: dict) -> str:
-    best = curve["test_at_best"]["accuracy"]
-    a, b = curve["a_alone"]["accuracy"], curve["b_alone"]["accuracy"]
-    return (f"Best λ on dev: **{curve['best_lam']}** → test accuracy **{100 * best:.1f}** "
-            f"(A = {curve['a']} alone {100 * a:.1f}, B = {curve.get('b') or curve.get('source')} "
-            f"alone {100 * b:.1f}).")

@@ -32,8 +32,8 @@ def test_compare_formula_and_probabilities_follow_lambda(stack, client):
     heads = {}
     for lam in (0.3, 0.8, 1.0):
         out = compare(client, lam)
-        assert len(out) == 9
-        head, a, merged, b, fa, fm, fb, geometry, hidden = out
+        assert len(out) == 12
+        head, a, merged, b, sa, sm, sb, fa, fm, fb, geometry, hidden = out
         heads[lam] = head
         ref = tasks.compare(stack, PT_TEXT, "pt", "es", lam, mask_text=PT_MASK)
         assert ref.formula in head
@@ -58,16 +58,20 @@ def test_compare_formula_and_probabilities_follow_lambda(stack, client):
     assert confidences(out[2]) == pytest.approx(confidences(out[1]), abs=1e-6)
 
 
-def test_set_target(client):
-    source, example, text, mask_text, info = client.predict("es", "en", "", api_name="/set_target")
-    assert source["value"] == "en"
-    assert text == "inserte una fórmula en la celda" == example["value"]
-    assert [c[1] for c in example["choices"]][:1] == [text]
-    assert "<mask>" in mask_text
-    assert "enhancement" in info and "**es**" in info
-    source, _, text, _, info = client.predict("pt", "en", "", api_name="/set_target")
-    assert source["value"] == "es" and "zero-shot" in info and "**en**" in info
-    assert text == PT_TEXT
+def test_set_target(stack, client):
+    """A target's first text is a dev item on which A, the merge at λ = 0.5 and B disagree,
+    labelled so; never a test item."""
+    for target, src, a in (("es", "en", "es"), ("pt", "es", "en")):
+        source, example, text, mask_text, info = client.predict(target, "en", "", api_name="/set_target")
+        assert source["value"] == src
+        assert text == example["value"] and [c[1] for c in example["choices"]][0] == text
+        assert "<mask>" in mask_text and f"**{a}**" in info
+        assert ("enhancement" if a == target else "zero-shot") in info
+        assert "from the dev set; the merge changes this prediction" in info
+        splits = {r["text"]: r["split"] for r in tasks.load_eval(stack, target)}
+        assert splits[text] == "dev"
+        cmp = tasks.compare(stack, text, target, src, 0.5)  # independent of the precomputed flips
+        assert len({cmp.prediction(w) for w in ("A", "merged", "B")}) > 1
 
 
 def test_bad_input_gives_error_and_next_call_works(client):

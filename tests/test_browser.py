@@ -58,8 +58,16 @@ def test_page_loads_and_follows_the_slider(stack, page):
     assert formula(page) == "merged = 0.50·en + 0.50·es"
     assert "zero-shot" in page.locator("#setting").inner_text()
     text = page.locator("#text textarea").input_value()
-    assert text == "insira uma fórmula na célula"
+    # the first text is a dev item whose prediction the merge changes (checked independently)
+    assert {r["text"]: r["split"] for r in tasks.load_eval(stack, "pt")}[text] == "dev"
     ref = tasks.compare(stack, text, "pt", "es", 0.5)
+    assert len({ref.prediction(w) for w in ("A", "merged", "B")}) > 1
+    assert "the merge changes this prediction" in page.locator("#setting").inner_text()
+    # where the merge matters, and the masked-LM curves, at once
+    page.wait_for_function("() => (document.querySelector('#flips-note')?.innerText || '').includes('at λ = 0.5')")
+    assert page.locator("#flips tbody tr").count() >= 1
+    assert "held-out pt text" in svg_title(page, "mlm-heldout")
+    page.wait_for_function("() => (document.querySelector('#mlm-live')?.innerText || '').includes('λ = 0.50')")
     page.wait_for_selector("#pred-merged .label")  # the top label heading is rendered
     assert ref.prediction("merged") in page.locator("#pred-merged").inner_text()
     probs = merged_probs(page)
@@ -77,6 +85,10 @@ def test_page_loads_and_follows_the_slider(stack, page):
     page.wait_for_function("() => (document.querySelector('#geometry .gtitle')?.textContent || '').includes('λ=0.80')")
     assert "λ=0.80" in svg_title(page, "hidden")
     assert page.locator("#lam input[type=range]").input_value() == "0.8"
+    # the flips table and the live masked-LM curve follow the slider
+    page.wait_for_function("() => (document.querySelector('#flips-note')?.innerText || '').includes('nearest point to 0.80')")
+    page.wait_for_function("() => (document.querySelector('#mlm-live')?.innerText || '').includes('λ = 0.80')")
+    assert "merged (λ = 0.80)" in page.locator("#mlm-live-note").inner_text()
     ref8 = tasks.compare(stack, text, "pt", "es", 0.8)
     page.wait_for_function(
         "want => (document.querySelector('#pred-merged')?.innerText || '').includes(want)",
@@ -120,8 +132,10 @@ def test_tabs_draw_their_plots(page):
     page.wait_for_selector("#sim-plot g.hm, #sim-plot .heatmaplayer")
     assert "cos between language vectors" in (page.locator("#sim-plot .gtitle").first.text_content() or "")
     page.get_by_role("tab", name="λ sweep").click()
+    # the precomputed curve at once, with its intervals in words
+    page.wait_for_function("() => (document.querySelector('#sweep-note')?.innerText || '').includes('95 % CI')")
+    assert "precomputed" in svg_title(page, "sweep-plot")
     page.locator("#run-sweep").click()
-    page.wait_for_function("() => (document.querySelector('#sweep-note')?.innerText || '').includes('Best λ on dev')")
-    page.wait_for_selector("#sweep-plot svg.main-svg")
-    assert "computed now" in (page.locator("#sweep-plot .gtitle").first.text_content() or "")
+    page.wait_for_function("() => (document.querySelector('#sweep-plot .gtitle')?.textContent || '').includes('computed now')")
+    assert "Best λ on dev" in page.locator("#sweep-note").inner_text()
     page.get_by_role("tab", name="Merge").click()
