@@ -27,7 +27,14 @@ def _read_json(path: str, mtime: float) -> dict:
 
 
 def _read(path: Path) -> dict | None:
-    return _read_json(str(path), path.stat().st_mtime) if path.is_file() else None
+    """A results file (cached until it changes), None if absent; a corrupt one is refused."""
+    if not path.is_file():
+        return None
+    try:
+        return _read_json(str(path), path.stat().st_mtime)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"the bundle's {path.name} is not readable ({e}); rebuild its results "
+                         "with `python -m langarith.bundle build --stages evaluate`") from None
 
 
 def bundle_results(stack: LanguageStack) -> dict:
