@@ -688,12 +688,13 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         task.change(**sweep_io, api_name="sweep_tab", **private)
         # The slider: predictions and flips follow it while dragging (only the latest pending
         # update runs: no queue of stale work); the masked-LM views on release.
-        gr.on([lam.input, lam.release], on["compare"], compare_in, compare_out,
-              api_name="compare_recipe", trigger_mode="always_last", show_progress="hidden")
-        gr.on([lam.input, lam.release], **flips_io, api_name="flips", trigger_mode="always_last",
-              show_progress="hidden")
-        lam.release(**live_io, api_name="mlm_live", trigger_mode="always_last")
-        lam.release(**heldout_io, api_name="mlm_heldout", trigger_mode="always_last")
+        quiet = dict(trigger_mode="always_last", show_progress="hidden")
+        lam.input(on["compare"], compare_in, compare_out, api_name="compare_drag", **quiet,
+                  **private).then(**flips_io, api_name="flips_drag", **private)
+        lam.release(on["compare"], compare_in, compare_out, api_name="compare_recipe", **quiet) \
+            .then(**flips_io, api_name="flips") \
+            .then(**live_io, api_name="mlm_live") \
+            .then(**heldout_io, api_name="mlm_heldout", **private)
         linear_api.click(on["compare"], compare_in[:5], compare_out, api_name="compare")
         for comp in (method, extrapolate):
             comp.change(lam_range, extrapolate, lam, api_name="lam_range", **private).then(**run)

@@ -259,3 +259,12 @@ def test_cli_sweep_and_mlm_json(tiny_bundle):
     assert set(mlm) >= {"target", "a", "b", "points", "best_lam"} and mlm["precomputed"] is True
     text, _ = _cli(tiny_bundle, "mlm", "--target", "pt", "--points", "3", "--text", TEXTS[0])
     assert [p["lam"] for p in text["points"]] == [0.0, 0.5, 1.0] and text["text"] == "given"
+
+
+def test_report_rebuilds_the_tables_from_the_shipped_files(tiny_bundle):
+    r = subprocess.run([sys.executable, "-m", "langarith.bundle.report", "--bundle", str(tiny_bundle),
+                        "--recompute", "--reevaluate", "pt"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "gain vs better, 95 % CI" in r.stdout and "| pt | es |" in r.stdout
+    assert "largest difference 0.0000 points" in r.stdout
+    assert "predictions differing from the shipped ones: 0.00 %" in r.stdout
