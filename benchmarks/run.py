@@ -410,9 +410,9 @@ def drive_slider(page, n: int, how: str) -> dict:
 # Installed before a long drag: every change of #formula (a repaint of the predictions), timed.
 JS_WATCH = """() => {
   const W = window.__watch = {changes: [], obs: null, last: null};
-  W.obs = new MutationObserver(() => {
+  W.obs = new MutationObserver(() => {  // a new formula = predictions for a new λ arrived
     const t = document.querySelector('#formula')?.textContent || '';
-    if (t !== W.last) { W.last = t; W.changes.push(performance.now()); }
+    if (t.includes('merged =') && t !== W.last) { W.last = t; W.changes.push(performance.now()); }
   });
   W.obs.observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""

@@ -197,14 +197,10 @@ def _merge_of(stack, target, source, lam, method, weights_text, density, seed, e
     return make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate).merge(stack)
 
 
-@guarded
-def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
-               mask_text: str, method: str = "linear", weights_text: str = "", density: float = 0.5,
-               seed: int = 0, extrapolate: bool = False, task_name: str | None = None,
-               progress=gr.Progress(track_tqdm=True)):
-    """The merge (linear by default, or any method of the panel) beside A and B alone: task
-    predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
-    downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
+def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method, weights_text,
+             density, seed, extrapolate, task_name, full: bool):
+    """The page's comparison: the formula and the task predictions of A, the merge and B
+    (labels or spans); with ``full``, also fill-mask and the weight and hidden-state plots."""
     kind = task_kind(stack, task_name)
     merge = _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate)
     if merge is not None and kind != "classification":
@@ -213,6 +209,7 @@ def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text:
     a, b = tasks.merge_pair(stack, target, source)
     labels = [gr.update(visible=kind == "classification")] * 3
     spans = [gr.update(visible=kind == "tagging")] * 3
+    shift = None
     if kind == "classification":
         cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
         shown_lam, formula, shift = (lam if merge is None else cmp.lam), cmp.formula, cmp.hidden_shift
@@ -220,30 +217,55 @@ def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text:
         labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
                   for w in ("A", "merged", "B")]
     else:
-        from . import ner
-
         lam = tasks.check_lambda(lam)
-        weights = {a: lam, b: 1.0 - lam}
-        shown_lam, formula = lam, tasks.formula(weights)
-        shift = tasks.hidden_shift(stack, text, a, weights)
+        shown_lam, formula = lam, tasks.formula({a: lam, b: 1.0 - lam})
         if kind == "tagging":
+            from . import ner
+
             cmp = ner.compare_ner(stack, text, target, b, lam, task_name)
             notice = cmp.notice or notice
             names = {"A": f"A = {a} alone", "merged": f"merged (λ = {lam:.2f})", "B": f"B = {b} alone"}
             spans = [gr.update(value=cmp.highlighted(w), label=names[w], visible=True)
                      for w in ("A", "merged", "B")]
+    head = f"### `{formula}`"
+    if notice:
+        head += f"\n\n*{notice}*"
+    if not full:
+        return (head, *labels, *spans)
+    if notice:
+        gr.Warning(notice)
     weights = merge if merge is not None else {a: shown_lam, b: 1.0 - shown_lam}
+    if shift is None:
+        shift = tasks.hidden_shift(stack, text, a, weights)
     mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, stack.tokenizer.mask_token)
     mtext, _ = tasks.clean_text(mtext)
     fill = [gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
             for adapter, name in ((a, a), (weights, "merged"), (b, b))]
-    head = f"### `{formula}`"
-    if notice:
-        gr.Warning(notice)
-        head += f"\n\n*{notice}*"
     rows = analysis.weight_geometry(stack, a, b, shown_lam, merge=merge)
     return (head, *labels, *spans, *fill, plots.geometry_figure(rows, a, b, shown_lam),
             plots.hidden_shift_figure(shift, a, shown_lam))
+
+
+@guarded
+def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+               mask_text: str, method: str = "linear", weights_text: str = "", density: float = 0.5,
+               seed: int = 0, extrapolate: bool = False, task_name: str | None = None,
+               progress=gr.Progress(track_tqdm=True)):
+    """The merge (linear by default, or any method of the panel) beside A and B alone: task
+    predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
+    downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
+    return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
+                    seed, extrapolate, task_name, full=True)
+
+
+@guarded
+def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: str, mask_text: str,
+            method: str = "linear", weights_text: str = "", density: float = 0.5, seed: int = 0,
+            extrapolate: bool = False, task_name: str | None = None):
+    """While the slider is dragged: the formula and the three predictions only (A's and B's are
+    cached, so one forward); fill-mask and the plots follow on release."""
+    return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
+                    seed, extrapolate, task_name, full=False)
 
 
 @guarded
@@ -530,7 +552,7 @@ def bind(fn, stack: LanguageStack):
 def build_demo(stack: LanguageStack) -> gr.Blocks:
     bundle = stack.bundle
     on = {name: bind(fn, stack) for name, fn in (
-        ("target", on_target), ("compare", on_compare), ("flips", on_flips),
+        ("target", on_target), ("compare", on_compare), ("drag", on_drag), ("flips", on_flips),
         ("pick_flip", on_pick_flip), ("mlm_heldout", on_mlm_heldout),
         ("mlm_live", on_mlm_live), ("sweep_tab", on_sweep_tab), ("run_sweep", on_run_sweep),
         ("similarity", on_similarity), ("rank", on_rank), ("export", on_export),
@@ -689,7 +711,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         # The slider: predictions and flips follow it while dragging (only the latest pending
         # update runs: no queue of stale work); the masked-LM views on release.
         quiet = dict(trigger_mode="always_last", show_progress="hidden")
-        lam.input(on["compare"], compare_in, compare_out, api_name="compare_drag", **quiet,
+        lam.input(on["drag"], compare_in, compare_out[:7], api_name="compare_drag", **quiet,
                   **private).then(**flips_io, api_name="flips_drag", **private)
         lam.release(on["compare"], compare_in, compare_out, api_name="compare_recipe", **quiet) \
             .then(**flips_io, api_name="flips") \
