@@ -153,6 +153,80 @@ def _check_density(density: float) -> None:
         raise MergeError(f"density must lie in (0, 1], got {density!r}")
 
 
+# --- per-layer λ: a gradient over depth (mergekit's ``t: [0, 0.5, 1]``) ------------------------
+
+
+def layer_index(key: str) -> int | None:
+    """Encoder layer of a language-adapter tensor; None for the invertible adapter."""
+    if "invertible_adapters" in key:
+        return None
+    m = _LAYER.search(key)
+    if m is None:
+        raise MergeError(f"tensor {key!r} belongs to no encoder layer and is not the invertible adapter")
+    return int(m.group(1))
+
+
+def count_layers(keys) -> int:
+    """Layers an adapter spans: the highest layer index + 1 (a left-out layer still counts)."""
+    idx = [i for i in map(layer_index, keys) if i is not None]
+    if not idx:
+        raise MergeError("the adapter has no per-layer tensors to give a per-layer λ")
+    return max(idx) + 1
+
+
+def layer_lambdas(anchors, n_layers: int, *, allow_extrapolation: bool = False) -> list[float]:
+    """λ of each of ``n_layers`` layers: the anchors spread evenly from the first layer to the
+    last, linear in between (one anchor: constant; [0.2, 0.8]: 0.2 at the bottom, 0.8 on top)."""
+    if isinstance(anchors, (str, bytes)) or not hasattr(anchors, "__len__"):
+        raise MergeError(f"per-layer λ anchors must be a list of numbers, got {anchors!r}")
+    if len(anchors) == 0:
+        raise MergeError("per-layer λ needs at least one anchor value, e.g. 0.2, 0.5, 0.8")
+    if len(anchors) > n_layers:
+        raise MergeError(f"{len(anchors)} λ anchors for {n_layers} layers: give at most one per layer")
+    ts = []
+    for i, t in enumerate(anchors):
+        try:
+            ts.append(check_lambda(t, allow_extrapolation=allow_extrapolation))
+        except MergeError as e:
+            raise MergeError(f"per-layer λ anchor {i + 1} of {len(anchors)}: {e}") from None
+    if len(ts) == 1 or n_layers == 1:
+        return [ts[0]] * n_layers
+    out = []
+    for layer in range(n_layers):
+        x = layer * (len(ts) - 1) / (n_layers - 1)  # position on the anchor axis
+        lo = min(int(x), len(ts) - 2)
+        frac = x - lo
+        # frac == 0 at an anchor: its value exactly (a constant gradient stays bit-exact).
+        out.append(ts[lo] if frac == 0 else ts[lo] + frac * (ts[lo + 1] - ts[lo]))
+    return out
+
+
+def layer_gradient(a: StateDict, b: StateDict, anchors, lam_inv: float,
+                   *, allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
+    """λ_l·A + (1−λ_l)·B with λ_l from ``layer_lambdas`` per encoder layer, and
+    λ_inv·A + (1−λ_inv)·B for the invertible adapter (it sits on the embeddings, below layer 0)."""
+    check_compatible(a, b, names=["A", "B"])
+    lam_inv = check_lambda(lam_inv, allow_extrapolation=allow_extrapolation)
+    lams = layer_lambdas(anchors, count_layers(a), allow_extrapolation=allow_extrapolation)
+    out = {}
+    for k in a:
+        i = layer_index(k)
+        out[k] = torch.lerp(b[k], a[k], lam_inv if i is None else lams[i])
+    return out
+
+
+def layer_gradient_merge(init, adapters: Sequence[StateDict], weights: Sequence[float],
+                         anchors=None, lam_inv: float | None = None,
+                         allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
+    """The registry's form of ``layer_gradient``: two adapters [A, B]; without anchors λ = the
+    first weight everywhere, and λ_inv defaults to it too."""
+    if len(adapters) != 2:
+        raise MergeError(f"a per-layer λ merges exactly two adapters (A and B), got {len(adapters)}")
+    lam = check_lambda(weights[0], allow_extrapolation=True)
+    return layer_gradient(adapters[0], adapters[1], [lam] if anchors is None else anchors,
+                          lam if lam_inv is None else lam_inv, allow_extrapolation=allow_extrapolation)
+
+
 # The merge-method registry (as in mergekit): each method a small named unit with one signature,
 # (init, adapters, weights, **params) -> merged state dict.
 MERGE_METHODS = {
@@ -161,6 +235,7 @@ MERGE_METHODS = {
         init, adapters, weights, allow_extrapolation=True),
     "ties": ties_merge,
     "dare": dare_merge,
+    "layer_gradient": layer_gradient_merge,
 }
 
 

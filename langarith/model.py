@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import re
@@ -251,6 +252,8 @@ class Merge:
     density: float | None = None
     seed: int = 0
     allow_extrapolation: bool = False
+    anchors: tuple[float, ...] | None = None  # layer_gradient: λ anchors over depth
+    lam_inv: float | None = None  # layer_gradient: λ of the invertible adapter
 
     @classmethod
     def of(cls, weights: Mapping[str, float], method: str = "linear", **params) -> "Merge":
@@ -291,6 +294,24 @@ class FlatAdapter:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.views)
+
+    @functools.cached_property
+    def layer_runs(self) -> list[tuple[int, int, int | None]]:
+        """(start, stop, layer) slices of ``flat``, one per run of keys of the same layer (layer
+        None: the invertible adapter). Computed once: a per-layer merge is then one ``lerp`` per
+        slice over views, with no allocation."""
+        from .arithmetic import layer_index
+
+        runs: list[list] = []
+        offset = 0
+        for k in self.keys:
+            n, layer = self.views[k].numel(), layer_index(k)
+            if runs and runs[-1][2] == layer and runs[-1][1] == offset:
+                runs[-1][1] += n
+            else:
+                runs.append([offset, offset + n, layer])
+            offset += n
+        return [tuple(r) for r in runs]
 
 
 def _rename_head(model, old: str, new: str) -> None:
@@ -485,6 +506,9 @@ class LanguageStack:
 
         Linear and task-arithmetic merges take the in-place flat path; TIES and DARE are computed
         on state dicts by the arithmetic layer (cached per recipe) and copied into the slot."""
+        if merge.method == "layer_gradient":
+            self.write_layer_gradient(merge)
+            return
         if merge.method in ("linear", "task_arithmetic"):
             if merge.method == "linear" and merge.allow_extrapolation is False:
                 check_weights([w for _, w in merge.weights])
@@ -494,6 +518,35 @@ class LanguageStack:
         merged = self.compute(merge)
         for k, v in self.slot.views.items():
             v.copy_(merged[k])
+        self.weights = dict(merge.weights)
+
+    @property
+    def n_layers(self) -> int:
+        """Encoder layers the language adapters span (for per-layer λ anchors)."""
+        from .arithmetic import count_layers
+
+        return count_layers(self.slot.keys)
+
+    def write_layer_gradient(self, merge: "Merge") -> None:
+        """λ_l·A + (1−λ_l)·B per layer and λ_inv for the invertible adapter, in place: one
+        ``torch.lerp`` per layer slice of the flat buffers (``FlatAdapter.layer_runs``).
+        Caller holds ``self.lock``."""
+        from .arithmetic import check_lambda, layer_lambdas
+
+        if len(merge.weights) != 2:
+            raise MergeError("a per-layer λ merges exactly two adapters (A and B)")
+        (a, lam), (b, _) = merge.weights
+        self.check_mergeable([a, b])
+        ext = merge.allow_extrapolation
+        lam = check_lambda(lam, allow_extrapolation=True)
+        lams = layer_lambdas(merge.anchors if merge.anchors is not None else [lam], self.n_layers,
+                             allow_extrapolation=ext)
+        lam_inv = check_lambda(lam if merge.lam_inv is None else merge.lam_inv,
+                               allow_extrapolation=ext)
+        fa, fb, out = self.flat[a].flat, self.flat[b].flat, self.slot.flat
+        for start, stop, layer in self.slot.layer_runs:
+            w = lam_inv if layer is None else lams[layer]
+            torch.lerp(fb[start:stop], fa[start:stop], w, out=out[start:stop])
         self.weights = dict(merge.weights)
 
     def compute(self, merge: "Merge") -> dict[str, torch.Tensor]:
@@ -509,11 +562,14 @@ class LanguageStack:
                                  f"known: {', '.join(MERGE_METHODS)}")
             codes = [c for c, _ in merge.weights]
             self.check_mergeable(codes)
-            if merge.method != "linear" and self.init is None:
+            if merge.method not in ("linear", "layer_gradient") and self.init is None:
                 raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
             params = {"density": merge.density} if merge.density is not None else {}
             if merge.method == "dare":
                 params["seed"] = merge.seed
+            if merge.method == "layer_gradient":
+                params = {"anchors": merge.anchors, "lam_inv": merge.lam_inv,
+                          "allow_extrapolation": merge.allow_extrapolation}
             self._cache[merge] = MERGE_METHODS[merge.method](
                 self.init, [self.flat[c].state_dict() for c in codes],
                 [w for _, w in merge.weights], **params)
@@ -567,6 +623,8 @@ class LanguageStack:
                 self.write(weights)
                 recipe = {"weights": dict(weights.weights), "method": weights.method,
                           "density": weights.density, "seed": weights.seed}
+                if weights.method == "layer_gradient":
+                    recipe.update(anchors=list(weights.anchors or ()), lam_inv=weights.lam_inv)
             else:
                 self.write_merge(weights, allow_extrapolation=allow_extrapolation)
                 recipe = {"weights": dict(weights), "method": "linear"}

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import tasks
-from .arithmetic import MERGE_METHODS, MergeError, check_lambda, check_weights
+from .arithmetic import MERGE_METHODS, MergeError, check_lambda, check_weights, layer_lambdas
 from .model import InputError, LanguageStack, Merge
 
 MAX_LANGUAGES = 4
@@ -33,6 +33,8 @@ class Recipe:
     weights: dict[str, float] = field(default_factory=dict)  # N-way: overrides source/λ
     allow_extrapolation: bool = False
     profile: str = "embedded"
+    lam_layers: list[float] | None = None  # layer_gradient: λ anchors from bottom to top layer
+    lam_inv: float | None = None  # layer_gradient: λ of the invertible adapter (default: lam)
 
     def merge(self, stack: LanguageStack) -> Merge:
         """The engine's merge for this recipe (validated against the stack)."""
@@ -54,8 +56,21 @@ class Recipe:
             w = {a: lam, b: 1.0 - lam}
         stack.check_mergeable(list(w))
         extrapolate = self.allow_extrapolation or self.method == "task_arithmetic"
+        if self.method == "layer_gradient":
+            return self._layer_merge(stack, w)
         return Merge.of(w, self.method, density=self.density, seed=self.seed,
                         allow_extrapolation=extrapolate)
+
+    def _layer_merge(self, stack: LanguageStack, w: dict[str, float]) -> Merge:
+        """A per-layer λ merge of A and B, its anchors checked against the stack's layer count."""
+        if self.weights:
+            raise InputError("a per-layer λ merges two languages (target's A and source B), not N-way weights")
+        anchors = [self.lam] if self.lam_layers is None else list(self.lam_layers)
+        layer_lambdas(anchors, stack.n_layers, allow_extrapolation=self.allow_extrapolation)
+        lam_inv = check_lambda(self.lam if self.lam_inv is None else self.lam_inv,
+                               allow_extrapolation=self.allow_extrapolation)
+        return Merge.of(w, "layer_gradient", anchors=tuple(float(t) for t in anchors),
+                        lam_inv=lam_inv, allow_extrapolation=self.allow_extrapolation)
 
     def to_json(self) -> str:
         return json.dumps({"langarith_recipe": 1, **asdict(self)}, indent=2, ensure_ascii=False)
@@ -101,7 +116,33 @@ class Recipe:
         for c, w in r.weights.items():
             if not isinstance(c, str) or isinstance(w, bool) or not isinstance(w, (int, float)):
                 raise InputError("recipe weights must map language codes to numbers")
+        if r.lam_layers is not None and (not isinstance(r.lam_layers, list) or not all(
+                _is_number(t) for t in r.lam_layers)):
+            raise InputError("recipe field 'lam_layers' must be a list of numbers (λ per layer anchors)")
+        if r.lam_inv is not None and not _is_number(r.lam_inv):
+            raise InputError("recipe field 'lam_inv' must be a number")
         return r
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def parse_anchors(text: str | None) -> list[float] | None:
+    """``"0.2, 0.5, 0.8"`` -> [0.2, 0.5, 0.8]; empty -> None; a clear error for anything else
+    (range and count are checked against the stack by ``Recipe.merge``)."""
+    parts = [p.strip() for p in (text or "").replace(";", ",").split(",")]
+    if not any(parts):
+        return None
+    out = []
+    for p in parts:
+        if not p:
+            raise InputError(f"per-layer λ anchors: an empty value in {text!r}; write e.g. 0.2, 0.5, 0.8")
+        try:
+            out.append(float(p))
+        except ValueError:
+            raise InputError(f"per-layer λ anchor {p!r} is not a number; write e.g. 0.2, 0.5, 0.8") from None
+    return out
 
 
 def _finite(v: int | float) -> bool:
@@ -120,14 +161,26 @@ def from_query(params: dict[str, str]) -> Recipe:
         lam_f = float(lam)
     except ValueError:
         raise InputError(f"λ in the link is not a number: {lam!r}") from None
-    return Recipe(target=params["target"], source=params.get("source") or None,
-                  lam=check_lambda(lam_f))
+    r = Recipe(target=params["target"], source=params.get("source") or None, lam=check_lambda(lam_f))
+    if params.get("lam_layers"):  # ?lam_layers=0.2,0.5,0.8&lam_inv=0.5: a per-layer λ view
+        r.method, r.lam_layers = "layer_gradient", parse_anchors(params["lam_layers"])
+        if params.get("lam_inv"):
+            try:
+                lam_inv = float(params["lam_inv"])
+            except ValueError:
+                raise InputError(f"λ_inv in the link is not a number: {params['lam_inv']!r}") from None
+            r.lam_inv = check_lambda(lam_inv)
+    return r
 
 
 def to_query(recipe: Recipe) -> str:
     q = {"target": recipe.target, "lam": f"{recipe.lam:g}"}
     if recipe.source:
         q["source"] = recipe.source
+    if recipe.method == "layer_gradient" and recipe.lam_layers is not None:
+        q["lam_layers"] = ",".join(f"{t:g}" for t in recipe.lam_layers)
+        if recipe.lam_inv is not None:
+            q["lam_inv"] = f"{recipe.lam_inv:g}"
     return "?" + urllib.parse.urlencode(q)
 
 
