@@ -209,3 +209,15 @@ def test_cli_task_flag(tiny_bundle, tmp_path, capsys):
     assert cfg["config"]["num_labels"] == 5
     rc, err = _cli(capsys, "predict", "--bundle", b, "--target", "pt", "--task", "nope", "--text", "x")
     assert rc == 2 and "unknown task 'nope'" in err
+
+
+def test_eval_subset_is_a_keyed_sample_alike_across_languages():
+    keys = [f"sbasic/a{i:03d}.html#p" for i in range(50)] + [f"swriter/z{i:03d}.html#p" for i in range(50)]
+    items = [{"key": k, "lang": l, "split": s, "words": ["w"], "tags": ["O"]}
+             for l in ("en", "de") for k in keys for s in ("dev",)]
+    items += [{"key": k, "lang": "en", "split": "test", "words": ["w"], "tags": ["O"]} for k in keys[:5]]
+    en, de = tagging.eval_subset(items, "en", 20), tagging.eval_subset(items, "de", 20)
+    assert [r["key"] for r in en if r["split"] == "dev"] == [r["key"] for r in de]  # same keys
+    assert len(en) == 25 and len(de) == 20
+    picked = {r["key"].split("/")[0] for r in de}
+    assert picked == {"sbasic", "swriter"}  # a hash sample, not the alphabetically first keys

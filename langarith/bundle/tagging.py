@@ -249,9 +249,15 @@ def eval_subset(items: list[dict], lang: str, per_split: int = EVAL_PER_SPLIT) -
     out = []
     for split in ("dev", "test"):
         pool = [it for it in items if it["lang"] == lang and it["split"] == split]
-        pool.sort(key=lambda it: corpus_mod.split_of(it["key"], seed=7))  # a key-hash order
+        pool.sort(key=lambda it: _key_hash(it["key"]))  # a seeded order, alike in every language
         out += pool[:per_split]
     return out
+
+
+def _key_hash(key: str, seed: int = 7) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
 def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
