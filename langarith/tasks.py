@@ -65,8 +65,19 @@ def formula(weights) -> str:
         return f"merged = {body}"
     if method == "task_arithmetic":
         return f"merged = init + Σ wᵢ·(θᵢ − init), {body}"
+    if method == "layer_gradient":
+        return layer_formula(weights)
     extra = f", density {weights.density}" if weights.density is not None else ""
     return f"merged = {method.upper()}({body}{extra})"
+
+
+def layer_formula(merge) -> str:
+    """``merged = λₗ·en + (1−λₗ)·es, λₗ 0.20 → 0.50 → 0.80 over the layers, λ_inv 0.50``."""
+    (a, lam), (b, _) = merge.weights
+    anchors = merge.anchors if merge.anchors is not None else (lam,)
+    lam_inv = lam if merge.lam_inv is None else merge.lam_inv
+    path = " → ".join(f"{t:.2f}" for t in anchors)
+    return f"merged = λₗ·{a} + (1−λₗ)·{b}, λₗ {path} over the layers, λ_inv {lam_inv:.2f}"
 
 
 # --- forward passes ----------------------------------------------------------------------------
@@ -540,3 +551,183 @@ def mlm_text(text: str | None) -> tuple[list[str], str | None]:
     return [text], notice
 
 
+# --- the output ensemble: average the two stacks' outputs, not their weights --------------------
+#
+# Why not ``adapters``' ``Average`` block: it does weight its children (``weights=[λ, 1−λ]``), but
+# it averages each layer's adapter output inside one forward pass (``compose_average``), so every
+# later layer sees the mixed state, and only the first child's invertible adapter runs
+# (``invertible_adapters_forward``: "takes only very first language adapter position"). That is a
+# third model, neither the weight merge nor an ensemble of the two stacks. Here Stack(A, task) and
+# Stack(B, task) run separately and their *probabilities* are mixed: λ·p_A + (1−λ)·p_B is a proper
+# mixture (sums to 1; λ = 1 is A exactly, λ = 0 is B) and gives the masked-LM loss a mixture
+# likelihood; averaging logits would be a product of experts, not "λ of A's prediction".
+
+ENSEMBLE = "output_ensemble"
+
+
+def mix_probs(pa: torch.Tensor, pb: torch.Tensor, lam: float) -> torch.Tensor:
+    """λ·p_A + (1−λ)·p_B."""
+    return lam * pa + (1.0 - lam) * pb
+
+
+def ensemble_formula(a: str, b: str, lam: float) -> str:
+    return f"ensemble = {lam:.2f}·p({a}-stack) + {1 - lam:.2f}·p({b}-stack)"
+
+
+def ensemble_probs(stack: LanguageStack, texts: list[str], a: str, b: str, lam: float,
+                   task: str | None = None) -> torch.Tensor:
+    """Label probabilities [n, labels] of the output ensemble of Stack(A, task) and Stack(B, task)."""
+    lam = check_lambda(lam)
+    return mix_probs(classify(stack, texts, a, task), classify(stack, texts, b, task), lam)
+
+
+@torch.inference_mode()
+def _first_mask_probs(stack: LanguageStack, text: str, adapter) -> torch.Tensor:
+    """The MLM head's full distribution at the first mask of ``text`` (as ``fill_mask``)."""
+    enc = _encode(stack, [text])
+    pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
+    if len(pos) == 0:
+        raise InputError(f"the fill-mask text needs a {stack.tokenizer.mask_token} token early enough")
+    first = torch.tensor([[0, int(pos[0, 0])]], device=stack.device)
+    with stack.use(adapter, None) as model:
+        return masked_logits(model, enc, first)[0].float().softmax(-1).cpu()
+
+
+def ensemble_fill_mask(stack: LanguageStack, text: str, a: str, b: str, lam: float,
+                       k: int = 5) -> list[tuple[str, float]]:
+    """Top-k tokens of λ·p_A + (1−λ)·p_B at the first mask."""
+    p = mix_probs(_first_mask_probs(stack, text, a), _first_mask_probs(stack, text, b), lam)
+    top = p.topk(k)
+    tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+    return [(t.replace("▁", "") or t, float(v)) for t, v in zip(tokens, top.values)]
+
+
+def compare_ensemble(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
+                     task: str | None = None, mask_text: str | None = None) -> Comparison:
+    """The output ensemble beside A and B alone (its probabilities in the ``merged`` column, where
+    the page shows the middle prediction), and the weight merge at the same λ for contrast."""
+    text, notice = clean_text(text)
+    task_ = stack.bundle.task(task)
+    lam = check_lambda(lam)
+    a, b = merge_pair(stack, target, source)
+    pa, _, _ = _single(stack, text, a, task_.name)
+    pb, _, _ = _single(stack, text, b, task_.name)
+    pe = mix_probs(torch.tensor(pa), torch.tensor(pb), lam)
+    pm = classify(stack, [text], {a: lam, b: 1.0 - lam}, task_.name)[0]
+    cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=ensemble_formula(a, b, lam),
+                     labels=list(task_.labels),
+                     probs={"merged": pe.tolist(), "A": pa, "B": pb, "weight_merge": pm.tolist()},
+                     notice=notice)
+    if mask_text is not None:
+        mtext, _ = clean_text(mask_text)
+        cmp.fill_mask = {"merged": ensemble_fill_mask(stack, mtext, a, b, lam),
+                         "A": fill_mask(stack, mtext, a), "B": fill_mask(stack, mtext, b)}
+    return cmp
+
+
+def predict_probs(stack: LanguageStack, rows: list[dict], adapter, task: str | None = None,
+                  batch_size: int = 32) -> torch.Tensor:
+    """Label probabilities [n, labels] of every item under ``Stack(adapter, task)``, rows' order."""
+    t = stack.bundle.task(task)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["text"]))  # less padding
+    out = torch.zeros(len(rows), len(t.labels))
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        out[idx] = classify(stack, [rows[i]["text"] for i in idx], adapter, t.name)
+    return out
+
+
+_ENSEMBLE_SWEEPS: dict = {}
+
+
+def ensemble_sweep(stack: LanguageStack, target: str, source: str | None = None,
+                   lambdas=DEFAULT_LAMBDAS, task: str | None = None, progress=None,
+                   batch_size: int = 32) -> dict:
+    """The output ensemble over a λ grid on the target's eval set, through
+    ``sweep_from_predictions``: the same metrics, dev-chosen λ and paired bootstrap as the merge's
+    sweep. Two forward passes per item in all (A's and B's probabilities), whatever the grid."""
+    lambdas = check_grid(lambdas)
+    a, b = merge_pair(stack, target, source)
+    task = stack.bundle.task(task).name
+    key = (id(stack), target, a, b, lambdas, task)
+    if key in _ENSEMBLE_SWEEPS:
+        return _ENSEMBLE_SWEEPS[key]
+    data = {s: load_eval(stack, target, task, s) for s in ("dev", "test")}
+    if not data["dev"] or not data["test"]:
+        raise InputError(f"the {target} eval set needs dev and test items")
+    preds: dict[str, list[list[int]]] = {}
+    for i, (s, rows) in enumerate(data.items()):
+        pa = predict_probs(stack, rows, a, task, batch_size)
+        pb = predict_probs(stack, rows, b, task, batch_size)
+        preds[s] = [mix_probs(pa, pb, lam).argmax(-1).tolist() for lam in lambdas]
+        if progress:
+            progress(i + 1, len(data), f"{s}: A and B stacks")
+    out = {**sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds),
+           "method": ENSEMBLE}
+    _ENSEMBLE_SWEEPS[key] = out
+    return out
+
+
+@torch.inference_mode()
+def mlm_token_logprobs(stack: LanguageStack, texts: list[str], adapter):
+    """Per masked token (the masking of ``_mlm_batches``): log p(true token) under one adapter or
+    merge, and the index of its text."""
+    import numpy as np
+
+    logp, which = [], []
+    with stack.use(adapter, None) as model:
+        for inputs, att, where, true, text_idx in _mlm_batches(stack, texts):
+            logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where)
+            logp.append(logits.float().log_softmax(-1).gather(1, true[:, None])[:, 0].cpu().numpy())
+            which.append(text_idx.cpu().numpy())
+    return np.concatenate(logp).astype(np.float64), np.concatenate(which)
+
+
+def ensemble_mlm_curve(stack: LanguageStack, texts: list[str], a: str, b: str,
+                       lambdas=MLM_LIVE_LAMBDAS, progress=None) -> dict:
+    """Masked-LM loss of ``texts`` under the output ensemble: at each masked token
+    −log(λ·p_A(token) + (1−λ)·p_B(token)), over a λ grid. Same shape as ``mlm_curve`` (so
+    ``heldout_mlm_summary`` and the plots take it); two scoring passes whatever the grid."""
+    import numpy as np
+
+    lambdas = check_grid(lambdas)
+    stack.check_mergeable([a, b])
+    la, idx = mlm_token_logprobs(stack, texts, a)
+    lb, _ = mlm_token_logprobs(stack, texts, b)
+    counts = np.bincount(idx, minlength=len(texts)).astype(np.float64)
+    sums, points = [], []
+    for i, lam in enumerate(lambdas):
+        with np.errstate(divide="ignore"):  # log 0 = −inf: λ = 0 or 1 leaves one stack alone
+            mixed = np.logaddexp(np.log(lam) + la, np.log(1.0 - lam) + lb)
+        s = np.bincount(idx, weights=-mixed, minlength=len(texts))
+        sums.append(s.tolist())
+        points.append({"lam": lam, "loss": float(s.sum() / max(counts.sum(), 1))})
+        if progress:
+            progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
+    best = min(points, key=lambda p: (p["loss"], abs(p["lam"] - 0.5)))
+    return {"a": a, "b": b, "points": points, "best_lam": best["lam"], "method": ENSEMBLE,
+            "n_tokens": int(counts.sum()), "sums": sums, "counts": [counts.tolist()] * len(lambdas)}
+
+
+def forward_cost(stack: LanguageStack, texts: list[str], a: str, b: str, lam: float = 0.5,
+                 task: str | None = None, repeats: int = 3) -> dict:
+    """Seconds per call (best of ``repeats``) to classify ``texts`` with one adapter, with the
+    weight merge at λ (write into the slot + one forward) and with the output ensemble (two
+    forwards): the ensemble's price is a second pass through the encoder."""
+    import time
+
+    lam = check_lambda(lam)
+    runs = {"one_adapter": lambda: classify(stack, texts, a, task),
+            "weight_merge": lambda: classify(stack, texts, {a: lam, b: 1.0 - lam}, task),
+            "ensemble": lambda: ensemble_probs(stack, texts, a, b, lam, task)}
+    seconds = {}
+    for name, fn in runs.items():
+        best = math.inf
+        for _ in range(max(int(repeats), 1)):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        seconds[name] = best
+    return {"seconds": seconds, "forwards": {"one_adapter": 1, "weight_merge": 1, "ensemble": 2},
+            "ensemble_over_one": seconds["ensemble"] / seconds["one_adapter"],
+            "n_texts": len(texts), "repeats": max(int(repeats), 1)}
