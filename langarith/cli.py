@@ -156,6 +156,45 @@ def _mlm(stack, args) -> dict:
             "precomputed": False}
 
 
+def _layer_fields(args) -> dict:
+    """Recipe fields of --lam-layers / --lam-inv (a per-layer λ merge), or none."""
+    from .share import parse_anchors
+
+    anchors = parse_anchors(args.lam_layers) if args.lam_layers is not None else None
+    if args.lam_layers is not None and anchors is None:
+        from .model import InputError
+
+        raise InputError("--lam-layers is empty: give anchor values, e.g. 0.2,0.5,0.8")
+    if anchors is None and args.lam_inv is None:
+        return {}
+    return {"method": "layer_gradient", "lam_layers": anchors, "lam_inv": args.lam_inv}
+
+
+def _layer_merge(stack, args, source: str):
+    """The per-layer ``Merge`` of --lam-layers / --lam-inv through the recipe (same validation
+    as the page and export), or None."""
+    fields = _layer_fields(args)
+    if not fields:
+        return None
+    from .share import Recipe
+
+    return Recipe(target=args.target, source=source, lam=args.lam, **fields).merge(stack)
+
+
+def _beyond(stack, args) -> dict:
+    """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
+    from . import beyond
+    from .share import parse_anchors
+
+    values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
+    targets = args.targets.split(",") if args.targets else None
+    out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
+                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
 def _tagging_task(stack, name: str | None):
     """The task named by --task when it is a tagging task, else None (the default paths)."""
     if not name:
@@ -194,10 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     merge_args.add_argument("--target", required=True)
     merge_args.add_argument("--source", help="adapter language B (default: the suggested one)")
     merge_args.add_argument("--lam", type=float, default=0.5, help="weight of A in λ·A + (1−λ)·B")
+    merge_args.add_argument("--lam-layers", help="per-layer λ: anchors from the bottom layer to the "
+                            "top, interpolated linearly (e.g. 0.2,0.5,0.8)")
+    merge_args.add_argument("--lam-inv", type=float, help="λ of the invertible adapter with "
+                            "--lam-layers (default: --lam)")
     pr = sub.add_parser("predict", parents=[common, merge_args], help="merged vs unmerged predictions")
     pr.add_argument("--text", help="text to classify (default: the target's first example)")
     pr.add_argument("--task", help="task name (default: the bundle's first; see `languages`)")
     pr.add_argument("--mask-text", help="fill-mask probe (default: the text with its longest word masked)")
+    pr.add_argument("--ensemble", action="store_true",
+                    help="the output ensemble λ·p(A-stack) + (1−λ)·p(B-stack) instead of the merge")
     mg = sub.add_parser("merge", parents=[common, merge_args], help="write the merged adapter folder")
     mg.add_argument("--out", required=True)
     sw = sub.add_parser("sweep", parents=[common], help="evaluate the merge over a λ grid")
@@ -227,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--out", required=True)
     ex.add_argument("--task", help="also write this task adapter and head (out/task_adapter)")
+    be = sub.add_parser("beyond", parents=[common], help="per-layer gradients vs one λ and the "
+                        "output ensemble vs the merge, chosen on dev, on test with 95 %% intervals")
+    be.add_argument("--targets", help="comma-separated codes (default: every target with an eval set)")
+    be.add_argument("--task", help="classification task (default: the bundle's first)")
+    be.add_argument("--values", default="0,0.25,0.5,0.75,1",
+                    help="anchor values of the (bottom, top) gradient grid")
+    be.add_argument("--out", help="also write the JSON here")
     sub.add_parser("serve", parents=[common], help="launch the web demo")
     sub.add_parser("profiles", help="list the profiles (catalogue.json)")
     fe = sub.add_parser("fetch", help="download a hub profile into the Hugging Face cache")
@@ -289,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.cmd in ("predict", "merge", "export"):
                 a = tasks.baseline_language(stack, args.target)
                 b_ = args.source or tasks.suggested_source(stack, args.target)
+                layer_merge = _layer_merge(stack, args, b_)
             hub_out = None
             if args.cmd == "predict":
                 text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
@@ -297,10 +350,16 @@ def main(argv: list[str] | None = None) -> int:
                            else _hub_predict(stack, args, a, b_, text))
             if hub_out is not None:
                 out = hub_out
+            elif args.cmd == "predict" and args.ensemble:
+                out = tasks.compare_ensemble(stack, text, args.target, b_, args.lam, task=args.task,
+                                             mask_text=args.mask_text or tasks.mask_a_word(
+                                                 text, stack.tokenizer.mask_token)).to_json()
+                out.pop("hidden_shift")
             elif args.cmd == "predict":
                 cmp = tasks.compare(stack, text, args.target, b_, args.lam, task=args.task,
                                     mask_text=args.mask_text
-                                    or tasks.mask_a_word(text, stack.tokenizer.mask_token))
+                                    or tasks.mask_a_word(text, stack.tokenizer.mask_token),
+                                    merge=layer_merge)
                 out = cmp.to_json()
                 out.pop("hidden_shift")
             elif args.cmd == "sweep":
@@ -321,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                     out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
             elif args.cmd == "mlm":
                 out = _mlm(stack, args)
+            elif args.cmd == "beyond":
+                out = _beyond(stack, args)
             elif args.cmd == "similarity":
                 from . import analysis
 
@@ -333,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.cmd == "export":
                 from . import share
 
+                fields = {"method": args.method, **_layer_fields(args)}  # --lam-layers: per layer
                 recipe = share.Recipe(target=args.target, source=b_, lam=args.lam,
-                                      method=args.method, density=args.density, seed=args.seed)
+                                      density=args.density, seed=args.seed, **fields)
                 out = share.export(stack, recipe, args.out)
                 if args.task:
                     out.update(share.export_task(stack, args.task, args.out))
@@ -342,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                 from .arithmetic import check_lambda
 
                 lam = check_lambda(args.lam)
-                weights = {a: lam, b_: 1.0 - lam}
+                weights = layer_merge or {a: lam, b_: 1.0 - lam}
                 folder = stack.save_merged(weights, args.out)
-                out = {"out": str(folder), "weights": weights, "formula": tasks.formula(weights)}
+                out = {"out": str(folder), "formula": tasks.formula(weights),
+                       "weights": dict(weights.weights) if layer_merge else weights}
     except (InputError, MergeError, BundleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

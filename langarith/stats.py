@@ -147,3 +147,95 @@ def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
     other."""
     idx = np.arange(n)
     return idx[0::2], idx[1::2]
+
+
+def bootstrap_metric(counts, *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                     scale: float = 100.0) -> dict:
+    """One system's metric on its items (``[n, k]`` counts) with a 95 % percentile interval."""
+    x = np.asarray(counts, np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError("counts must be [items, k] with at least one item")
+    w = resample_counts(x.shape[0], n_resamples, np.random.default_rng(seed))
+    return {"points": float(metric(x.sum(0)) * scale), "ci95": _interval(metric(w @ x) * scale)}
+
+
+# --- similarity of feature vectors and agreement of rankings (typology, layer 3) ----------------
+
+
+def cosine_matrix(vectors) -> np.ndarray:
+    """Cosine between every pair of rows of ``[n, d]``; a zero row is similar to nothing but
+    itself (0 off the diagonal, 1 on it) rather than NaN."""
+    v = np.asarray(vectors, np.float64)
+    norm = np.linalg.norm(v, axis=1)
+    safe = np.where(norm > 0, norm, 1.0)
+    out = (v / safe[:, None]) @ (v / safe[:, None]).T
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+def mean_abs_similarity_matrix(vectors) -> np.ndarray:
+    """1 − mean |aᵢ − bᵢ| between every pair of rows of ``[n, d]`` with entries in [0, 1]."""
+    v = np.asarray(vectors, np.float64)
+    return 1.0 - np.abs(v[:, None, :] - v[None, :, :]).mean(axis=-1)
+
+
+def average_ranks(scores) -> np.ndarray:
+    """Ranks 1..n of ``scores`` (highest = 1), ties sharing their average rank."""
+    s = -np.asarray(scores, np.float64)
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    for value in np.unique(s):  # average over ties
+        tied = s == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman's ρ: Pearson correlation of the average ranks (NaN when a ranking is constant or
+    has fewer than 2 items). Written here, ten lines of numpy, so that the page needs no scipy."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if len(rx) < 2 or len(rx) != len(ry):
+        return float("nan")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def choose_batch(scores, prefer) -> np.ndarray:
+    """Per row of ``scores [R, C]``: the best candidate; ties go to the lowest ``prefer [C]``."""
+    scores, prefer = np.asarray(scores, float), np.asarray(prefer, float)
+    best = scores.max(axis=1, keepdims=True)
+    tied = np.isclose(scores, best, rtol=0, atol=1e-12)
+    return np.where(tied, prefer[None, :], np.inf).argmin(axis=1)
+
+
+def bootstrap_choice_difference(dev_x, test_x, prefer_x, dev_y, test_y, prefer_y, *,
+                                n_resamples: int = N_RESAMPLES, seed: int = SEED,
+                                scale: float = 100.0) -> dict:
+    """Paired bootstrap of two procedures "choose a candidate on dev, report on test" on the same
+    items: X (e.g. per-layer gradients) minus Y (e.g. single λ values). ``dev_* [C, n_dev, k]``,
+    ``test_* [C, n_test, k]``; each resample draws the items once for both (paired), chooses each
+    family's best candidate on the resampled dev set and differences the test metrics."""
+    dx, tx, dy, ty = (np.asarray(v, np.float64) for v in (dev_x, test_x, dev_y, test_y))
+    if dx.shape[1:] != dy.shape[1:] or tx.shape[1:] != ty.shape[1:] or dx.shape[1] == 0 \
+            or tx.shape[1] == 0:
+        raise ValueError("both procedures need counts on the same dev and test items")
+    rng = np.random.default_rng(seed)
+    wd = resample_counts(dx.shape[1], n_resamples, rng)
+    wt = resample_counts(tx.shape[1], n_resamples, rng)
+    rows = np.arange(n_resamples)
+
+    def resampled(dev, test, prefer):
+        chosen = choose_batch(metric(np.einsum("rn,cnk->rck", wd, dev)), prefer)
+        return metric(np.einsum("rn,cnk->rck", wt, test))[rows, chosen] * scale
+
+    def full(dev, test, prefer):
+        i = int(choose_batch(metric(dev.sum(1))[None, :], prefer)[0])
+        return i, float(metric(test.sum(1))[i] * scale)
+
+    (ix, px), (iy, py) = full(dx, tx, prefer_x), full(dy, ty, prefer_y)
+    diff = resampled(dx, tx, prefer_x) - resampled(dy, ty, prefer_y)
+    return {"x_chosen": ix, "y_chosen": iy, "x_test": px, "y_test": py,
+            "gain": _gain(px - py, diff), "n_dev": int(dx.shape[1]), "n_test": int(tx.shape[1]),
+            "n_resamples": int(n_resamples), "seed": int(seed)}
