@@ -140,3 +140,34 @@ def gain_figure(rows: list[dict]) -> go.Figure:
                       xaxis=dict(title="cos(τ_A, τ_B)"), yaxis=dict(title="gain (accuracy points)"),
                       height=360, margin=dict(l=50, r=10, t=50, b=40))
     return fig
+
+
+def layer_lambda_figure(lams: list[float], lam_inv: float) -> go.Figure:
+    """λ per layer of a per-layer merge (bottom to top), the invertible adapter's λ first."""
+    x = ["inv"] + [f"L{i}" for i in range(len(lams))]  # category order kept as given
+    y = [lam_inv] + list(lams)
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", line=dict(color=COLORS["merged"]),
+                               name="λ (weight of A)"))
+    fig.update_layout(height=220, margin=dict(l=40, r=10, t=30, b=30),
+                      title=dict(text="λ per layer (inv = invertible adapter)", font=dict(size=12)),
+                      xaxis=dict(type="category"), yaxis=dict(title="λ", range=[min(0, *y) - 0.05,
+                                                                             max(1, *y) + 0.05]))
+    return fig
+
+
+def merge_vs_ensemble_mlm_figure(merge: dict, ensemble: dict, title: str,
+                                 lam: float | None = None) -> go.Figure:
+    """Masked-LM loss over λ of the weight merge and of the output ensemble (equal at 0 and 1)."""
+    fig = go.Figure()
+    for curve, name, color in ((merge, "weight merge", COLORS["merged"]),
+                               (ensemble, "output ensemble", "#ab63fa")):
+        fig.add_trace(go.Scatter(x=[p["lam"] for p in curve["points"]],
+                                 y=[p["loss"] for p in curve["points"]], mode="lines+markers",
+                                 name=name, line=dict(color=color)))
+    if lam is not None:
+        fig.add_vline(x=lam, line=dict(color="grey", dash="dot"))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=320,
+                      xaxis=dict(title=f"λ (weight of {merge['a']})"),
+                      yaxis=dict(title="masked-LM loss (lower is better)"),
+                      margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
