@@ -227,6 +227,20 @@ def layer_gradient_merge(init, adapters: Sequence[StateDict], weights: Sequence[
                           lam if lam_inv is None else lam_inv, allow_extrapolation=allow_extrapolation)
 
 
+def typology_weights(similarities: Mapping[str, float], k: int, temperature: float) -> dict[str, float]:
+    """TIPA-style weights (Accou & Poelman, 2026): the ``k`` languages most similar to the target,
+    wᵢ ∝ exp(simᵢ / T), summing to 1; ties in similarity keep the given order."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(4, len(similarities)):
+        raise MergeError(f"k must be a whole number from 1 to {min(4, len(similarities))}, got {k!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise MergeError(f"the temperature must be a positive number, got {temperature!r}")
+    top = sorted(similarities.items(), key=lambda kv: -kv[1])[:k]
+    best = top[0][1]  # subtracting the maximum keeps exp() finite at small T
+    e = [math.exp((s - best) / temperature) for _, s in top]
+    return {c: x / sum(e) for (c, _), x in zip(top, e)}
+
+
 # The merge-method registry (as in mergekit): each method a small named unit with one signature,
 # (init, adapters, weights, **params) -> merged state dict.
 MERGE_METHODS = {
@@ -236,6 +250,8 @@ MERGE_METHODS = {
     "ties": ties_merge,
     "dare": dare_merge,
     "layer_gradient": layer_gradient_merge,
+    # weights from ``typology_weights`` (chosen by the typology layer), then a weighted sum
+    "typology": lambda init, adapters, weights: weighted_sum(adapters, weights),
 }
 
 

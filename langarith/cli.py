@@ -212,6 +212,18 @@ def _tagging_predict(stack, args, source: str, text: str, task: str) -> dict:
     return out
 
 
+def _typology_json(stack, target: str | None, ranking: list | None) -> dict:
+    """URIEL similarity per feature set (row and ranking for a target); a language URIEL lacks
+    gives an ``error`` entry instead of failing the whole command."""
+    from . import typology
+    from .model import InputError
+
+    try:
+        return typology.cli_summary(stack, target, ranking)
+    except InputError as e:
+        return {"error": str(e)}
+
+
 def log_to_stderr() -> None:
     """Logs (encoder rebuild, adapter downloads) go to stderr: stdout carries only JSON."""
     import logging
@@ -272,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--out", required=True)
     ex.add_argument("--task", help="also write this task adapter and head (out/task_adapter)")
+    ex.add_argument("--k", type=int, help="typology: merge the k (≤ 4) most similar adapter languages")
+    ex.add_argument("--temperature", type=float, help="typology: wᵢ ∝ exp(simᵢ / T)")
+    ex.add_argument("--typology", help="typology: URIEL feature set (family, syntax, phonology, "
+                    "inventory, geography)")
     be = sub.add_parser("beyond", parents=[common], help="per-layer gradients vs one λ and the "
                         "output ensemble vs the merge, chosen on dev, on test with 95 %% intervals")
     be.add_argument("--targets", help="comma-separated codes (default: every target with an eval set)")
@@ -391,10 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                 if args.target:
                     out["ranking"] = analysis.rank_sources(stack, args.target, sim)
                     out["suggested"] = out["ranking"][0]["language"]
+                out["typology"] = _typology_json(stack, args.target, out.get("ranking"))
             elif args.cmd == "export":
                 from . import share
 
                 fields = {"method": args.method, **_layer_fields(args)}  # --lam-layers: per layer
+                if args.method == "typology":
+                    fields.update(k=args.k, temperature=args.temperature, typology=args.typology)
                 recipe = share.Recipe(target=args.target, source=b_, lam=args.lam,
                                       density=args.density, seed=args.seed, **fields)
                 out = share.export(stack, recipe, args.out)

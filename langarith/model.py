@@ -509,8 +509,8 @@ class LanguageStack:
         if merge.method == "layer_gradient":
             self.write_layer_gradient(merge)
             return
-        if merge.method in ("linear", "task_arithmetic"):
-            if merge.method == "linear" and merge.allow_extrapolation is False:
+        if merge.method in ("linear", "task_arithmetic", "typology"):  # typology: a weighted sum
+            if merge.method in ("linear", "typology") and merge.allow_extrapolation is False:
                 check_weights([w for _, w in merge.weights])
             self.write_merge(dict(merge.weights), allow_extrapolation=merge.allow_extrapolation
                              or merge.method == "task_arithmetic")
@@ -562,7 +562,7 @@ class LanguageStack:
                                  f"known: {', '.join(MERGE_METHODS)}")
             codes = [c for c, _ in merge.weights]
             self.check_mergeable(codes)
-            if merge.method not in ("linear", "layer_gradient") and self.init is None:
+            if merge.method not in ("linear", "layer_gradient", "typology") and self.init is None:
                 raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
             params = {"density": merge.density} if merge.density is not None else {}
             if merge.method == "dare":

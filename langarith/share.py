@@ -35,12 +35,17 @@ class Recipe:
     profile: str = "embedded"
     lam_layers: list[float] | None = None  # layer_gradient: λ anchors from bottom to top layer
     lam_inv: float | None = None  # layer_gradient: λ of the invertible adapter (default: lam)
+    k: int | None = None  # typology: how many of the most similar adapter languages
+    temperature: float | None = None  # typology: wᵢ ∝ exp(simᵢ / T)
+    typology: str | None = None  # typology: the URIEL feature set (default: typology's)
 
     def merge(self, stack: LanguageStack) -> Merge:
         """The engine's merge for this recipe (validated against the stack)."""
         stack.bundle.language(self.target)
         if self.method not in MERGE_METHODS:
             raise MergeError(f"unknown merge method {self.method!r}; known: {', '.join(MERGE_METHODS)}")
+        if self.method == "typology":  # weights from URIEL similarity, k and T: not from the recipe
+            return self._typology_merge(stack)
         if self.weights:
             if len(self.weights) > MAX_LANGUAGES:
                 raise InputError(f"at most {MAX_LANGUAGES} languages can be merged")
@@ -60,6 +65,13 @@ class Recipe:
             return self._layer_merge(stack, w)
         return Merge.of(w, self.method, density=self.density, seed=self.seed,
                         allow_extrapolation=extrapolate)
+
+    def _typology_merge(self, stack: LanguageStack) -> Merge:
+        from . import typology
+
+        return typology.merge(stack, self.target, self.typology or typology.DEFAULT_FEATURE_SET,
+                              typology.DEFAULT_K if self.k is None else self.k,
+                              typology.DEFAULT_TEMPERATURE if self.temperature is None else self.temperature)
 
     def _layer_merge(self, stack: LanguageStack, w: dict[str, float]) -> Merge:
         """A per-layer λ merge of A and B, its anchors checked against the stack's layer count."""
@@ -121,6 +133,12 @@ class Recipe:
             raise InputError("recipe field 'lam_layers' must be a list of numbers (λ per layer anchors)")
         if r.lam_inv is not None and not _is_number(r.lam_inv):
             raise InputError("recipe field 'lam_inv' must be a number")
+        if r.k is not None and (isinstance(r.k, bool) or not isinstance(r.k, int) or not 1 <= r.k <= MAX_LANGUAGES):
+            raise InputError(f"recipe field 'k' must be a whole number from 1 to {MAX_LANGUAGES}")
+        if r.temperature is not None and (not _is_number(r.temperature) or r.temperature <= 0):
+            raise InputError("recipe field 'temperature' must be a positive number")
+        if r.typology is not None and not isinstance(r.typology, str):
+            raise InputError("recipe field 'typology' must name a feature set")
         return r
 
 
