@@ -34,7 +34,8 @@ BAD_INPUT = (InputError, MergeError, BundleError)
 FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
 METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nway"),
            ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
-           ("DARE (seeded)", "dare")]
+           ("DARE (seeded)", "dare"), ("per-layer λ (gradient over depth)", "layer_gradient"),
+           ("output ensemble (λ·A-stack + (1−λ)·B-stack)", tasks.ENSEMBLE)]
 FLIP_COLUMNS = ["text", "gold", "A", "merged", "B"]
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a no-op
@@ -102,13 +103,19 @@ def parse_weights(text: str) -> dict[str, float]:
     return out
 
 
-def make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate) -> share.Recipe:
+def make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
+                lam_layers: str = "", lam_inv: float | None = None) -> share.Recipe:
     nway = method == "nway"
+    layered = method == "layer_gradient"
+    if method == tasks.ENSEMBLE:  # nothing is merged: its recipe is the linear one at the same λ
+        method = "linear"
     return share.Recipe(target=target, source=source or None, lam=lam,
                         method="linear" if nway else method,
                         density=float(density) if method in ("ties", "dare") else None,
                         seed=int(seed or 0), weights=parse_weights(weights_text) if nway else {},
-                        allow_extrapolation=bool(extrapolate))
+                        allow_extrapolation=bool(extrapolate),
+                        lam_layers=share.parse_anchors(lam_layers) if layered else None,
+                        lam_inv=lam_inv if layered else None)
 
 
 def _pts(x: float) -> str:
@@ -191,18 +198,60 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
             text, tasks.mask_a_word(text, stack.tokenizer.mask_token), info)
 
 
-def _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate):
-    if method == "linear" and not extrapolate:
+def _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate,
+              lam_layers="", lam_inv=None):
+    if method in ("linear", tasks.ENSEMBLE) and not extrapolate:
         return None
-    return make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate).merge(stack)
+    return make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
+                       lam_layers, lam_inv).merge(stack)
+
+
+@guarded
+def on_layer_plot(stack: LanguageStack, lam, lam_layers, lam_inv, extrapolate=False):
+    """The λ-per-layer plot of the panel's anchors (empty anchors: λ everywhere)."""
+    from .arithmetic import layer_lambdas
+
+    anchors = share.parse_anchors(lam_layers) or [lam]
+    lams = layer_lambdas(anchors, stack.n_layers, allow_extrapolation=bool(extrapolate))
+    return plots.layer_lambda_figure(lams, lam if lam_inv is None else lam_inv)
+
+
+def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full: bool):
+    """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
+    mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(
+        tasks.clean_text(text)[0], stack.tokenizer.mask_token)
+    cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name,
+                                 mask_text=mtext if full else None)
+    names = {"A": f"A = {cmp.a} alone", "merged": f"output ensemble (λ = {cmp.lam:.2f})",
+             "B": f"B = {cmp.b} alone"}
+    labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
+              for w in ("A", "merged", "B")]
+    merged_says = cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)]
+    head = (f"### `{cmp.formula}`\n\nThe weight merge at the same λ predicts **{merged_says}**; "
+            f"the ensemble runs the encoder twice (A's stack and B's).")
+    spans = [gr.update(visible=False)] * 3
+    if not full:
+        return (head, *labels, *spans)
+    fill = [gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
+            for w, n in (("A", cmp.a), ("merged", "ensemble"), ("B", cmp.b))]
+    weights = {cmp.a: cmp.lam, cmp.b: 1.0 - cmp.lam}  # plots: the weight merge at this λ
+    rows = analysis.weight_geometry(stack, cmp.a, cmp.b, cmp.lam)
+    shift = tasks.hidden_shift(stack, tasks.clean_text(text)[0], cmp.a, weights)
+    return (head, *labels, *spans, *fill, plots.geometry_figure(rows, cmp.a, cmp.b, cmp.lam),
+            plots.hidden_shift_figure(shift, cmp.a, cmp.lam))
 
 
 def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method, weights_text,
-             density, seed, extrapolate, task_name, full: bool):
+             density, seed, extrapolate, task_name, full: bool, lam_layers="", lam_inv=None):
     """The page's comparison: the formula and the task predictions of A, the merge and B
     (labels or spans); with ``full``, also fill-mask and the weight and hidden-state plots."""
     kind = task_kind(stack, task_name)
-    merge = _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate)
+    if method == tasks.ENSEMBLE and kind != "classification":
+        raise InputError("the output ensemble is shown for classification tasks only for now")
+    if method == tasks.ENSEMBLE:
+        return _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full)
+    merge = _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate,
+                      lam_layers, lam_inv)
     if merge is not None and kind != "classification":
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
@@ -250,22 +299,24 @@ def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method,
 def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
                mask_text: str, method: str = "linear", weights_text: str = "", density: float = 0.5,
                seed: int = 0, extrapolate: bool = False, task_name: str | None = None,
+               lam_layers: str = "", lam_inv: float | None = None,
                progress=gr.Progress(track_tqdm=True)):
     """The merge (linear by default, or any method of the panel) beside A and B alone: task
     predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
     downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
     return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
-                    seed, extrapolate, task_name, full=True)
+                    seed, extrapolate, task_name, full=True, lam_layers=lam_layers, lam_inv=lam_inv)
 
 
 @guarded
 def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: str, mask_text: str,
             method: str = "linear", weights_text: str = "", density: float = 0.5, seed: int = 0,
-            extrapolate: bool = False, task_name: str | None = None):
+            extrapolate: bool = False, task_name: str | None = None, lam_layers: str = "",
+            lam_inv: float | None = None):
     """While the slider is dragged: the formula and the three predictions only (A's and B's are
     cached, so one forward); fill-mask and the plots follow on release."""
     return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
-                    seed, extrapolate, task_name, full=False)
+                    seed, extrapolate, task_name, full=False, lam_layers=lam_layers, lam_inv=lam_inv)
 
 
 @guarded
@@ -381,6 +432,36 @@ def on_mlm_live(stack: LanguageStack, target: str, source: str, lam: float, text
     return plots.mlm_figure(curve, f"Masked-LM loss of this text over λ", lam), md
 
 
+@guarded
+def on_mlm_ensemble(stack: LanguageStack, target: str, source: str, lam: float, text: str):
+    """Masked-LM loss of the text over λ: weight merge vs output ensemble (mixed distributions)."""
+    texts, _ = tasks.mlm_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    lam = tasks.check_lambda(lam)
+    grid = sorted({*tasks.MLM_LIVE_LAMBDAS, round(lam, 6)})
+    merge = tasks.mlm_curve(stack, texts, a, b, grid)
+    ens = tasks.ensemble_mlm_curve(stack, texts, a, b, grid)
+    at = {p["lam"]: p["loss"] for p in ens["points"]}[round(lam, 6)]
+    mt = {p["lam"]: p["loss"] for p in merge["points"]}[round(lam, 6)]
+    md = (f"At λ = {lam:.2f}: weight merge **{mt:.3f}**, output ensemble **{at:.3f}** "
+          f"(equal at λ = 0 and 1, where both are one adapter).")
+    return plots.merge_vs_ensemble_mlm_figure(merge, ens, "Masked-LM loss of this text: merge vs "
+                                              "ensemble", lam), md
+
+
+@guarded
+def on_ensemble_sweep(stack: LanguageStack, target: str, source: str, task_name: str | None = None,
+                      progress=gr.Progress()):
+    """The output ensemble over λ on the eval set, with the same intervals as the merge's sweep."""
+    if task_kind(stack, task_name) != "classification":
+        raise InputError("the output-ensemble sweep needs a classification task with eval sets")
+    progress(0, desc="A's and B's stacks on the eval set")
+    c = tasks.ensemble_sweep(stack, target, source, task=task_name,
+                             progress=lambda i, n, m: progress(i / n, desc=m))
+    return (plots.sweep_figure(c, f"{target}: output ensemble λ·p(A) + (1−λ)·p(B), computed here "
+                               f"(n = {c['n_dev']} dev, {c['n_test']} test)"), sweep_summary(c))
+
+
 def _sweep_results_for_profile(stack: LanguageStack, target: str) -> dict | None:
     """A hub profile's ``reproduce`` results for a target, when that command has run."""
     from . import reproduce
@@ -474,8 +555,9 @@ def on_rank(stack: LanguageStack, target: str, progress=gr.Progress()):
 
 @guarded
 def on_export(stack: LanguageStack, target, source, lam, method, weights_text, density, seed,
-              extrapolate):
-    recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate)
+              extrapolate, lam_layers="", lam_inv=None):
+    recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
+                         lam_layers, lam_inv)
     out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
     info = share.export(stack, recipe, out)
     link = share.to_query(recipe)
@@ -495,6 +577,8 @@ def on_load_recipe(stack: LanguageStack, file):
     weights_text = ", ".join(f"{c}: {w:g}" for c, w in r.weights.items())
     return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam, method,
             weights_text, r.density or 0.5, r.seed, r.allow_extrapolation,
+            ", ".join(f"{t:g}" for t in r.lam_layers or ()),
+            r.lam if r.lam_inv is None else r.lam_inv,
             f"Loaded recipe for **{r.target}** ({method}).")
 
 
@@ -556,7 +640,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         ("pick_flip", on_pick_flip), ("mlm_heldout", on_mlm_heldout),
         ("mlm_live", on_mlm_live), ("sweep_tab", on_sweep_tab), ("run_sweep", on_run_sweep),
         ("similarity", on_similarity), ("rank", on_rank), ("export", on_export),
-        ("load_recipe", on_load_recipe), ("qa", on_qa), ("url", on_url))}
+        ("load_recipe", on_load_recipe), ("qa", on_qa), ("url", on_url),
+        ("layer_plot", on_layer_plot), ("mlm_ensemble", on_mlm_ensemble),
+        ("ensemble_sweep", on_ensemble_sweep))}
     mask = stack.tokenizer.mask_token
     targets = [c for c in bundle.languages if not bundle.languages[c].has_adapter] + \
         [c for c in bundle.languages if bundle.languages[c].has_adapter]
@@ -599,6 +685,13 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                                   elem_id="weights")
                         extrapolate = gr.Checkbox(False, label="allow extrapolation (λ outside [0, 1]); "
                                                   "results may be unreliable", elem_id="extrapolate")
+                    with gr.Row():  # per-layer λ: anchors from the bottom layer to the top
+                        lam_layers = gr.Textbox(label=f"per-layer λ anchors, bottom → top "
+                                                f"({stack.n_layers} layers; Enter to apply)",
+                                                placeholder="0.2, 0.5, 0.8", elem_id="lam-layers")
+                        lam_inv = gr.Slider(0, 1, value=0.5, step=0.05, label="λ_inv (invertible "
+                                            "adapter, per-layer λ)", elem_id="lam-inv")
+                        layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
                 with gr.Row():
                     with gr.Column(scale=3):
                         text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=3,
@@ -630,6 +723,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                     mlm_heldout = gr.Plot(label="held-out text", elem_id="mlm-heldout")
                     mlm_live = gr.Plot(label="this text", elem_id="mlm-live")
                 mlm_heldout_note = gr.Markdown(elem_id="mlm-heldout-note")
+                mlm_ens_run = gr.Button("Masked-LM loss of this text: weight merge vs output ensemble",
+                                        elem_id="mlm-ensemble-run")
+                mlm_ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
+                mlm_ens_note = gr.Markdown(elem_id="mlm-ensemble-note")
                 geometry = gr.Plot(label="Per-layer weights", elem_id="geometry")
                 hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
                 linear_api = gr.Button(visible=False)
@@ -655,6 +752,8 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                             "reported on test, both single adapters as lines. The bundle's "
                             "precomputed curve (the same items as the README's tables) shows at once.")
                 run_sweep = gr.Button("Run sweep on this machine (11 points)", elem_id="run-sweep")
+                run_ens_sweep = gr.Button("Run the output-ensemble sweep (two passes per item)",
+                                          elem_id="run-ensemble-sweep")
                 sweep_plot = gr.Plot(elem_id="sweep-plot")
                 sweep_note = gr.Markdown(elem_id="sweep-note")
 
@@ -683,7 +782,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         # --- events ---------------------------------------------------------------------------
         pair = [target, source, lam]
         method_inputs = [method, weights_text, density, seed, extrapolate]
-        compare_in = [*pair, text, mask_text, *method_inputs, task]
+        compare_in = [*pair, text, mask_text, *method_inputs, task, lam_layers, lam_inv]
         compare_out = [head, *labels, *spans, *fills, geometry, hidden]
         flips_io = dict(fn=on["flips"], inputs=[*pair, task], outputs=[flips_note, flips_table])
         live_io = dict(fn=on["mlm_live"], inputs=[*pair, text], outputs=[mlm_live, mlm_live_note])
@@ -721,6 +820,14 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         for comp in (method, extrapolate):
             comp.change(lam_range, extrapolate, lam, api_name="lam_range", **private).then(**run)
         density.release(**run)
+        layer_in = [lam, lam_layers, lam_inv, extrapolate]
+        lam_layers.submit(on["layer_plot"], layer_in, layer_plot, api_name="layer_plot").then(**run)
+        lam_inv.release(on["layer_plot"], layer_in, layer_plot, api_name="layer_plot_inv",
+                        **private).then(**run)
+        mlm_ens_run.click(on["mlm_ensemble"], [*pair, text], [mlm_ens, mlm_ens_note],
+                          api_name="mlm_ensemble")
+        run_ens_sweep.click(on["ensemble_sweep"], [target, source, task], [sweep_plot, sweep_note],
+                            api_name="ensemble_sweep")
         weights_text.submit(**run)
         seed.submit(**run)
         everything(example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), example,
@@ -738,10 +845,12 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         api_name="sweep")
         sim_row.change(on["similarity"], sim_row, [sim_plot, gain_plot], api_name="similarity")
         rank.click(on["rank"], target, [rank_note, source], api_name="rank_sources")
-        export.click(on["export"], [*pair, *method_inputs], [zip_file, recipe_file, export_note],
+        export.click(on["export"], [*pair, *method_inputs, lam_layers, lam_inv],
+                     [zip_file, recipe_file, export_note],
                      api_name="export")
         upload.upload(on["load_recipe"], upload,
-                      [target, source, lam, method, weights_text, density, seed, extrapolate, load_note],
+                      [target, source, lam, method, weights_text, density, seed, extrapolate,
+                       lam_layers, lam_inv, load_note],
                       api_name="load_recipe").then(**run)
 
         load = demo.load(on["url"], None, [target, source, lam, link_note], api_name="from_link",
