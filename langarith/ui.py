@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import analysis, plots, results, share, tasks
+from . import ui_typology  # issue 13: typology beside the adapters' similarity
 from .arithmetic import MergeError
 from .model import BundleError, InputError, LanguageStack
 
@@ -692,6 +693,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         lam_inv = gr.Slider(0, 1, value=0.5, step=0.05, label="λ_inv (invertible "
                                             "adapter, per-layer λ)", elem_id="lam-inv")
                         layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
+                    ui_typology.fill_panel(stack, target, method, weights_text)
                 with gr.Row():
                     with gr.Column(scale=3):
                         text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=3,
@@ -766,6 +768,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 sim_plot = gr.Plot(elem_id="sim-plot")
                 rank_note = gr.Markdown(elem_id="rank-note")
                 gain_plot = gr.Plot(elem_id="gain-plot")
+                ui_typology.similarity_panel(stack, target, sim_tab)
 
             with gr.Tab("Keep & share", id="share"):
                 gr.Markdown("Download the merged adapter (a folder that `adapters`' `load_adapter` "

@@ -200,3 +200,20 @@ def test_export_typology_from_the_command_line(tiny_bundle, tmp_path):
     assert info["formula"].startswith("merged = TYPOLOGY(")
     recipe = json.loads((tmp_path / "x" / "recipe.json").read_text())
     assert recipe["k"] == 2 and recipe["temperature"] == 0.5 and recipe["method"] == "typology"
+
+
+def test_page_handlers_without_a_page(stack):
+    from langarith import ui_typology
+    from langarith.ui import build_demo, parse_weights
+
+    fig, notes = ui_typology.typology_heatmap(stack, "family")
+    assert list(fig.data[0].x) == ["en", "es", "de", "pt", "nl"]
+    md = ui_typology.typology_ranks(stack, "pt", progress=lambda *a, **k: None)
+    assert "typology: family" in md and "-MLM loss" in md and "Spearman" in md
+    text, method, note = ui_typology.fill_weights(stack, "pt", "family", 2, 0.1)
+    expected = typology.merge_weights(stack, "pt", "family", 2, 0.1)
+    assert method == "nway" and parse_weights(text) == pytest.approx(expected, abs=1e-3)
+    assert "TYPOLOGY" not in note and "merged = " in note
+    demo = build_demo(stack)  # the page builds with both panels bound
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"typology-plot", "typology-fill", "typology-k", "typology-t"} <= ids
