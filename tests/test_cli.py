@@ -102,3 +102,31 @@ def test_missing_bundle_says_how_to_get_one(tmp_path):
     r = cli("languages", bundle=tmp_path / "nowhere")
     assert r.returncode != 0
     assert "no bundle at" in r.stderr and "langarith.bundle.tiny" in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["languages"], ["profiles"],
+    ["predict", "--target", "pt", "--lam", "0.3"],
+    ["predict", "--target", "pt", "--task", "spans", "--text", "insira uma fórmula na célula"],
+    ["sweep", "--target", "pt", "--points", "3", "--json"],
+    ["mlm", "--target", "pt", "--points", "3", "--json"],
+    ["similarity", "--target", "pt", "--json"],
+    ["merge", "--target", "pt", "--lam", "0.4", "--out", "{tmp}/m"],
+    ["export", "--target", "pt", "--lam", "0.4", "--out", "{tmp}/e"]])
+def test_every_command_prints_pure_json_on_stdout(tiny_bundle, tmp_path, args):
+    """stdout parses as JSON, whatever the command logs (logs go to stderr)."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    extra = [] if args[0] == "profiles" else ["--bundle", str(tiny_bundle)]
+    r = subprocess.run([sys.executable, "-m", "langarith", *args, *extra], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)
+
+
+def test_encoder_messages_are_logs_not_stdout(capsys, caplog):
+    from langarith import encoder
+
+    with caplog.at_level("INFO", logger="langarith.encoder"):
+        encoder._log("rebuilding the base encoder")
+    assert capsys.readouterr().out == ""
+    assert "rebuilding the base encoder" in caplog.text
