@@ -48,6 +48,8 @@ def tag(stack: LanguageStack, text: str, adapter, task: str | None = None) -> li
         if w is None:
             continue
         s, e = offsets[pos]
+        while s < e and text[s].isspace():  # sentencepiece offsets include the word's leading space
+            s += 1
         if w not in words:  # first sub-token decides the word's label
             p, i = probs[pos].max(-1)
             words[w] = {"start": s, "end": e, "label": names[int(i)], "score": float(p)}

@@ -221,3 +221,29 @@ def test_eval_subset_is_a_keyed_sample_alike_across_languages():
     assert len(en) == 25 and len(de) == 20
     picked = {r["key"].split("/")[0] for r in de}
     assert picked == {"sbasic", "swriter"}  # a hash sample, not the alphabetically first keys
+
+
+def test_word_offsets_exclude_the_leading_space(stack, monkeypatch):
+    from transformers import AutoTokenizer
+
+    # the real sentencepiece tokenizer maps "▁Format" to the space before the word too
+    monkeypatch.setattr(stack, "tokenizer", AutoTokenizer.from_pretrained(str(ROOT / "assets" / "bundle" / "tokenizer")))
+    monkeypatch.setattr(stack.model, "forward", _all_ui(stack.model.forward))
+    text = "Choose  Format - Cells"
+    words = ner.tag(stack, text, "en", "spans")
+    assert [w["word"] for w in words] == ["Choose", "Format", "-", "Cells"]
+    assert [text[s["start"]:s["end"]] for s in ner.entity_spans(words)] == ["Choose  Format - Cells"]
+
+
+def _all_ui(forward):
+    """A stand-in forward that tags every token B-UI then I-UI (ids out of the tiny vocabulary)."""
+    import torch
+    from types import SimpleNamespace
+
+    def fake(input_ids=None, attention_mask=None, head=None, **kw):
+        logits = torch.zeros(*input_ids.shape, 5)
+        logits[:, 0, 1] = 1
+        logits[:, 1:, 2] = 1
+        return SimpleNamespace(logits=logits)
+
+    return fake
