@@ -230,7 +230,7 @@ def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, fu
     merged_says = cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)]
     head = (f"### `{cmp.formula}`\n\nThe weight merge at the same λ predicts **{merged_says}**; "
             f"the ensemble runs the encoder twice (A's stack and B's).")
-    spans = [gr.update(visible=False)] * 3
+    spans = [gr.update(visible=False) for _ in range(3)]  # one dict each: Gradio consumes them
     if not full:
         return (head, *labels, *spans)
     fill = [gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
@@ -257,8 +257,8 @@ def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method,
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
     a, b = tasks.merge_pair(stack, target, source)
-    labels = [gr.update(visible=kind == "classification")] * 3
-    spans = [gr.update(visible=kind == "tagging")] * 3
+    labels = [gr.update(visible=kind == "classification") for _ in range(3)]
+    spans = [gr.update(visible=kind == "tagging") for _ in range(3)]
     shift = None
     if kind == "classification":
         cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
@@ -687,7 +687,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         extrapolate = gr.Checkbox(False, label="allow extrapolation (λ outside [0, 1]); "
                                                   "results may be unreliable", elem_id="extrapolate")
                     with gr.Row():  # per-layer λ: anchors from the bottom layer to the top
-                        lam_layers = gr.Textbox(label=f"per-layer λ anchors, bottom → top "
+                        lam_layers = gr.Textbox("", label=f"per-layer λ anchors, bottom → top "
                                                 f"({stack.n_layers} layers; Enter to apply)",
                                                 placeholder="0.2, 0.5, 0.8", elem_id="lam-layers")
                         lam_inv = gr.Slider(0, 1, value=0.5, step=0.05, label="λ_inv (invertible "
@@ -705,13 +705,18 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                           label="Examples in the target language", scale=2,
                                           elem_id="example")
                 head = gr.Markdown(elem_id="formula")
+                # Both kinds of prediction are rendered when the bundle has the task: the first
+                # comparison hides the other kind (a component first rendered hidden did not
+                # reliably come back in Gradio 6.17 when the task picker switched).
+                kinds = {t.kind for t in bundle.tasks.values()}
                 with gr.Row():
                     labels = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
-                                       elem_id=f"pred-{w.lower()}") for w in ("A", "merged", "B")]
+                                       elem_id=f"pred-{w.lower()}", visible="classification" in kinds
+                                       or not kinds) for w in ("A", "merged", "B")]
                 with gr.Row():  # entities, with the spans the merge changed marked
                     spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
                                                 elem_id=f"spans-{w.lower()}", combine_adjacent=True,
-                                                visible=False) for w in ("A", "merged", "B")]
+                                                visible="tagging" in kinds) for w in ("A", "merged", "B")]
                 with gr.Row():
                     fills = [gr.Label(label=f"fill-mask, {w}", num_top_classes=5, elem_id=f"fill-{e}")
                              for w, e in (("A", "a"), ("merged", "merged"), ("B", "b"))]

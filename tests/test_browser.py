@@ -139,3 +139,23 @@ def test_tabs_draw_their_plots(page):
     page.wait_for_function("() => (document.querySelector('#sweep-plot .gtitle')?.textContent || '').includes('computed now')")
     assert "Best λ on dev" in page.locator("#sweep-note").inner_text()
     page.get_by_role("tab", name="Merge").click()
+
+
+def test_task_picker_shows_the_spans_of_a_merge_and_b(stack, page):
+    """The tagging task next to the topic task: spans of A, the merge and B on the text."""
+    page.get_by_role("tab", name="Merge").click()
+    page.get_by_label("Help spans (UI, CODE)").check()
+    page.wait_for_selector("#spans-merged", state="visible")
+    page.wait_for_function("() => (document.querySelector('#spans-merged')?.innerText || '').includes('merged (λ')")
+    text = page.locator("#text textarea").input_value()
+    from langarith import ner
+
+    ref = ner.compare_ner(stack, text, "pt", "es", float(page.locator("#lam input[type=number]").input_value()),
+                          task="spans")
+    shown = page.locator("#spans-merged").inner_text()
+    for seg, label in ref.highlighted("merged"):
+        if label:
+            assert seg.strip() in shown
+    assert not page.locator("#pred-merged").is_visible()  # the topic labels give way
+    page.get_by_label("Help paragraph → application").check()
+    page.wait_for_selector("#pred-merged", state="visible")
