@@ -409,10 +409,10 @@ def drive_slider(page, n: int, how: str) -> dict:
 
 # Installed before a long drag: every change of #formula (a repaint of the predictions), timed.
 JS_WATCH = """() => {
-  const W = window.__watch = {changes: [], obs: null, last: null};
-  W.obs = new MutationObserver(() => {  // a new formula = predictions for a new λ arrived
-    const t = document.querySelector('#formula')?.textContent || '';
-    if (t.includes('merged =') && t !== W.last) { W.last = t; W.changes.push(performance.now()); }
+  const W = window.__watch = {changes: [], obs: null, seen: new Set()};
+  W.obs = new MutationObserver(() => {  // a formula with a λ not shown before: a new update
+    const m = (document.querySelector('#formula')?.textContent || '').match(/merged = ([0-9.]+)·/);
+    if (m && !W.seen.has(m[1])) { W.seen.add(m[1]); W.changes.push(performance.now()); }
   });
   W.obs.observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
@@ -809,7 +809,7 @@ def render(res: dict) -> str:
         if b.get("while_dragging"):
             rates = [w["per_second"] for w in b["while_dragging"]]
             L += ["", f"While dragging (the slider held and swept across in {b['while_dragging'][0]['seconds']:.1f} s, "
-                  f"40 mouse moves; repaints of the predictions before the release, {len(rates)} runs): "
+                  f"40 mouse moves over λ 0.05 → 0.95; distinct λ values whose predictions were painted before the release, {len(rates)} runs): "
                   + ", ".join(f"{r:.1f}" for r in rates) + f" updates/s; target ≥ {TARGET_DRAG_RATE} → "
                   f"{yes(min(rates) >= TARGET_DRAG_RATE)} (slowest run)."]
         if "handler" in b or "api" in b:
