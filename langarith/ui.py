@@ -37,7 +37,7 @@ METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nw
            ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
            ("DARE (seeded)", "dare"), ("per-layer λ (gradient over depth)", "layer_gradient"),
            ("output ensemble (λ·A-stack + (1−λ)·B-stack)", tasks.ENSEMBLE)]
-FLIP_COLUMNS = ["text", "gold", "A", "merged", "B"]
+FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a no-op
     import spaces
@@ -353,8 +353,9 @@ def _tagging_flips(stack, target, source, lam, task_name):
         rows = ner.flips(stack, target, lam, task_name, limit=50)
     except InputError as e:
         return f"*{e}*", empty
-    table = [[" ".join(r["words"])[:140], _spans_of(r["words"], r["gold"]),
-              *(_spans_of(r["words"], r["tags"][w]) for w in ("A", "merged", "B"))] for r in rows]
+    table = [[_spans_of(r["words"], r["gold"]),
+              *(_spans_of(r["words"], r["tags"][w]) for w in ("A", "merged", "B")),
+              " ".join(r["words"])[:140]] for r in rows]
     md = (f"{len(rows)} {target} test sentences whose spans differ between A, the merge at "
           f"λ = {round(lam, 1):g} and B, the merge's biggest wins over A first. Pick a row to try it.")
     return md, gr.update(value=table, headers=FLIP_COLUMNS)
