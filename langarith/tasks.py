@@ -135,19 +135,8 @@ def _fill_mask_cached(stack, text, adapter, k):
     return tuple(_fill_mask(stack, text, adapter, k))
 
 
-@torch.inference_mode()
 def _fill_mask(stack: LanguageStack, text: str, adapter, k: int) -> list[tuple[str, float]]:
-    mask = stack.tokenizer.mask_token
-    if mask not in text:
-        raise InputError(f"the fill-mask text needs a {mask} token")
-    enc = _encode(stack, [text])
-    pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
-    if len(pos) == 0:
-        raise InputError(f"the {mask} token was cut off: put it earlier in the text")
-    first = torch.tensor([[0, int(pos[0, 0])]], device=stack.device)
-    with stack.use(adapter, None) as model:
-        logits = masked_logits(model, enc, first)[0]
-    probs = logits.float().softmax(-1)
+    probs = _first_mask_probs(stack, text, adapter)
     top = probs.topk(k)
     tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
     return [(t.replace("▁", "") or t, float(p)) for t, p in zip(tokens, top.values)]
@@ -583,11 +572,15 @@ def ensemble_probs(stack: LanguageStack, texts: list[str], a: str, b: str, lam: 
 
 @torch.inference_mode()
 def _first_mask_probs(stack: LanguageStack, text: str, adapter) -> torch.Tensor:
-    """The MLM head's full distribution at the first mask of ``text`` (as ``fill_mask``)."""
+    """The MLM head's full distribution at the first mask of ``text`` (fill-mask, and the output
+    ensemble's mixture of two such distributions)."""
+    mask = stack.tokenizer.mask_token
+    if mask not in text:
+        raise InputError(f"the fill-mask text needs a {mask} token")
     enc = _encode(stack, [text])
     pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
     if len(pos) == 0:
-        raise InputError(f"the fill-mask text needs a {stack.tokenizer.mask_token} token early enough")
+        raise InputError(f"the {mask} token was cut off: put it earlier in the text")
     first = torch.tensor([[0, int(pos[0, 0])]], device=stack.device)
     with stack.use(adapter, None) as model:
         return masked_logits(model, enc, first)[0].float().softmax(-1).cpu()
