@@ -99,7 +99,7 @@ def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None) -> 
         if not texts:
             raise tasks.InputError(f"{target} has no example texts to rank sources by")
         scored = [{"language": c, "score": -tasks.mlm_loss(stack, texts, c), "measure": "-MLM loss"}
-                  for c in stack.bundle.adapter_languages() if c != a]
+                  for c in stack.bundle.source_languages(target) if c != a]
     return sorted(scored, key=lambda d: -d["score"])
 
 

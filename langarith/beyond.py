@@ -4,17 +4,20 @@ bootstrap (``stats.bootstrap_choice_difference``).
 
 The gradient grid: two anchors (bottom layer, top layer) from ``GRADIENT_VALUES`` each, linear in
 between, λ_inv = the bottom anchor (the invertible adapter sits on the embeddings, below layer 0):
-25 gradients, the 5 constant ones among them. Run by ``python -m langarith beyond``.
+9 gradients, the 3 constant ones among them (equal to the single λ bit for bit, so they are taken
+from the single-λ sweep; 3 values, not 5, for CPU time: 6 gradients to evaluate per target, not 22).
+The single-λ sweep is the bundle's precomputed one where it ships (the same predictions the build
+made), else computed. Run by ``python -m langarith beyond``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import stats, tasks
+from . import results, stats, tasks
 from .model import LanguageStack, Merge
 
-GRADIENT_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
+GRADIENT_VALUES = (0.2, 0.5, 0.8)
 
 
 def gradient_grid(values=GRADIENT_VALUES) -> list[tuple[float, float]]:
@@ -35,13 +38,19 @@ def _counts(preds: list[list[int]], gold: list[int]) -> np.ndarray:
 
 
 def gradient_predictions(stack: LanguageStack, data: dict, a: str, b: str, grid, task: str,
-                         progress=None) -> dict[str, list[list[int]]]:
-    """Per split, the predicted labels under every gradient of ``grid``."""
+                         single: dict | None = None, progress=None) -> dict[str, list[list[int]]]:
+    """Per split, the predicted labels under every gradient of ``grid``; a constant gradient
+    whose λ is on the ``single`` sweep's grid is read from it (the same weights, bit for bit)."""
+    known = {}
+    if single:
+        known = {round(p["lam"], 6): i for i, p in enumerate(single["points"])}
     preds = {s: [] for s in data}
     for i, anchors in enumerate(grid):
-        merge = gradient_merge(a, b, anchors)
+        constant = len(set(anchors)) == 1 and round(anchors[0], 6) in known
+        merge = None if constant else gradient_merge(a, b, anchors)
         for s, rows in data.items():
-            preds[s].append(tasks.predict_labels(stack, rows, merge, task))
+            preds[s].append(tasks.decode_predictions(single["predictions"][s][known[round(anchors[0], 6)]])
+                            if constant else tasks.predict_labels(stack, rows, merge, task))
         if progress:
             progress(i + 1, len(grid), f"gradient {anchors[0]:g} → {anchors[-1]:g}")
     return preds
@@ -56,11 +65,11 @@ def compare_beyond(stack: LanguageStack, target: str, source: str | None = None,
     task = stack.bundle.task(task).name
     grid = list(grid or gradient_grid())
     lambdas = tasks.check_grid(lambdas)
-    single = tasks.sweep(stack, target, b, lambdas, task)
+    single = results.precomputed_or_sweep(stack, target, a, b, lambdas, task)
     ens = tasks.ensemble_sweep(stack, target, b, lambdas, task)
     data = {s: tasks.load_eval(stack, target, task, s) for s in ("dev", "test")}
     gold = {s: tasks.gold_labels(stack, rows, task) for s, rows in data.items()}
-    grad = gradient_predictions(stack, data, a, b, grid, task, progress)
+    grad = gradient_predictions(stack, data, a, b, grid, task, single, progress)
 
     def counts_of(preds):
         return {s: _counts(preds[s], gold[s]) for s in data}
@@ -85,7 +94,37 @@ def compare_beyond(stack: LanguageStack, target: str, source: str | None = None,
                      "b_alone": single["b_alone"]["accuracy"] * 100},
             "gradient_vs_single": g_vs_s["gain"], "ensemble_vs_merge": e_vs_m["gain"],
             "ensemble_gain_vs_better": ens["gain_vs_better"],
-            "merge_gain_vs_better": single["gain_vs_better"]}
+            "merge_gain_vs_better": single["gain_vs_better"],
+            "single_from": single.get("from", "computed"),
+            "mlm": mlm_beyond(stack, target, a, b, grid)}
+
+
+def mlm_beyond(stack: LanguageStack, target: str, a: str, b: str, grid) -> dict | None:
+    """The held-out masked-LM view of the same comparison (λ and gradient chosen on the first
+    half of the text, reported on the second, as ``tasks.heldout_mlm_summary``): the single-λ
+    merge, the output ensemble and every gradient of ``grid``; None without held-out text."""
+    texts = results.heldout_texts(stack, target)
+    if not texts:
+        return None
+    lambdas = tasks.MLM_LIVE_LAMBDAS
+    merge = tasks.heldout_mlm_summary(tasks.mlm_curve(stack, texts, a, b, lambdas))
+    ens = tasks.heldout_mlm_summary(tasks.ensemble_mlm_curve(stack, texts, a, b, lambdas))
+    grads = []
+    for anchors in grid:
+        per_text = tasks.mlm_token_losses(stack, texts, gradient_merge(a, b, anchors))
+        grads.append({"anchors": list(anchors), **_halves(per_text)})
+    best = min(grads, key=lambda g: (g["first_half"], sum(abs(t - 0.5) for t in g["anchors"])))
+    return {"lambdas": list(lambdas), "n_texts": len(texts), "merge": merge, "ensemble": ens,
+            "gradients": grads, "best_gradient": best["anchors"],
+            "best_gradient_second_half": best["second_half"]}
+
+
+def _halves(per_text) -> dict:
+    """Mean loss per token on each half of the texts (``heldout_mlm_summary``'s halves)."""
+    sums, counts = per_text
+    first, second = stats.split_halves(len(sums))
+    return {"first_half": float(sums[first].sum() / max(counts[first].sum(), 1)),
+            "second_half": float(sums[second].sum() / max(counts[second].sum(), 1))}
 
 
 def targets_with_eval(stack: LanguageStack, task: str | None = None) -> list[str]:
@@ -94,11 +133,26 @@ def targets_with_eval(stack: LanguageStack, task: str | None = None) -> list[str
 
 
 def compare_all(stack: LanguageStack, task: str | None = None, targets=None, grid=None,
-                progress=None) -> dict:
-    """``compare_beyond`` for every target with an eval set (source: the suggested one)."""
+                progress=None, checkpoint=None) -> dict:
+    """``compare_beyond`` for every target with an eval set (source: the suggested one). With a
+    ``checkpoint`` file, each finished target is written to it at once (atomically) and targets
+    already in it for the same grid are not run again: a stopped run resumes."""
+    import json
+    import os
+
+    grid = list(grid or gradient_grid())
     out = {}
+    if checkpoint and checkpoint.is_file():
+        out = {t: r for t, r in json.loads(checkpoint.read_text(encoding="utf-8")).items()
+               if r.get("gradients") == [list(g) for g in grid]}
     for t in targets or targets_with_eval(stack, task):
+        if t in out:
+            continue
         if progress:
             progress(0, 1, f"target {t}")
         out[t] = compare_beyond(stack, t, None, task, grid=grid, progress=progress)
+        if checkpoint:
+            tmp = checkpoint.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.replace(tmp, checkpoint)
     return out

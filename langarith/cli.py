@@ -189,9 +189,8 @@ def _beyond(stack, args) -> dict:
     values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
     targets = args.targets.split(",") if args.targets else None
     out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
-                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr),
+                             checkpoint=Path(args.out) if args.out else None)
     return out
 
 
@@ -292,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                         "output ensemble vs the merge, chosen on dev, on test with 95 %% intervals")
     be.add_argument("--targets", help="comma-separated codes (default: every target with an eval set)")
     be.add_argument("--task", help="classification task (default: the bundle's first)")
-    be.add_argument("--values", default="0,0.25,0.5,0.75,1",
+    be.add_argument("--values", default="0.2,0.5,0.8",
                     help="anchor values of the (bottom, top) gradient grid")
     be.add_argument("--out", help="also write the JSON here")
     sub.add_parser("serve", parents=[common], help="launch the web demo")

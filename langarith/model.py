@@ -54,10 +54,23 @@ class Language:
     adapter: str | None = None  # folder relative to the bundle, None for zero-shot targets
     source: str | None = None  # suggested related adapter language
     examples: tuple[str, ...] = ()
+    # A low-resource variant (``nl@100k``): the language whose text it models, and how many
+    # tokens of that text its adapter saw (None: a full adapter).
+    text: str | None = None
+    tokens: int | None = None
 
     @property
     def has_adapter(self) -> bool:
         return self.adapter is not None
+
+    @property
+    def text_language(self) -> str:
+        """The code of the language's text (eval sets, held-out text, typology)."""
+        return self.text or self.code
+
+    @property
+    def is_variant(self) -> bool:
+        return self.tokens is not None
 
 
 @dataclass(frozen=True)
@@ -135,8 +148,21 @@ class Bundle:
             raise InputError(f"unknown language {code!r}; this bundle has: {known}")
         return self.languages[code]
 
+    def text_of(self, code: str) -> str:
+        """The language whose text ``code`` reads: itself, or a variant's language (nl@100k → nl)."""
+        lang = self.languages.get(code)
+        return lang.text_language if lang else code
+
     def adapter_languages(self) -> list[str]:
         return [c for c, lang in self.languages.items() if lang.has_adapter]
+
+    def source_languages(self, target: str) -> list[str]:
+        """Adapter languages that can be the related source B for ``target``: full adapters of
+        another language (a low-resource variant is never a source, nor is its own language's
+        full adapter a source for it)."""
+        text = self.text_of(target)
+        return [c for c in self.adapter_languages()
+                if not self.languages[c].is_variant and self.text_of(c) != text]
 
     def task(self, name: str | None) -> Task:
         name = name or self.default_task

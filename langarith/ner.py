@@ -205,7 +205,7 @@ def load_tagging_eval(stack: LanguageStack, lang: str, task: str | None = None,
     t = stack.bundle.task_of_kind("tagging", task)
     if not t.eval:
         raise InputError(f"{stack.bundle.name} has no eval sets for {t.name}")
-    path = stack.bundle.path(t.eval) / f"{lang}.jsonl.gz"
+    path = stack.bundle.path(t.eval) / f"{stack.bundle.text_of(lang)}.jsonl.gz"
     if not path.is_file():
         raise InputError(f"no {t.name} eval set for {lang}")
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -268,7 +268,7 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
     t = stack.bundle.task_of_kind("tagging", task)
     a, b = merge_pair(stack, target, source)
     pre = precomputed(stack, t.name) if use_precomputed else None
-    for group in ("zero_shot", "enhancement"):
+    for group in ("zero_shot", "enhancement", "low_resource"):
         c = (pre or {}).get(group, {}).get(target)
         if c and c["a"] == a and c["b"] == b and [p["lam"] for p in c["points"]] == list(lambdas):
             return {**c, "precomputed": True}

@@ -85,9 +85,10 @@ def sweep_figure(sweep: dict, title: str) -> go.Figure:
         if lam in ends:
             fig.add_hline(y=100 * ends[lam]["test"][metric], line=dict(color=COLORS[name], dash="dash"),
                           annotation_text=f"{code} alone (test)", annotation_position="top left")
-    if "own" in sweep:  # a reference: the target's own adapter (hub enhancement targets)
+    if sweep.get("own") is not None:  # a reference: the target's own adapter (hub enhancement targets)
         fig.add_hline(y=100 * sweep["own"], line=dict(color="black", dash="dot"),
-                      annotation_text="own adapter (test)", annotation_position="bottom left")
+                      annotation_text=sweep.get("own_label", "own adapter (test)"),
+                      annotation_position="bottom left")
     fig.add_vline(x=sweep["best_lam"], line=dict(color="grey", dash="dot"),
                   annotation_text=f"best λ on dev = {sweep['best_lam']}")
     fig.update_layout(title=dict(text=title, font=dict(size=13)), height=360,
@@ -170,4 +171,45 @@ def merge_vs_ensemble_mlm_figure(merge: dict, ensemble: dict, title: str,
                       xaxis=dict(title=f"λ (weight of {merge['a']})"),
                       yaxis=dict(title="masked-LM loss (lower is better)"),
                       margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+LOWRES_PANELS = (("mlm", "masked-LM loss drop (nats/token)", 1.0),
+                 ("tagging", "span F1 gain (points)", 1.0),
+                 ("topic", "topic accuracy gain (points)", 1.0))
+
+
+def lowres_figure(table: dict, title: str = "Gain of the merge over the better single adapter, "
+                  "by how much text the own adapter saw") -> go.Figure:
+    """The low-resource lesson: x = tokens of own text the adapter saw (log), y = the merge's gain
+    over the better of A and B (λ chosen on dev / the first half), a 95 % interval at each point;
+    one line per language, one panel per measure."""
+    fig = make_subplots(rows=1, cols=len(LOWRES_PANELS), horizontal_spacing=0.08,
+                        subplot_titles=[t for _, t, _ in LOWRES_PANELS])
+    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    for i, (code, row) in enumerate(table["languages"].items()):
+        pts = sorted(row["points"].items(), key=lambda kv: row["tokens"][kv[0]])
+        for col, (measure, _, scale) in enumerate(LOWRES_PANELS, start=1):
+            have = [(k, p[measure]) for k, p in pts if p.get(measure)]
+            if not have:
+                continue
+            g = [m["gain_vs_better"] for _, m in have]
+            y = [scale * x["points"] for x in g]
+            fig.add_trace(go.Scatter(
+                x=[row["tokens"][k] for k, _ in have], y=y, mode="lines+markers",
+                name=f"{code} ← {row['partner']}", legendgroup=code, showlegend=col == 1,
+                line=dict(color=palette[i % len(palette)]),
+                text=[f"{code} {k}: A {m['a_alone'] * (100 if measure == 'topic' else 1):.2f}, "
+                      f"B {m['b_alone'] * (100 if measure == 'topic' else 1):.2f}, merged "
+                      f"{m['merged'] * (100 if measure == 'topic' else 1):.2f} at λ = {m['best_lam']}"
+                      for k, m in have], hovertemplate="%{text}<br>gain %{y:.2f}<extra></extra>",
+                error_y=dict(type="data", symmetric=False,
+                             array=[scale * x["ci95"][1] - v for x, v in zip(g, y)],
+                             arrayminus=[v - scale * x["ci95"][0] for x, v in zip(g, y)])),
+                row=1, col=col)
+        for col in range(1, len(LOWRES_PANELS) + 1):
+            fig.add_hline(y=0, line=dict(color="grey", dash="dot"), row=1, col=col)
+    fig.update_xaxes(type="log", title="tokens of own text (log)")
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=380,
+                      margin=dict(l=50, r=10, t=70, b=40), legend=dict(orientation="h", y=-0.3))
     return fig

@@ -18,7 +18,7 @@ from .model import InputError, LanguageStack
 from . import tasks
 from .tasks import decode_predictions, item_keys, load_eval
 
-SETTINGS = ("zero_shot", "enhancement")
+SETTINGS = ("zero_shot", "enhancement", "low_resource")
 
 
 @lru_cache(maxsize=16)
@@ -62,6 +62,18 @@ def sweep_items(stack: LanguageStack, target: str, source: str | None = None) ->
     return _read(stack.bundle.path("results") / "sweeps" / summary["task"] / f"{target}.json")
 
 
+def precomputed_or_sweep(stack: LanguageStack, target: str, a: str, b: str, lambdas, task: str) -> dict:
+    """The λ sweep with per-item predictions: the bundle's precomputed one when it is for this
+    pair, task, grid and eval set (the build's own predictions, marked ``from``), else computed."""
+    pre = sweep_items(stack, target, b)
+    if (pre and pre.get("a") == a and pre.get("task") == task
+            and [round(p["lam"], 6) for p in pre["points"]] == [round(x, 6) for x in lambdas]
+            and pre.get("keys") == {s: item_keys(load_eval(stack, target, task, s), s)
+                                    for s in ("dev", "test")}):
+        return {**pre, "from": "precomputed"}
+    return tasks.sweep(stack, target, b, lambdas, task)
+
+
 def mlm_summary(stack: LanguageStack, target: str, source: str | None = None) -> dict | None:
     """The precomputed held-out masked-LM curve of a target (for ``source`` if given), or None."""
     curve = bundle_results(stack).get("mlm", {}).get(target)
@@ -99,7 +111,7 @@ def summary(sweep: dict) -> dict:
 def heldout_texts(stack: LanguageStack, target: str) -> list[str]:
     """The bundle's held-out text of a language for the masked-LM curve (``eval/mlm/<code>.txt``:
     never trained on), or [] when it has none."""
-    path = stack.bundle.path("eval") / "mlm" / f"{target}.txt"
+    path = stack.bundle.path("eval") / "mlm" / f"{stack.bundle.text_of(target)}.txt"
     if not path.is_file():
         return []
     return [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]

@@ -30,6 +30,13 @@ def f1_counts(tp, fp, fn) -> np.ndarray:
     return np.stack([np.asarray(x, dtype=np.float64) for x in (tp, fp, fn)], axis=-1)
 
 
+def loss_counts(loss_sums, n_tokens) -> np.ndarray:
+    """Per-text counts ``[..., n, 2]`` (−summed loss, tokens): ``metric`` of them is minus the mean
+    loss per token, so the bootstraps (which maximise) pick the lowest loss, and with ``scale=1``
+    a gain is in nats per token (positive: lower loss)."""
+    return np.stack([-np.asarray(loss_sums, np.float64), np.asarray(n_tokens, np.float64)], axis=-1)
+
+
 def metric(sums) -> np.ndarray:
     """The metric from summed counts ``[..., k]``: accuracy for k = 2, micro F1 for k = 3."""
     s = np.asarray(sums, dtype=np.float64)

@@ -42,7 +42,7 @@ def suggested_source(stack: LanguageStack, target: str) -> str:
     a = baseline_language(stack, target)
     if lang.source and lang.source != a and stack.bundle.languages.get(lang.source, lang).has_adapter:
         return lang.source
-    return next(c for c in stack.bundle.adapter_languages() if c != a)
+    return next(c for c in stack.bundle.source_languages(target) if c != a)
 
 
 def merge_pair(stack: LanguageStack, target: str, source: str | None) -> tuple[str, str]:
@@ -258,6 +258,7 @@ def eval_path(stack: LanguageStack, lang: str, task: str | None = None):
     if not t.eval:
         return None
     folder = stack.bundle.path(t.eval)
+    lang = stack.bundle.text_of(lang)
     return next((p for p in (folder / f"{lang}.jsonl.gz", folder / f"{lang}.jsonl") if p.is_file()),
                 None)
 
@@ -532,6 +533,21 @@ def heldout_mlm_summary(curve: dict) -> dict:
                 "a": float(l2[ia]), "b": float(l2[ib]), "merged": float(l2[i]),
                 "n_tokens": int(counts[:, second].sum(1)[0])}},
             "interior_minimum": 0 < lambdas.index(curve["best_lam"]) < len(lambdas) - 1}
+
+
+def heldout_mlm_bootstrap(curve: dict) -> dict:
+    """``heldout_mlm_summary``'s procedure (λ chosen on the first half of the texts, reported on the
+    second) under the paired bootstrap over texts (``stats.bootstrap_sweep`` on
+    ``stats.loss_counts``): gains in nats per token, positive where the merge's loss is lower."""
+    import numpy as np
+
+    from . import stats
+
+    sums, counts = np.asarray(curve["sums"]), np.asarray(curve["counts"])
+    first, second = stats.split_halves(sums.shape[1])
+    lambdas = [p["lam"] for p in curve["points"]]
+    return stats.bootstrap_sweep(lambdas, stats.loss_counts(sums[:, first], counts[:, first]),
+                                 stats.loss_counts(sums[:, second], counts[:, second]), scale=1.0)
 
 
 def mlm_text(text: str | None) -> tuple[list[str], str | None]:

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from . import stats, tasks
+from . import results, stats, tasks
 from .arithmetic import MERGE_METHODS, MergeError, typology_weights
 from .model import InputError, LanguageStack, Merge
 
@@ -115,26 +115,29 @@ def similarity(codes: tuple[str, ...], feature_set: str = DEFAULT_FEATURE_SET) -
 
 
 def for_stack(stack: LanguageStack, feature_set: str = DEFAULT_FEATURE_SET) -> dict:
-    """``similarity`` over every language of a bundle or profile (no adapter is downloaded)."""
-    return similarity(tuple(stack.bundle.languages), feature_set)
+    """``similarity`` over every language of a bundle or profile (no adapter is downloaded); a
+    low-resource variant is its language, typologically, so variants are left out."""
+    return similarity(tuple(c for c, lang in stack.bundle.languages.items() if not lang.is_variant),
+                      feature_set)
 
 
 def target_row(stack: LanguageStack, target: str, feature_set: str = DEFAULT_FEATURE_SET) -> dict[str, float]:
     """The target's similarity to every other language URIEL has; a clear error when it lacks
     the target."""
     stack.bundle.language(target)
+    text = stack.bundle.text_of(target)
     sim = for_stack(stack, feature_set)
-    if target in sim["missing"]:
-        raise InputError(sim["missing"][target])
-    i = sim["languages"].index(target)
-    return {c: sim["matrix"][i][j] for j, c in enumerate(sim["languages"]) if c != target}
+    if text in sim["missing"]:
+        raise InputError(sim["missing"][text])
+    i = sim["languages"].index(text)
+    return {c: sim["matrix"][i][j] for j, c in enumerate(sim["languages"]) if c != text}
 
 
 def source_candidates(stack: LanguageStack, target: str) -> list[str]:
     """The sources ``analysis.rank_sources`` ranks: adapter languages except the target (with an
     adapter of its own) or except baseline A (zero-shot)."""
     a = tasks.baseline_language(stack, target)
-    return [c for c in stack.bundle.adapter_languages() if c not in (target, a)]
+    return [c for c in stack.bundle.source_languages(target) if c != a]
 
 
 def rank_sources(stack: LanguageStack, target: str, feature_set: str = DEFAULT_FEATURE_SET) -> list[dict]:
@@ -179,7 +182,8 @@ def merge_weights(stack: LanguageStack, target: str, feature_set: str = DEFAULT_
     adapter included, similarity 1, when it has one; English is not forced in)."""
     row = {**target_row(stack, target, feature_set), target: 1.0}
     ref = stack.bundle.task_language
-    cands = {c: row[c] for c in stack.bundle.adapter_languages() if c in row
+    own = [target] if stack.bundle.language(target).has_adapter else []
+    cands = {c: row[c] for c in own + stack.bundle.source_languages(target) if c in row
              and stack.adapter_config.get(c, stack.adapter_config.get(ref)) == stack.adapter_config.get(ref)}
     return typology_weights(cands, int(k), float(temperature))
 
@@ -264,13 +268,23 @@ def evaluate_target(stack: LanguageStack, target: str, feature_set: str = DEFAUL
     on dev; the typology merge's paired difference to the two-way merge and to the better single
     adapter. k, T and λ are fixed at their dev choice (not re-chosen per resample)."""
     task = stack.bundle.task(task).name
-    sweep = tasks.sweep(stack, target, task=task)
-    a, b, lam = sweep["a"], sweep["b"], sweep["best_lam"]
+    a, b = tasks.merge_pair(stack, target, None)
+    sweep = results.precomputed_or_sweep(stack, target, a, b, tasks.DEFAULT_LAMBDAS, task)
+    lam = sweep["best_lam"]
     dev, test = (tasks.load_eval(stack, target, task, s) for s in ("dev", "test"))
     choice = choose_typology(stack, target, dev, task, feature_set, ks, temperatures)
     systems = {"A": a, "B": b, "two_way": {a: lam, b: round(1.0 - lam, 10)},
                "typology": Merge.of(choice["weights"], "typology")}
-    counts = {n: stats.accuracy_counts(_correct(stack, test, w, task)) for n, w in systems.items()}
+    gold = np.asarray(tasks.gold_labels(stack, test, task))
+    lams = [p["lam"] for p in sweep["points"]]
+
+    def correct(name, w):  # the sweep's own test predictions where it has them
+        at = {"A": 1.0, "B": 0.0, "two_way": lam}.get(name)
+        if at is None:
+            return _correct(stack, test, w, task)
+        return np.asarray(tasks.decode_predictions(sweep["predictions"]["test"][lams.index(at)])) == gold
+
+    counts = {n: stats.accuracy_counts(correct(n, w)) for n, w in systems.items()}
     better = "A" if counts["A"][:, 0].sum() >= counts["B"][:, 0].sum() else "B"
     return {"target": target, "a": a, "b": b, "lam": lam, "feature_set": feature_set,
             "k": choice["k"], "temperature": choice["temperature"], "weights": choice["weights"],

@@ -191,7 +191,11 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
         where = " The first text is **from the dev set; the merge changes this prediction.**"
         ex = [first] + [e for e in ex if e != first]
     text = ex[0] if ex else FALLBACK_TEXT
+    lang = bundle.language(target)
     setting = "zero-shot" if a != target else "enhancement"
+    if lang.is_variant:
+        setting = (f"low-resource: this {bundle.language(lang.text_language).name} adapter saw only "
+                   f"{lang.tokens:,} tokens of text; the full one is `{lang.text_language}`")
     suggested = tasks.suggested_source(stack, target)
     info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
         (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).") + where
@@ -493,7 +497,7 @@ def on_sweep_tab(stack: LanguageStack, target: str, source: str, task_name: str 
         from . import ner
 
         pre = ner.precomputed(stack, task_name)
-        for group in ("zero_shot", "enhancement"):
+        for group in results.SETTINGS:
             c = (pre or {}).get(group, {}).get(target)
             if c and c["b"] == source:
                 return plots.sweep_figure(c, f"{target}: span F1, precomputed (n = {c['n_dev']} dev, "

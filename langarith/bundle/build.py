@@ -11,6 +11,8 @@ Stages (each skipped when its outputs exist; timings in ``WORK/stages.json``):
     package   copy the bundle into assets/bundle (base derived, not shipped)
     tagging   span tagging task (tagging.py): task adapter on the packaged English adapter
     tagging_eval  its premise and λ curves with per-sentence counts, into the packaged bundle
+    lowres    under-trained adapters on 100 k / 500 k tokens of four languages (lowres.py)
+    lowres_eval   their sweeps, masked-LM curves and tagging sweeps, into the packaged bundle
 
 ``--quick`` trains a few steps on three languages: it checks the whole path, not the quality.
 """
@@ -411,6 +413,7 @@ class Build:
         results["mlm_gate"] = json.loads((self.work / "mlm_gate.json").read_text())
         results["stages"] = self.stages
         train.write_json(self.bundle / "results" / "results.json", results)
+        self.stages.pop("lowres_eval", None)  # it files its results into results.json: redo it
         self.done("evaluate", time.time() - t0)
 
     def stage_tagging(self) -> None:
@@ -428,7 +431,23 @@ class Build:
 
         t0 = time.time()
         info = tagging.stage_eval(self, self.dest)
+        self.stages.pop("lowres_eval", None)  # it adds its tagging curves to that file: redo it
         self.done("tagging_eval", time.time() - t0, **info)
+
+    def stage_lowres(self) -> None:
+        """Under-trained adapters (``lowres.py``): train them (resumable), ship ``SHIPPED``."""
+        from . import lowres
+
+        t0 = time.time()
+        info = lowres.stage_train(self, self.dest)
+        self.done("lowres", time.time() - t0, **info)
+
+    def stage_lowres_eval(self) -> None:
+        from . import lowres
+
+        t0 = time.time()
+        info = lowres.stage_eval(self, self.dest)
+        self.done("lowres_eval", time.time() - t0, **info)
 
     def seed_from_shipped(self, shipped: Path) -> None:
         """Take the trained parts (MLM head, language adapters, task adapters) of a packaged
@@ -448,13 +467,15 @@ class Build:
 
     def stage_package(self, dest: Path) -> None:
         t0 = time.time()
-        from . import tagging
+        from . import lowres, tagging
 
         kept = tagging.stash(dest, self.work)  # the tagging task's files survive a repackage
+        kept_lowres = lowres.stash(dest, self.work)
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(self.bundle, dest)
         tagging.unstash(kept, dest)
+        lowres.unstash(kept_lowres, dest, self)
         keep = json.loads((self.work / "keep_ids.json").read_text())
         train.write_json(dest / "base" / "keep_ids.json", keep)
         from .. import encoder
@@ -488,7 +509,7 @@ def _mkdir(p: Path) -> Path:
 
 
 STAGES = ["corpus", "base", "head", "adapters", "task", "evaluate", "package", "tagging",
-          "tagging_eval"]  # the tagging stages work on the packaged bundle
+          "tagging_eval", "lowres", "lowres_eval"]  # the stages after package work on it
 
 
 def main(argv: list[str] | None = None) -> int:

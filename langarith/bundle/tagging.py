@@ -483,20 +483,21 @@ class Evaluator:
 
         self.stack, self.cache, self.task = stack, cache, task
         self.memo: dict = {}
+        folder = stack.bundle.path(stack.bundle.task(task).eval)
         self.rows = {c: load_tagging_eval(stack, c, task) for c in stack.bundle.languages
-                     if (stack.bundle.path(stack.bundle.task(task).eval) / f"{c}.jsonl.gz").is_file()}
+                     if (folder / f"{stack.bundle.text_of(c)}.jsonl.gz").is_file()}
 
     def pred(self, lang: str, a: str, b: str | None = None, lam: float = 1.0) -> list[list[str]]:
         from ..ner import tag_words
 
         spec = a if b is None or lam == 1 else b if lam == 0 else f"{a}+{b}@{lam:g}"
+        adapter = a if spec == a else b if spec == b else {a: lam, b: round(1 - lam, 10)}
         if (lang, spec) in self.memo:
             return self.memo[lang, spec]
         path = self.cache / f"{lang}_{self._digest(lang)}__{spec}.json" if self.cache else None
         if path and path.exists():
             self.memo[lang, spec] = json.loads(path.read_text(encoding="utf-8"))
             return self.memo[lang, spec]
-        adapter = spec if "@" not in spec else {a: lam, b: round(1 - lam, 10)}
         t = time.time()
         pred = tag_words(self.stack, [r["words"] for r in self.rows[lang]], adapter, self.task)
         _log(f"{lang} with {spec}: {len(pred)} sentences in {time.time() - t:.1f} s")

@@ -119,15 +119,31 @@ def _lr_at(step: int, elapsed: float, sched: Schedule) -> float:
     return sched.lr * max(0.02, 1.0 - progress)
 
 
-def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, device) -> dict:
-    """AdamW with warm-up and linear decay; stops at sched.steps or sched.max_seconds."""
+def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, device,
+               checkpoint: Path | None = None, every: int = 25) -> dict:
+    """AdamW with warm-up and linear decay; stops at sched.steps or sched.max_seconds.
+
+    With ``checkpoint``, the trained parameters, the optimiser state, the step and the seconds
+    spent are saved there every ``every`` steps (atomically); a run that finds the file resumes
+    from it, skipping the batches already seen, so it continues exactly where it stopped."""
+    import os
+
     opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=0.0)
+    start, spent, losses = 0, 0.0, []
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        with torch.no_grad():
+            for p, v in zip(params, state["params"]):
+                p.copy_(v)
+        opt.load_state_dict(state["opt"])
+        start, spent, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
+        for _ in range(start):  # the same data order as an uninterrupted run
+            next(batches)
     model.train()
-    t0 = time.time()
-    losses: list[float] = []
-    step = 0
-    bar = tqdm(total=sched.steps, desc=desc, mininterval=5)
-    for step in range(sched.steps):
+    t0 = time.time() - spent
+    step = start - 1
+    bar = tqdm(total=sched.steps, initial=start, desc=desc, mininterval=5)
+    for step in range(start, sched.steps):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, time.time() - t0, sched)
         batch = next(batches)
@@ -141,13 +157,19 @@ def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, devi
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if checkpoint is not None and (step + 1) % every == 0:
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save({"step": step + 1, "params": [p.detach().cpu() for p in params],
+                        "opt": opt.state_dict(), "seconds": time.time() - t0, "losses": losses}, tmp)
+            os.replace(tmp, checkpoint)
         if time.time() - t0 > sched.max_seconds:
             break
     bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": step + 1, "train_seconds": round(time.time() - t0, 1), "final_loss": sum(tail) / len(tail),
-            "first_loss": losses[0] if losses else math.nan}
+    return {"steps": step + 1, "train_seconds": round(time.time() - t0, 1),
+            "final_loss": sum(tail) / len(tail) if tail else math.nan,
+            "first_loss": losses[0] if losses else math.nan, "resumed_at": start}
 
 
 def mlm_batches(rows: torch.Tensor, tokenizer, batch: int, device, seed: int):
@@ -201,7 +223,7 @@ def add_language_adapter(model, name: str) -> None:
 
 
 def train_language_adapter(model, code: str, tokenizer, rows: torch.Tensor, sched: Schedule,
-                           device) -> dict:
+                           device, checkpoint: Path | None = None, seed_code: str | None = None) -> dict:
     from adapters.composition import Stack
 
     add_language_adapter(model, code)
@@ -209,9 +231,11 @@ def train_language_adapter(model, code: str, tokenizer, rows: torch.Tensor, sche
     model.set_active_adapters(Stack(code))
     n = freeze_all_but(model, [f".adapters.{code}.", f"invertible_adapters.{code}."])
     params = [p for p in model.parameters() if p.requires_grad]
-    batches = mlm_batches(rows, tokenizer, sched.batch, device, SEED + len(code) * 31 + ord(code[0]))
+    seed_code = seed_code or code  # a low-resource variant draws its batches as its language does
+    batches = mlm_batches(rows, tokenizer, sched.batch, device,
+                          SEED + len(seed_code) * 31 + ord(seed_code[0]))
     stats = train_loop(model, params, batches, lambda b: mlm_loss(model, *b), sched,
-                       f"adapter {code}", device)
+                       f"adapter {code}", device, checkpoint=checkpoint)
     stats["trainable"] = n
     return stats
 
