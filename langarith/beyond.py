@@ -100,31 +100,54 @@ def compare_beyond(stack: LanguageStack, target: str, source: str | None = None,
 
 
 def mlm_beyond(stack: LanguageStack, target: str, a: str, b: str, grid) -> dict | None:
-    """The held-out masked-LM view of the same comparison (λ and gradient chosen on the first
-    half of the text, reported on the second, as ``tasks.heldout_mlm_summary``): the single-λ
-    merge, the output ensemble and every gradient of ``grid``; None without held-out text."""
+    """The held-out masked-LM view of the same comparisons, as ``tasks.heldout_mlm_summary``
+    scores a curve: each family's λ (or gradient) chosen on the first half of the texts, losses
+    reported on the second, with paired bootstrap intervals over texts (``stats.loss_counts``:
+    gains in nats per token, positive where the first-named has the lower loss). None without
+    held-out text."""
     texts = results.heldout_texts(stack, target)
     if not texts:
         return None
     lambdas = tasks.MLM_LIVE_LAMBDAS
-    merge = tasks.heldout_mlm_summary(tasks.mlm_curve(stack, texts, a, b, lambdas))
-    ens = tasks.heldout_mlm_summary(tasks.ensemble_mlm_curve(stack, texts, a, b, lambdas))
-    grads = []
-    for anchors in grid:
-        per_text = tasks.mlm_token_losses(stack, texts, gradient_merge(a, b, anchors))
-        grads.append({"anchors": list(anchors), **_halves(per_text)})
-    best = min(grads, key=lambda g: (g["first_half"], sum(abs(t - 0.5) for t in g["anchors"])))
-    return {"lambdas": list(lambdas), "n_texts": len(texts), "merge": merge, "ensemble": ens,
-            "gradients": grads, "best_gradient": best["anchors"],
-            "best_gradient_second_half": best["second_half"]}
+    merge = tasks.mlm_curve(stack, texts, a, b, lambdas)
+    ens = tasks.ensemble_mlm_curve(stack, texts, a, b, lambdas)
+    per = [tasks.mlm_token_losses(stack, texts, gradient_merge(a, b, g)) for g in grid]
+    grad = {"sums": [list(map(float, s)) for s, _ in per], "counts": [list(map(float, c)) for _, c in per]}
+    first, second = stats.split_halves(len(texts))
+
+    def halves(curve):
+        sums, counts = np.asarray(curve["sums"]), np.asarray(curve["counts"])
+        return (stats.loss_counts(sums[:, first], counts[:, first]),
+                stats.loss_counts(sums[:, second], counts[:, second]))
+
+    (md, mt), (ed, et), (gd, gt) = halves(merge), halves(ens), halves(grad)
+    lam_prefer = np.abs(np.asarray(lambdas) - 0.5)
+    grad_prefer = np.asarray([sum(abs(t - 0.5) for t in g) for g in grid])
+    g_vs_s = stats.bootstrap_choice_difference(gd, gt, grad_prefer, md, mt, lam_prefer, scale=1.0)
+    e_vs_m = stats.bootstrap_choice_difference(ed, et, lam_prefer, md, mt, lam_prefer, scale=1.0)
+    return {"lambdas": list(lambdas), "n_texts": len(texts), "n_tokens_second": int(mt[0, :, 1].sum()),
+            "merge": tasks.heldout_mlm_summary(merge), "ensemble": tasks.heldout_mlm_summary(ens),
+            "gradients": [list(g) for g in grid],
+            "best_gradient": list(grid[g_vs_s["x_chosen"]]), "best_lam": lambdas[g_vs_s["y_chosen"]],
+            "best_ensemble_lam": lambdas[e_vs_m["x_chosen"]],
+            "second_half": {"gradient": -g_vs_s["x_test"], "single_lam": -g_vs_s["y_test"],
+                            "ensemble": -e_vs_m["x_test"], "merge": -e_vs_m["y_test"]},
+            "gradient_vs_single": g_vs_s["gain"], "ensemble_vs_merge": e_vs_m["gain"]}
 
 
-def _halves(per_text) -> dict:
-    """Mean loss per token on each half of the texts (``heldout_mlm_summary``'s halves)."""
-    sums, counts = per_text
-    first, second = stats.split_halves(len(sums))
-    return {"first_half": float(sums[first].sum() / max(counts[first].sum(), 1)),
-            "second_half": float(sums[second].sum() / max(counts[second].sum(), 1))}
+def refresh_mlm(stack: LanguageStack, path) -> dict:
+    """Recompute only the masked-LM view of every target in a ``beyond`` results file (seconds
+    per target, against minutes for the task's), in place."""
+    import json
+    import os
+
+    out = json.loads(path.read_text(encoding="utf-8"))
+    for t, r in out.items():
+        r["mlm"] = mlm_beyond(stack, t, r["a"], r["b"], [tuple(g) for g in r["gradients"]])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return out
 
 
 def targets_with_eval(stack: LanguageStack, task: str | None = None) -> list[str]:

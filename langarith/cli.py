@@ -186,6 +186,12 @@ def _beyond(stack, args) -> dict:
     from . import beyond
     from .share import parse_anchors
 
+    from .model import InputError
+
+    if args.mlm_only:
+        if not args.out or not Path(args.out).is_file():
+            raise InputError("--mlm-only refreshes an existing --out file of this command")
+        return beyond.refresh_mlm(stack, Path(args.out))
     values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
     targets = args.targets.split(",") if args.targets else None
     out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
@@ -293,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--task", help="classification task (default: the bundle's first)")
     be.add_argument("--values", default="0.2,0.5,0.8",
                     help="anchor values of the (bottom, top) gradient grid")
-    be.add_argument("--out", help="also write the JSON here")
+    be.add_argument("--out", help="also write the JSON here (resumable: finished targets are kept)")
+    be.add_argument("--mlm-only", action="store_true",
+                    help="recompute only the masked-LM view of the targets in --out")
     sub.add_parser("serve", parents=[common], help="launch the web demo")
     sub.add_parser("profiles", help="list the profiles (catalogue.json)")
     fe = sub.add_parser("fetch", help="download a hub profile into the Hugging Face cache")

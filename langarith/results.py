@@ -74,6 +74,12 @@ def precomputed_or_sweep(stack: LanguageStack, target: str, a: str, b: str, lamb
     return tasks.sweep(stack, target, b, lambdas, task)
 
 
+def measured(stack: LanguageStack, name: str) -> dict | None:
+    """A measurement the bundle ships beside its sweeps (``results/<name>.json``: ``lowres``,
+    ``beyond``, ``typology``), or None."""
+    return _read(stack.bundle.path("results") / f"{name}.json")
+
+
 def mlm_summary(stack: LanguageStack, target: str, source: str | None = None) -> dict | None:
     """The precomputed held-out masked-LM curve of a target (for ``source`` if given), or None."""
     curve = bundle_results(stack).get("mlm", {}).get(target)

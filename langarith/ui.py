@@ -66,9 +66,11 @@ def guarded(fn):
 def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> list[tuple[str, str]]:
     out = []
     for code, lang in stack.bundle.languages.items():
-        if with_adapter_only and not lang.has_adapter:
-            continue
+        if with_adapter_only and (not lang.has_adapter or lang.is_variant):
+            continue  # a low-resource variant is never a source
         tag = "" if lang.has_adapter else " · zero-shot, no adapter"
+        if lang.is_variant:
+            tag = " · low-resource variant"
         out.append((f"{lang.name} ({code}, {lang.family}){tag}", code))
     return out
 
@@ -513,6 +515,55 @@ def on_sweep_tab(stack: LanguageStack, target: str, source: str, task_name: str 
     return None, "This profile has no labelled eval set."
 
 
+def _ci_words(g: dict, unit: str = "points", digits: int = 1) -> str:
+    lo, hi = g["ci95"]
+    verdict = "clear" if lo > 0 or hi < 0 else "inside its interval"
+    return f"**{g['points']:+.{digits}f}** {unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({verdict})"
+
+
+def measured_note(stack: LanguageStack, target: str) -> str:
+    """What the bundle measured beyond the single-λ merge for this target, in words with 95 %
+    intervals: per-layer gradients, the output ensemble, the typology-weighted merge."""
+    lines = []
+    be = (results.measured(stack, "beyond") or {}).get(target)
+    if be:
+        g = be["best_gradient"]
+        lines.append(f"- **Per-layer λ** (gradient {g[0]:g} → {g[-1]:g} chosen on dev) − single λ "
+                     f"({be['best_lam']:g}): {_ci_words(be['gradient_vs_single'])} on test "
+                     f"(n = {be['n_test']}).")
+        lines.append(f"- **Output ensemble** (λ = {be['best_ensemble_lam']:g}) − weight merge: "
+                     f"{_ci_words(be['ensemble_vs_merge'])}; it runs the encoder twice.")
+        m = be.get("mlm") or {}
+        if "ensemble_vs_merge" in m:
+            lines.append(f"- Held-out masked LM, loss drop of the ensemble over the merge: "
+                         f"{_ci_words(m['ensemble_vs_merge'], 'nats/token', 3)} (negative: the "
+                         "weight merge models the text better).")
+    ty = ((results.measured(stack, "typology") or {}).get("targets") or {}).get(target)
+    if ty:
+        w = ", ".join(f"{c} {x:.2f}" for c, x in ty["weights"].items())
+        lines.append(f"- **Typology merge** (k = {ty['k']}, T = {ty['temperature']:g}: {w}) − two-way "
+                     f"merge: {_ci_words(ty['typology_minus_two_way'])} on test (n = {ty['n_test']}).")
+    if not lines:
+        return ""
+    return "**Measured by the bundle for this target** (chosen on dev, reported on test):\n\n" + \
+        "\n".join(lines)
+
+
+@guarded
+def on_measured(stack: LanguageStack, target: str):
+    """The measured comparisons for the target, and the low-resource plot (gain vs data)."""
+    low = results.measured(stack, "lowres")
+    fig = plots.lowres_figure(low) if low and low.get("languages") else None
+    note = ""
+    if low:
+        shipped = ", ".join(low.get("shipped", [])) or "none"
+        note = ("**Under-trained adapters:** each point is a language adapter trained on that many "
+                "tokens of its own text (A), merged with a related full adapter (B); the y axis is the "
+                "merge's gain over the better of the two, with 95 % intervals (0 = no gain). "
+                f"Selectable as targets on this page: {shipped}.")
+    return measured_note(stack, target), fig, note
+
+
 @guarded
 def on_run_sweep(stack: LanguageStack, target: str, source: str, task_name: str | None = None,
                  progress=gr.Progress()):
@@ -604,19 +655,30 @@ def on_qa(stack: LanguageStack, target: str, source: str, lam: float, question: 
 
 
 def on_url(stack: LanguageStack, request: gr.Request):
-    """``?target=pt&source=es&lam=0.7`` restores a view; a bad link says why and is ignored."""
+    """``?target=pt&source=es&lam=0.7`` restores a view (``&lam_layers=0.2,0.8&lam_inv=0.5`` the
+    per-layer method with its anchors); a bad link says why and is ignored."""
     params = dict(request.query_params) if request else {}
+    keep = (gr.update(),) * 6
     if "target" not in params:
-        return gr.update(), gr.update(), gr.update(), ""
+        return (*keep, "")
     try:
         r = share.from_query(params)
         stack.bundle.language(r.target)
         if r.source and not stack.bundle.language(r.source).has_adapter:
             raise InputError(f"{r.source} has no adapter")
-        return r.target, r.source or gr.update(), r.lam, f"Restored from the link: {r.target}."
+        layered = r.method == "layer_gradient"
+        if layered:
+            from .arithmetic import layer_lambdas
+
+            layer_lambdas(r.lam_layers, stack.n_layers)  # bad anchors: refused here, with the reason
+        return (r.target, r.source or gr.update(), r.lam,
+                "layer_gradient" if layered else gr.update(),
+                ", ".join(f"{t:g}" for t in r.lam_layers) if layered else gr.update(),
+                r.lam_inv if layered and r.lam_inv is not None else gr.update(),
+                f"Restored from the link: {r.target}.")
     except BAD_INPUT as e:
         gr.Warning(f"ignored the link's parameters: {e}")
-        return gr.update(), gr.update(), gr.update(), f"Link ignored: {e}"
+        return (*keep, f"Link ignored: {e}")
 
 
 def lam_range(extrapolate: bool):
@@ -648,7 +710,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         ("similarity", on_similarity), ("rank", on_rank), ("export", on_export),
         ("load_recipe", on_load_recipe), ("qa", on_qa), ("url", on_url),
         ("layer_plot", on_layer_plot), ("mlm_ensemble", on_mlm_ensemble),
-        ("ensemble_sweep", on_ensemble_sweep))}
+        ("ensemble_sweep", on_ensemble_sweep), ("measured", on_measured))}
     mask = stack.tokenizer.mask_token
     targets = [c for c in bundle.languages if not bundle.languages[c].has_adapter] + \
         [c for c in bundle.languages if bundle.languages[c].has_adapter]
@@ -768,6 +830,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                                           elem_id="run-ensemble-sweep")
                 sweep_plot = gr.Plot(elem_id="sweep-plot")
                 sweep_note = gr.Markdown(elem_id="sweep-note")
+                measured = gr.Markdown(elem_id="measured-note")
+                lowres_note = gr.Markdown(elem_id="lowres-note")
+                lowres_plot = gr.Plot(elem_id="lowres-plot")
 
             with gr.Tab("Similarity", id="similarity") as sim_tab:
                 gr.Markdown("Cosine similarity between language vectors τ = θ − init of every pair of "
@@ -801,6 +866,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         live_io = dict(fn=on["mlm_live"], inputs=[*pair, text], outputs=[mlm_live, mlm_live_note])
         heldout_io = dict(fn=on["mlm_heldout"], inputs=pair, outputs=[mlm_heldout, mlm_heldout_note])
         sweep_io = dict(fn=on["sweep_tab"], inputs=[target, source, task], outputs=[sweep_plot, sweep_note])
+        measured_io = dict(fn=on["measured"], inputs=target, outputs=[measured, lowres_plot, lowres_note])
         target_io = dict(fn=on["target"], inputs=[target, source, link_note],
                          outputs=[source, example, text, mask_text, setting])
         # Events that only serve the page itself are "private"; the rest are API endpoints.
@@ -814,6 +880,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
 
         everything(target.change(**target_io, api_name="set_target"))
         target.change(**sweep_io, api_name="sweep_tab", **private)
+        target.change(**measured_io, api_name="measured", **private)
         target.input(lambda: "", None, link_note, api_name="clear_link", **private)
         everything(source.input(lambda: None, None, None, api_name="source_changed", **private))
         source.input(**sweep_io, api_name="sweep_tab", **private)
@@ -866,11 +933,12 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                        lam_layers, lam_inv, load_note],
                       api_name="load_recipe").then(**run)
 
-        load = demo.load(on["url"], None, [target, source, lam, link_note], api_name="from_link",
-                         **private)
+        load = demo.load(on["url"], None, [target, source, lam, method, lam_layers, lam_inv, link_note],
+                         api_name="from_link", **private)
         everything(load.then(**target_io, api_name="target_on_load", **private))
         # Plots in a tab draw when the tab is shown (filled while hidden, they stayed "pending").
         sweep_tab.select(**sweep_io, api_name="sweep_tab", **private)
+        sweep_tab.select(**measured_io, api_name="measured_tab", **private)
         sim_tab.select(on["similarity"], sim_row, [sim_plot, gain_plot], api_name="similarity_tab",
                        **private)
     return demo

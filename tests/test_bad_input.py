@@ -550,7 +550,18 @@ def on_url(stack):
     (dict(target="pt", source="nl"), "Link ignored: nl has no adapter"),
 ])
 def test_malformed_link_is_ignored_with_a_reason(on_url, query, msg):
-    target, source, lam, note = on_url(**query)
+    *fields, note = on_url(**query)
     assert note.startswith(msg), note
-    assert target == source == lam == {"__type__": "update"}  # the page keeps its defaults
-    assert on_url(target="pt", source="es", lam="0.7") == ("pt", "es", 0.7, "Restored from the link: pt.")
+    assert all(f == {"__type__": "update"} for f in fields)  # the page keeps its defaults
+    keep = {"__type__": "update"}
+    assert on_url(target="pt", source="es", lam="0.7") == ("pt", "es", 0.7, keep, keep, keep,
+                                                           "Restored from the link: pt.")
+
+
+def test_a_per_layer_link_restores_the_method_and_its_anchors(on_url):
+    assert on_url(target="pt", source="es", lam="0.5", lam_layers="0.2,0.8", lam_inv="0.4") == (
+        "pt", "es", 0.5, "layer_gradient", "0.2, 0.8", 0.4, "Restored from the link: pt.")
+    *fields, note = on_url(target="pt", lam_layers="0.2,nan")
+    assert note.startswith("Link ignored:") and all(f == {"__type__": "update"} for f in fields)
+    *fields, note = on_url(target="pt", lam_layers="0.2,1.5")
+    assert note.startswith("Link ignored:") and "1.5" in note

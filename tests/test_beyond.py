@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from langarith import arithmetic, beyond, share, stats, tasks
+from langarith import arithmetic, beyond, results, share, stats, tasks
 from langarith.arithmetic import MergeError
 from langarith.model import InputError, LanguageStack, Merge
 
@@ -287,3 +287,30 @@ def test_page_handlers_show_the_ensemble_and_the_per_layer_merge(stack, tmp_path
     fig, md = ui.on_ensemble_sweep(stack, "pt", "es", "topic")
     assert "95 % CI" in md
     assert ui.build_demo(stack) is not None
+
+
+def test_mlm_view_chooses_on_the_first_half_and_reports_the_second(stack):
+    """The masked-LM comparison against a direct computation from per-text losses."""
+    import numpy as np
+
+    grid = [(0.2, 0.8), (0.5, 0.5)]
+    r = beyond.mlm_beyond(stack, "pt", "en", "es", grid)
+    texts = results.heldout_texts(stack, "pt")
+    assert r["n_texts"] == len(texts) and len(texts) >= 2
+    first, second = np.arange(0, len(texts), 2), np.arange(1, len(texts), 2)
+
+    def loss(adapter, idx):
+        s, c = tasks.mlm_token_losses(stack, texts, adapter)
+        return s[idx].sum() / c[idx].sum()
+
+    lams = list(tasks.MLM_LIVE_LAMBDAS)
+    single = [("en" if x == 1 else "es" if x == 0 else {"en": x, "es": round(1 - x, 10)}) for x in lams]
+    i = int(np.argmin([loss(w, first) + 1e-12 * abs(x - 0.5) for w, x in zip(single, lams)]))
+    grads = [beyond.gradient_merge("en", "es", g) for g in grid]
+    j = int(np.argmin([loss(g, first) + 1e-12 * sum(abs(t - 0.5) for t in a) for g, a in zip(grads, grid)]))
+    assert r["best_lam"] == lams[i] and r["best_gradient"] == list(grid[j])
+    want = loss(single[i], second) - loss(grads[j], second)  # positive: the gradient's loss is lower
+    assert r["gradient_vs_single"]["points"] == pytest.approx(want, abs=1e-9)
+    assert r["second_half"]["single_lam"] == pytest.approx(loss(single[i], second), abs=1e-9)
+    lo, hi = r["ensemble_vs_merge"]["ci95"]
+    assert lo <= hi

@@ -63,6 +63,8 @@ def tables(results: dict) -> str:
                 "| target | A | B | A alone | B alone | merge (λ) | merge − better | interior minimum "
                 "(whole curve) | tokens (2nd half) |", "|---|---|---|---|---|---|---|---|---|"]
         for t, m in mlm.items():
+            if "@" in t:  # low-resource variants: their own table
+                continue
             s = m["halves"]["second"]
             out.append(f"| {t} | {m['a']} | {m['b']} | {s['a']:.3f} | {s['b']:.3f} | "
                        f"{s['merged']:.3f} ({m['halves']['best_lam_first']:g}) | "
@@ -74,6 +76,89 @@ def tables(results: dict) -> str:
                 "adapter): " + "; ".join(
                     f"{c} {g.get('none', float('nan')):.2f}/{g.get('en', float('nan')):.2f}/"
                     f"{g.get(c, float('nan')):.2f}" for c, g in gate.items())]
+    return "\n".join(out)
+
+
+def _nats(g: dict) -> str:
+    lo, hi = g["ci95"]
+    return f"{g['points']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def lowres_tables(lowres: dict) -> str:
+    """The low-resource variants (results/lowres.json): per language and share of text, the
+    merge's gain over the better single adapter on the three measures, with 95 % intervals."""
+    out = [f"Each variant trained {lowres['steps']} steps of 16 × 128 tokens from the shared init; "
+           "A = the variant, B = the related full adapter; λ chosen on dev (topic, tagging) or on "
+           "the first half of the held-out text (masked LM), reported on test / the second half. "
+           "Gains: merge − better of A and B alone (masked LM: loss drop in nats per token, "
+           "positive = the merge predicts the text better), paired bootstrap 95 % CI.", "",
+           "| A | tokens | B | masked LM: A / B / merge (λ) | MLM gain | tagging F1: A / B / merge (λ) "
+           "| tagging gain | topic acc.: A / B / merge (λ) | topic gain |",
+           "|---|---:|---|---|---|---|---|---|---|"]
+    for code, row in lowres["languages"].items():
+        for key, p in sorted(row["points"].items(), key=lambda kv: row["tokens"][kv[0]]):
+            m, tg, tp = p["mlm"], p.get("tagging"), p["topic"]
+            name = p["a"] if key != "full" else f"{code} (full)"
+            out.append(
+                f"| {name} | {row['tokens'][key]:,} | {p['b']} | {m['a_alone']:.3f} / {m['b_alone']:.3f} / "
+                f"{m['merged']:.3f} ({m['best_lam']:g}) | {_nats(m['gain_vs_better'])} | "
+                + (f"{tg['a_alone']:.1f} / {tg['b_alone']:.1f} / {tg['merged']:.1f} ({tg['best_lam']:g}) | "
+                   f"{_ci(tg['gain_vs_better'])} | " if tg else "– | – | ")
+                + f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
+                f"{_ci(tp['gain_vs_better'])} |")
+    n = next(iter(lowres["languages"].values()))["points"]
+    first = next(iter(n.values()))
+    out += ["", f"n: masked LM {first['mlm']['n_texts']} paragraphs ({first['mlm']['n_tokens']} masked "
+            f"tokens) per half; tagging {first['tagging']['n_test'] if first.get('tagging') else '–'} "
+            f"test sentences; topic {first['topic']['n_test']} test items.",
+            "", "Training time per variant (one CPU core): " + ", ".join(
+                f"{v} {s['train_seconds'] / 60:.1f} min" for v, s in lowres["training"].items())]
+    return "\n".join(out)
+
+
+def beyond_tables(beyond: dict) -> str:
+    """Per-layer gradients vs one λ, and the output ensemble vs the weight merge (results/beyond.json)."""
+    out = ["| target | A | B | single λ (dev) | best gradient bottom→top (dev) | gradient − single "
+           "| ensemble (λ) | merge (λ) | ensemble − merge |", "|---|---|---|---|---|---|---|---|---|"]
+    for t, r in beyond.items():
+        g = r["best_gradient"]
+        out.append(f"| {t} | {r['a']} | {r['b']} | {r['test']['single_lam']:.1f} ({r['best_lam']:g}) | "
+                   f"{r['test']['gradient']:.1f} ({g[0]:g}→{g[-1]:g}) | {_ci(r['gradient_vs_single'])} | "
+                   f"{r['test']['ensemble']:.1f} ({r['best_ensemble_lam']:g}) | {r['test']['merge']:.1f} "
+                   f"({r['best_lam']:g}) | {_ci(r['ensemble_vs_merge'])} |")
+    mlm = {t: r["mlm"] for t, r in beyond.items() if r.get("mlm") and "second_half" in r["mlm"]}
+    if mlm:
+        out += ["", "Held-out masked-LM loss (second half; λ / gradient chosen on the first half; "
+                "differences in nats per token, positive = the first-named predicts the text better):", "",
+                "| target | single λ | best gradient | single − gradient | merge (λ) | ensemble (λ) "
+                "| merge − ensemble | tokens |", "|---|---|---|---|---|---|---|---|"]
+        for t, m in mlm.items():
+            h, g = m["second_half"], m["best_gradient"]
+            out.append(f"| {t} | {h['single_lam']:.3f} ({m['best_lam']:g}) | {h['gradient']:.3f} "
+                       f"({g[0]:g}→{g[-1]:g}) | {_nats(_flip(m['gradient_vs_single']))} | {h['merge']:.3f} | "
+                       f"{h['ensemble']:.3f} ({m['best_ensemble_lam']:g}) | "
+                       f"{_nats(_flip(m['ensemble_vs_merge']))} | {m['n_tokens_second']} |")
+    return "\n".join(out)
+
+
+def _flip(g: dict) -> dict:
+    """A difference the other way round (y − x instead of x − y)."""
+    lo, hi = g["ci95"]
+    return {"points": -g["points"], "ci95": [-hi, -lo]}
+
+
+def typology_tables(typ: dict) -> str:
+    """The typology-weighted merge against the two-way merge (results/typology.json)."""
+    out = [f"URIEL feature set: {typ['feature_set']}; k and T chosen on dev; test accuracy % with "
+           "95 % CI; differences paired over the same test items.", "",
+           "| target | A alone | B alone | two-way (λ) | typology (k, T) | weights | typology − two-way "
+           "| typology − better single |", "|---|---|---|---|---|---|---|---|"]
+    for t, r in typ["targets"].items():
+        te = r["test"]
+        w = ", ".join(f"{c} {x:.2f}" for c, x in r["weights"].items())
+        out.append(f"| {t} | {te['A']['points']:.1f} | {te['B']['points']:.1f} | {te['two_way']['points']:.1f} "
+                   f"({r['lam']:g}) | {te['typology']['points']:.1f} ({r['k']}, {r['temperature']:g}) | {w} | "
+                   f"{_ci(r['typology_minus_two_way'])} | {_ci(r['typology_minus_better_single'])} |")
     return "\n".join(out)
 
 
@@ -94,8 +179,10 @@ def recompute(bundle: Path, results: dict, reevaluate: list[str]) -> tuple[float
 
     stack = LanguageStack(bundle)
     worst, flipped = 0.0, 0.0
-    for setting in ("zero_shot", "enhancement"):
-        for t, v in results[setting].items():
+    for setting in ("zero_shot", "enhancement", "low_resource"):
+        for t, v in results.get(setting, {}).items():
+            if t not in stack.bundle.languages:  # a variant measured but not shipped
+                continue
             sw = sweep_items(stack, t, v["b"])
             lams = tuple(p["lam"] for p in sw["points"])
             data = {s: tasks.load_eval(stack, t, sw["task"], s) for s in ("dev", "test")}
@@ -130,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     bundle = bundle_path(args.bundle)
     results = json.loads((bundle / "results" / "results.json").read_text(encoding="utf-8"))
     print(tables(results))
+    for name, title, fn in (("lowres", "Under-trained adapters", lowres_tables),
+                            ("beyond", "Beyond one λ", beyond_tables),
+                            ("typology", "Typology-weighted merges", typology_tables)):
+        path = bundle / "results" / f"{name}.json"
+        if path.is_file():
+            print(f"\n**{title}** (results/{name}.json):\n")
+            print(fn(json.loads(path.read_text(encoding="utf-8"))))
     if args.recompute or args.reevaluate:
         worst, flipped = recompute(bundle, results, [t for t in args.reevaluate.split(",") if t])
         print(f"\nrecomputed from the shipped files: largest difference {worst:.4f} points"
