@@ -36,7 +36,8 @@ FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 201
 METHODS = [("linear: λ·A + (1−λ)·B", "linear"), ("N-way weighted sum", "nway"),
            ("task arithmetic (may extrapolate)", "task_arithmetic"), ("TIES", "ties"),
            ("DARE (seeded)", "dare"), ("per-layer λ (gradient over depth)", "layer_gradient"),
-           ("output ensemble (λ·A-stack + (1−λ)·B-stack)", tasks.ENSEMBLE)]
+           ("output ensemble (λ·A-stack + (1−λ)·B-stack)", tasks.ENSEMBLE),
+           ("typology-weighted (URIEL, top k)", "typology")]
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere a no-op
@@ -107,7 +108,8 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
-                lam_layers: str = "", lam_inv: float | None = None) -> share.Recipe:
+                lam_layers: str = "", lam_inv: float | None = None, typology_set: str | None = None,
+                typology_k: float | None = None, typology_t: float | None = None) -> share.Recipe:
     nway = method == "nway"
     layered = method == "layer_gradient"
     if method == tasks.ENSEMBLE:  # nothing is merged: its recipe is the linear one at the same λ
@@ -118,7 +120,11 @@ def make_recipe(target, source, lam, method, weights_text, density, seed, extrap
                         seed=int(seed or 0), weights=parse_weights(weights_text) if nway else {},
                         allow_extrapolation=bool(extrapolate),
                         lam_layers=share.parse_anchors(lam_layers) if layered else None,
-                        lam_inv=lam_inv if layered else None)
+                        lam_inv=lam_inv if layered else None,
+                        **(dict(typology=typology_set or None,
+                                k=None if typology_k is None else int(typology_k),
+                                temperature=None if typology_t is None else float(typology_t))
+                           if method == "typology" else {}))
 
 
 def _pts(x: float) -> str:
@@ -206,11 +212,11 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
 
 
 def _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate,
-              lam_layers="", lam_inv=None):
+              lam_layers="", lam_inv=None, *typology):
     if method in ("linear", tasks.ENSEMBLE) and not extrapolate:
         return None
     return make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
-                       lam_layers, lam_inv).merge(stack)
+                       lam_layers, lam_inv, *typology).merge(stack)
 
 
 @guarded
@@ -249,7 +255,8 @@ def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, fu
 
 
 def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method, weights_text,
-             density, seed, extrapolate, task_name, full: bool, lam_layers="", lam_inv=None):
+             density, seed, extrapolate, task_name, full: bool, lam_layers="", lam_inv=None,
+             typology=()):
     """The page's comparison: the formula and the task predictions of A, the merge and B
     (labels or spans); with ``full``, also fill-mask and the weight and hidden-state plots."""
     kind = task_kind(stack, task_name)
@@ -258,7 +265,7 @@ def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method,
     if method == tasks.ENSEMBLE:
         return _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full)
     merge = _merge_of(stack, target, source, lam, method, weights_text, density, seed, extrapolate,
-                      lam_layers, lam_inv)
+                      lam_layers, lam_inv, *typology)
     if merge is not None and kind != "classification":
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
@@ -306,24 +313,28 @@ def _compare(stack: LanguageStack, target, source, lam, text, mask_text, method,
 def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
                mask_text: str, method: str = "linear", weights_text: str = "", density: float = 0.5,
                seed: int = 0, extrapolate: bool = False, task_name: str | None = None,
-               lam_layers: str = "", lam_inv: float | None = None,
+               lam_layers: str = "", lam_inv: float | None = None, typology_set: str | None = None,
+               typology_k: float | None = None, typology_t: float | None = None,
                progress=gr.Progress(track_tqdm=True)):
     """The merge (linear by default, or any method of the panel) beside A and B alone: task
     predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
     downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
     return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
-                    seed, extrapolate, task_name, full=True, lam_layers=lam_layers, lam_inv=lam_inv)
+                    seed, extrapolate, task_name, full=True, lam_layers=lam_layers, lam_inv=lam_inv,
+                    typology=(typology_set, typology_k, typology_t))
 
 
 @guarded
 def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: str, mask_text: str,
             method: str = "linear", weights_text: str = "", density: float = 0.5, seed: int = 0,
             extrapolate: bool = False, task_name: str | None = None, lam_layers: str = "",
-            lam_inv: float | None = None):
+            lam_inv: float | None = None, typology_set: str | None = None,
+            typology_k: float | None = None, typology_t: float | None = None):
     """While the slider is dragged: the formula and the three predictions only (A's and B's are
     cached, so one forward); fill-mask and the plots follow on release."""
     return _compare(stack, target, source, lam, text, mask_text, method, weights_text, density,
-                    seed, extrapolate, task_name, full=False, lam_layers=lam_layers, lam_inv=lam_inv)
+                    seed, extrapolate, task_name, full=False, lam_layers=lam_layers, lam_inv=lam_inv,
+                    typology=(typology_set, typology_k, typology_t))
 
 
 @guarded
@@ -612,9 +623,10 @@ def on_rank(stack: LanguageStack, target: str, progress=gr.Progress()):
 
 @guarded
 def on_export(stack: LanguageStack, target, source, lam, method, weights_text, density, seed,
-              extrapolate, lam_layers="", lam_inv=None):
+              extrapolate, lam_layers="", lam_inv=None, typology_set=None, typology_k=None,
+              typology_t=None):
     recipe = make_recipe(target, source, lam, method, weights_text, density, seed, extrapolate,
-                         lam_layers, lam_inv)
+                         lam_layers, lam_inv, typology_set, typology_k, typology_t)
     out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
     info = share.export(stack, recipe, out)
     link = share.to_query(recipe)
@@ -760,7 +772,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         lam_inv = gr.Slider(0, 1, value=0.5, step=0.05, label="λ_inv (invertible "
                                             "adapter, per-layer λ)", elem_id="lam-inv")
                         layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
-                    ui_typology.fill_panel(stack, target, method, weights_text)
+                    typology_in = ui_typology.fill_panel(stack, target, method, weights_text)
                 with gr.Row():
                     with gr.Column(scale=3):
                         text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=3,
@@ -860,7 +872,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         # --- events ---------------------------------------------------------------------------
         pair = [target, source, lam]
         method_inputs = [method, weights_text, density, seed, extrapolate]
-        compare_in = [*pair, text, mask_text, *method_inputs, task, lam_layers, lam_inv]
+        compare_in = [*pair, text, mask_text, *method_inputs, task, lam_layers, lam_inv, *typology_in]
         compare_out = [head, *labels, *spans, *fills, geometry, hidden]
         flips_io = dict(fn=on["flips"], inputs=[*pair, task], outputs=[flips_note, flips_table])
         live_io = dict(fn=on["mlm_live"], inputs=[*pair, text], outputs=[mlm_live, mlm_live_note])
@@ -900,6 +912,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         for comp in (method, extrapolate):
             comp.change(lam_range, extrapolate, lam, api_name="lam_range", **private).then(**run)
         density.release(**run)
+        typology_in[0].change(**run)  # the typology method's feature set, k and T
+        for comp in typology_in[1:]:
+            comp.release(**run)
         layer_in = [lam, lam_layers, lam_inv, extrapolate]
         lam_layers.submit(on["layer_plot"], layer_in, layer_plot, api_name="layer_plot").then(**run)
         lam_inv.release(on["layer_plot"], layer_in, layer_plot, api_name="layer_plot_inv",
@@ -925,7 +940,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                         api_name="sweep")
         sim_row.change(on["similarity"], sim_row, [sim_plot, gain_plot], api_name="similarity")
         rank.click(on["rank"], target, [rank_note, source], api_name="rank_sources")
-        export.click(on["export"], [*pair, *method_inputs, lam_layers, lam_inv],
+        export.click(on["export"], [*pair, *method_inputs, lam_layers, lam_inv, *typology_in],
                      [zip_file, recipe_file, export_note],
                      api_name="export")
         upload.upload(on["load_recipe"], upload,

@@ -84,8 +84,9 @@ def similarity_panel(stack: LanguageStack, target: gr.components.Component, tab)
                target, ranks, api_name="typology_ranks")
 
 
-def fill_panel(stack: LanguageStack, target, method, weights_text) -> None:
-    """Inside the merge-method accordion: k, T, feature set and the fill button."""
+def fill_panel(stack: LanguageStack, target, method, weights_text) -> list:
+    """Inside the merge-method accordion: k, T, feature set and the fill button. Returns the
+    (feature set, k, T) components: the ``typology`` method's inputs."""
     with gr.Row():
         fs = gr.Dropdown(FEATURE_CHOICES, value=typology.DEFAULT_FEATURE_SET,
                          label="typology merge: URIEL feature set", elem_id="typology-merge-set")
@@ -97,3 +98,4 @@ def fill_panel(stack: LanguageStack, target, method, weights_text) -> None:
     note = gr.Markdown(elem_id="typology-note")
     fill.click(_guarded(lambda tg, f, kk, tt: fill_weights(stack, tg, f, kk, tt)),
                [target, fs, k, t], [weights_text, method, note], api_name="typology_weights")
+    return [fs, k, t]

