@@ -169,31 +169,41 @@ def span_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
             "per_class": {k: pick(v) for k, v in rep.items() if not k.endswith(" avg")}}
 
 
-@torch.inference_mode()
 def tag_words(stack: LanguageStack, sentences: list[list[str]], adapter, task: str | None = None,
-              batch_size: int = 32) -> list[list[str]]:
+              batch_size: int = 32, max_tokens: int = MAX_TOKENS) -> list[list[str]]:
     """BIO labels per word for pre-split sentences (first sub-token decides; words cut off by the
     token limit get ``O``). Length-sorted batches; ``adapter``: a code or merge weights."""
+    return tag_words_counted(stack, sentences, adapter, task, batch_size, max_tokens)[0]
+
+
+@torch.inference_mode()
+def tag_words_counted(stack: LanguageStack, sentences: list[list[str]], adapter,
+                      task: str | None = None, batch_size: int = 32,
+                      max_tokens: int = MAX_TOKENS) -> tuple[list[list[str]], int]:
+    """``tag_words``, and how many sentences were cut at ``max_tokens``."""
     t = stack.bundle.task_of_kind("tagging", task)
     names = labels_of(stack, t.name)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out: list[list[str]] = [[] for _ in sentences]
+    cut = 0
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         enc = stack.tokenizer([sentences[i] for i in idx], is_split_into_words=True,
-                              truncation=True, max_length=MAX_TOKENS, padding=True,
+                              truncation=True, max_length=max_tokens, padding=True,
                               return_tensors="pt")
         word_ids = [enc.word_ids(j) for j in range(len(idx))]
         with stack.use(adapter, t.name) as model:
             pred = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=t.name).logits.argmax(-1).cpu()
         for j, i in enumerate(idx):
-            tags, prev = ["O"] * len(sentences[i]), None
+            tags, prev, seen = ["O"] * len(sentences[i]), None, set()
             for pos, w in enumerate(word_ids[j]):
                 if w is not None and w != prev:
                     tags[w] = names[int(pred[j, pos])]
+                    seen.add(w)
                 prev = w
             out[i] = tags
-    return out
+            cut += len(seen) < len(tags)
+    return out, cut
 
 
 def load_tagging_eval(stack: LanguageStack, lang: str, task: str | None = None,

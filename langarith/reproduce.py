@@ -178,15 +178,11 @@ def load_data(spec: dict, lang: str, cache_dir=None, limit=None) -> dict[str, li
 
 
 def ner_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
-    """Per sentence ``[tp, fp, fn]`` of entities as seqeval extracts them (type, start, end)."""
-    from seqeval.metrics.sequence_labeling import get_entities
+    """Per sentence ``[tp, fp, fn]`` of entities as seqeval extracts them (``ner.sentence_counts``)."""
+    from .ner import sentence_counts
 
-    out = []
-    for g, p in zip(gold, pred):
-        eg, ep = set(get_entities(g)), set(get_entities(p))
-        tp = len(eg & ep)
-        out.append((tp, len(ep) - tp, len(eg) - tp))
-    return stats.f1_counts(*np.asarray(out, dtype=np.float64).reshape(-1, 3).T)
+    rows = [sentence_counts(g, p) for g, p in zip(gold, pred)]
+    return stats.f1_counts(*np.asarray(rows, dtype=np.float64).reshape(-1, 3).T)
 
 
 def ner_scores(counts: np.ndarray) -> dict:
@@ -231,33 +227,12 @@ def qa_scores(f1: np.ndarray, em: np.ndarray) -> dict:
 
 def predict_ner(stack, rows: list[dict], adapter, task: str, batch_size: int = 32) -> tuple[list, int]:
     """Word labels (first sub-token's) for pre-split sentences, and how many sentences were cut
-    (words past the encoder's length are labelled O)."""
-    import torch
+    (words past the encoder's length are labelled O): ``ner.tag_words_counted`` at the model's
+    own length limit."""
+    from .ner import tag_words_counted
 
-    from .ner import labels_of
-
-    names = labels_of(stack, task)
     limit = min(512, getattr(stack.model.config, "max_position_embeddings", 512))
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["tokens"]))
-    preds: list = [None] * len(rows)
-    cut = 0
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        enc = stack.tokenizer([rows[i]["tokens"] for i in idx], is_split_into_words=True, padding=True,
-                              truncation=True, max_length=limit, return_tensors="pt")
-        with torch.inference_mode(), stack.use(adapter, task) as model:
-            logits = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=task).logits
-        best = logits.argmax(-1).cpu().tolist()
-        for j, i in enumerate(idx):
-            labels = ["O"] * len(rows[i]["tokens"])
-            seen = set()
-            for pos, w in enumerate(enc.word_ids(j)):
-                if w is not None and w not in seen:
-                    seen.add(w)
-                    labels[w] = names[best[j][pos]]
-            cut += len(seen) < len(labels)
-            preds[i] = labels
-    return preds, cut
+    return tag_words_counted(stack, [r["tokens"] for r in rows], adapter, task, batch_size, limit)
 
 
 def predict_qa(stack, rows: list[dict], adapter, task: str) -> tuple[list, int]:

@@ -216,3 +216,33 @@ def test_lowres_figure_has_one_line_per_language_and_intervals():
     assert names == {"nl ← de", "sv ← de"}
     assert len(fig.data) == 4  # two panels with data (mlm, topic) × two languages
     assert list(fig.data[0].x) == [1e5, 5e5, 5e6] and fig.data[0].error_y.array[0] == pytest.approx(1.0)
+
+
+def _gain(points, lo, hi):
+    return {"points": points, "ci95": [lo, hi], "p_positive": 0.5}
+
+
+def test_the_sweep_tab_reads_the_shipped_measurements(variant_stack):
+    """The page's measured comparisons and the low-resource plot, from the bundle's result files."""
+    from langarith import ui
+
+    res = variant_stack.bundle.root / "results"
+    res.mkdir(exist_ok=True)
+    (res / "beyond.json").write_text(json.dumps({"pt": {
+        "best_gradient": [0.2, 0.8], "best_lam": 0.5, "best_ensemble_lam": 0.4, "n_test": 8,
+        "gradient_vs_single": _gain(0.4, -1.0, 1.4), "ensemble_vs_merge": _gain(-2.5, -4.0, -0.5),
+        "mlm": {"ensemble_vs_merge": _gain(-0.2, -0.3, -0.1)}}}))
+    (res / "typology.json").write_text(json.dumps({"targets": {"pt": {
+        "k": 2, "temperature": 0.1, "weights": {"es": 0.7, "en": 0.3}, "n_test": 8,
+        "typology_minus_two_way": _gain(1.0, 0.2, 1.8)}}}))
+    pt = {"a_alone": 0.5, "b_alone": 0.4, "merged": 0.6, "best_lam": 0.5,
+          "gain_vs_better": _gain(1.0, -1.0, 3.0)}
+    (res / "lowres.json").write_text(json.dumps({"shipped": ["es@100k"], "languages": {"es": {
+        "partner": "en", "tokens": {"100000": 100_000, "full": 600_000},
+        "points": {k: {"topic": pt, "mlm": pt, "tagging": None} for k in ("100000", "full")}}}}))
+    note, fig, low = ui.on_measured(variant_stack, "pt")
+    assert "+0.4** points [+1.0" not in note and "**+0.4** points [-1.0, +1.4] (inside its interval)" in note
+    assert "**-2.5** points [-4.0, -0.5] (clear)" in note  # the ensemble: clearly worse here
+    assert "es 0.70, en 0.30" in note and "**+1.0** points [+0.2, +1.8] (clear)" in note
+    assert "es@100k" in low and fig is not None and len(fig.data) == 2
+    assert ui.measured_note(variant_stack, "nl") == ""  # nothing measured for nl

@@ -447,6 +447,9 @@ class Build:
 
         t0 = time.time()
         info = lowres.stage_eval(self, self.dest)
+        if "measured" in info:  # LANGARITH_LOWRES_ONLY: checkpoints only, the stage is not done
+            self.log(f"lowres_eval: measured {info['measured']} (checkpoints only)")
+            return
         self.done("lowres_eval", time.time() - t0, **info)
 
     def seed_from_shipped(self, shipped: Path) -> None:

@@ -44,7 +44,7 @@ from . import train
 # (508 k), the issue's examples, have too little text for a 500 k share.
 LOWRES = {"nl": "de", "da": "sv", "cs": "pl", "it": "es"}
 SIZES = (100_000, 500_000)  # tokens of own text a variant's adapter saw
-TAG_LAMBDAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # the tagging curve's grid (see stage_eval)
+GRID = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # the variants' topic and tagging sweeps (see stage_eval)
 STEPS = 200  # per variant on every device: equal compute for both shares (see the docstring)
 SHIPPED = ("nl@100k", "nl@500k")  # variants whose weights the bundle carries
 QUICK = {"es": "de"}  # --quick trains three languages: its variants (all shipped) check the path
@@ -270,12 +270,11 @@ def stage_eval(build, dest: Path) -> dict:
     only = [c for c in os.environ.get("LANGARITH_LOWRES_ONLY", "").split(",") if c]
     scratch = eval_bundle(build, dest)
     stack = LanguageStack(scratch, device=build.device)
-    # The topic sweep on the bundle's grid (the page's flips read it); the masked-LM curve on the
-    # 0.1 grid and the tagging curve on the 0.2 grid, not 0.05 and 0.1: CPU time (about 7 minutes
-    # a variant on one core).
-    lambdas = [0.0, 0.5, 1.0] if build.quick else LAMBDAS
-    mlm_grid = lambdas
-    tag_lambdas = lambdas if build.quick else TAG_LAMBDAS
+    # The topic and tagging sweeps on the 0.2 grid, the masked-LM curve on the 0.1 grid (the full
+    # targets' are 0.1 and 0.05): CPU time, about 5 minutes a variant on one core.
+    lambdas = [0.0, 0.5, 1.0] if build.quick else GRID
+    mlm_grid = lambdas if build.quick else LAMBDAS
+    tag_lambdas = lambdas
     ckpt = train_dir(build) / "eval"
     ckpt.mkdir(exist_ok=True)
     tag_cache = build.work / "tagging" / "preds"
@@ -349,10 +348,11 @@ def point(r: dict) -> dict:
     sw, tag = r["sweep"], r.get("tagging")
     mlm = tasks.heldout_mlm_summary(r["mlm"])["halves"]
     boot = tasks.heldout_mlm_bootstrap(r["mlm"])
-    return {"a": sw["a"], "b": sw["b"],
-            "topic": {"a_alone": sw["a_alone"]["accuracy"], "b_alone": sw["b_alone"]["accuracy"],
-                      "merged": sw["test_at_best"]["accuracy"], "best_lam": sw["best_lam"],
-                      "gain_vs_better": sw["gain_vs_better"], "n_test": sw["n_test"]},
+    return {"a": r["mlm"]["a"], "b": r["mlm"]["b"],
+            "topic": None if sw is None else {
+                "a_alone": sw["a_alone"]["accuracy"], "b_alone": sw["b_alone"]["accuracy"],
+                "merged": sw["test_at_best"]["accuracy"], "best_lam": sw["best_lam"],
+                "gain_vs_better": sw["gain_vs_better"], "n_test": sw["n_test"]},
             "mlm": {"a_alone": mlm["second"]["a"], "b_alone": mlm["second"]["b"],
                     "merged": mlm["second"]["merged"], "best_lam": mlm["best_lam_first"],
                     "gain_vs_better": boot["gain_vs_better"], "n_texts": len(r["mlm"]["sums"][0]) // 2,
@@ -364,16 +364,30 @@ def point(r: dict) -> dict:
 
 def full_curves(stack, code: str, partner: str, lambdas, mlm_grid, tag_lambdas, tag_cache: Path,
                 bs: int) -> dict:
-    """The full adapter's curves with its partner: the bundle's precomputed topic sweep and
-    tagging curve where it has them for this pair and grid (enhancement targets), else measured;
-    the masked-LM curve with per-text sums (the bundle keeps only its summary)."""
+    """The full adapter's curves with its partner: the masked-LM curve (with per-text sums: the
+    bundle keeps only its summary); the topic sweep and tagging curve only where the bundle has
+    them already for this pair (the enhancement targets: their per-item predictions and the
+    tagging stage's cached predictions are re-scored on this grid). Measuring the others would
+    take ~7 CPU minutes each: they are left out, and the table says so."""
     from .. import results, tasks
-    from .build import TASK
 
-    sw = results.sweep_items(stack, code, partner)
-    if sw is None or sw["a"] != code or [p["lam"] for p in sw["points"]] != list(lambdas):
-        sw = tasks.sweep(stack, code, partner, lambdas, TASK, batch_size=bs)
-    tag = tagging_curve(stack, code, code, partner, tag_lambdas, tag_cache)  # cached predictions
-    # of the tagging stage are reused (enhancement targets), the others computed
     mlm = tasks.mlm_curve(stack, results.heldout_texts(stack, code), code, partner, mlm_grid)
-    return {"sweep": results.summary(sw), "mlm": mlm, "tagging": tag}
+    sw = results.sweep_items(stack, code, partner)
+    if sw is None or sw["a"] != code or not {round(x, 6) for x in lambdas} <= {
+            round(p["lam"], 6) for p in sw["points"]}:
+        return {"sweep": None, "mlm": mlm, "tagging": None}
+    tag = tagging_curve(stack, code, code, partner, tag_lambdas, tag_cache)
+    return {"sweep": results.summary(_subgrid(stack, sw, lambdas)), "mlm": mlm, "tagging": tag}
+
+
+def _subgrid(stack, sw: dict, lambdas) -> dict:
+    """A precomputed sweep restricted to the points of ``lambdas`` (its per-item predictions
+    re-scored, bootstrap included), so the full adapter is measured on the variants' grid."""
+    from .. import tasks
+
+    lams = [round(p["lam"], 6) for p in sw["points"]]
+    idx = [lams.index(round(x, 6)) for x in lambdas]
+    data = {s: tasks.load_eval(stack, sw["target"], sw["task"], s) for s in ("dev", "test")}
+    preds = {s: [tasks.decode_predictions(sw["predictions"][s][i]) for i in idx] for s in data}
+    return tasks.sweep_from_predictions(stack, sw["target"], sw["a"], sw["b"], tuple(lambdas),
+                                        sw["task"], data, preds)

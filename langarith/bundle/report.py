@@ -104,10 +104,9 @@ def lowres_tables(lowres: dict) -> str:
                 f"{m['merged']:.3f} ({m['best_lam']:g}) | {_nats(m['gain_vs_better'])} | "
                 + (f"{tg['a_alone']:.1f} / {tg['b_alone']:.1f} / {tg['merged']:.1f} ({tg['best_lam']:g}) | "
                    f"{_ci(tg['gain_vs_better'])} | " if tg else "– | – | ")
-                + f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
-                f"{_ci(tp['gain_vs_better'])} |")
-    n = next(iter(lowres["languages"].values()))["points"]
-    first = next(iter(n.values()))
+                + (f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
+                   f"{_ci(tp['gain_vs_better'])} |" if tp else "not measured | – |"))
+    first = next(iter(next(iter(lowres["languages"].values()))["points"].values()))
     out += ["", f"n: masked LM {first['mlm']['n_texts']} paragraphs ({first['mlm']['n_tokens']} masked "
             f"tokens) per half; tagging {first['tagging']['n_test'] if first.get('tagging') else '–'} "
             f"test sentences; topic {first['topic']['n_test']} test items.",
