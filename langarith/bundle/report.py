@@ -106,10 +106,13 @@ def lowres_tables(lowres: dict) -> str:
                    f"{_ci(tg['gain_vs_better'])} | " if tg else "– | – | ")
                 + (f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
                    f"{_ci(tp['gain_vs_better'])} |" if tp else "not measured | – |"))
-    first = next(iter(next(iter(lowres["languages"].values()))["points"].values()))
-    out += ["", f"n: masked LM {first['mlm']['n_texts']} paragraphs ({first['mlm']['n_tokens']} masked "
-            f"tokens) per half; tagging {first['tagging']['n_test'] if first.get('tagging') else '–'} "
-            f"test sentences; topic {first['topic']['n_test']} test items.",
+    code, row = next(iter(lowres["languages"].items()))
+    first = next(iter(row["points"].values()))
+    out += ["", f"n: masked LM {first['mlm']['n_texts']} paragraphs per half ({code}: "
+            f"{first['mlm']['n_tokens']} masked tokens in the second); tagging "
+            f"{first['tagging']['n_test'] if first.get('tagging') else '–'} test sentences; topic "
+            f"{first['topic']['n_test']} test items. \"not measured\": the bundle has no full-data "
+            "curve for that pair, and measuring it was left out for CPU time.",
             "", "Training time per variant (one CPU core): " + ", ".join(
                 f"{v} {s['train_seconds'] / 60:.1f} min" for v, s in lowres["training"].items())]
     return "\n".join(out)
