@@ -341,15 +341,7 @@ class Build:
         mlm_grid = [0.0, 0.5, 1.0] if self.quick else MLM_LAMBDAS
         ckpt = _mkdir(self.work / "evaluate")
 
-        def checkpointed(name: str, compute):
-            path = ckpt / f"{name}.json"
-            if path.exists():
-                return json.loads(path.read_text())
-            t1 = time.time()
-            value = compute()
-            value["seconds"] = round(time.time() - t1, 1)
-            train.write_json(path, value)
-            return value
+        checkpointed = functools.partial(train.checkpointed, ckpt)
 
         def heldout(code: str) -> list[str]:
             return (self.bundle / "eval" / "mlm" / f"{code}.txt").read_text(encoding="utf-8").split("\n")[:-1]

@@ -227,17 +227,6 @@ def eval_bundle(build, dest: Path) -> Path:
     return root
 
 
-def _checkpointed(folder: Path, name: str, compute) -> dict:
-    path = folder / f"{name}.json"
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    t0 = time.time()
-    value = compute()
-    value["seconds"] = round(time.time() - t0, 1)
-    train.write_json(path, value)
-    return value
-
-
 def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> dict | None:
     """The span-tagging λ curve of A and B on ``target``'s sentences (None without the task)."""
     from ..ner import _curve
@@ -292,7 +281,7 @@ def stage_eval(build, dest: Path) -> dict:
             r = evaluate_target(stack, target, b, lambdas, mlm_grid, held, TASK, bs)
             return {**r, "tagging": tagging_curve(stack, target, r["sweep"]["a"], b, tag_lambdas, tag_cache)}
 
-        r = _checkpointed(ckpt, name, compute)
+        r = train.checkpointed(ckpt, name, compute)
         g = r["sweep"]["gain_vs_better"]
         _log(f"{name}: merge − better {g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}] "
              f"at λ = {r['sweep']['best_lam']}")
@@ -315,7 +304,7 @@ def stage_eval(build, dest: Path) -> dict:
             row[size] = point(r)
         if not row:
             continue
-        row["full"] = point(_checkpointed(ckpt, f"full-{code}", lambda: full_curves(
+        row["full"] = point(train.checkpointed(ckpt, f"full-{code}", lambda: full_curves(
             stack, code, partner, lambdas, mlm_grid, tag_lambdas, tag_cache, bs)))
         tokens = {str(n): trained[variant_code(code, n)]["tokens"] for n in row if n != "full"}
         tokens["full"] = share(tok, training_paragraphs(build, code), 10**12)[1]

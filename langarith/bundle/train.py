@@ -301,6 +301,19 @@ def save_head_without_decoder(model, name: str, out: Path) -> None:
     torch.save(sd, f)
 
 
+def checkpointed(folder: Path, name: str, compute) -> dict:
+    """``compute()``'s dict, stored as ``folder/name.json`` with its ``seconds``; read back instead
+    of recomputed when that file exists (resumable evaluation stages)."""
+    path = folder / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    t0 = time.time()
+    value = compute()
+    value["seconds"] = round(time.time() - t0, 1)
+    write_json(path, value)
+    return value
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
