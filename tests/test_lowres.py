@@ -99,7 +99,12 @@ def test_variant_codes_and_the_four_languages():
     vs = lowres.variants(B())
     assert [v for v, _, _ in vs][:2] == ["nl@100k", "nl@500k"] and len(vs) == 8
     assert {c for _, c, _ in vs} == {"nl", "da", "cs", "it"}
-    assert set(lowres.shipped(B())) <= {v for v, _, _ in vs}
+    both = lowres.all_variants(B())
+    assert set(lowres.shipped(B())) <= {v for v, *_ in both} and len(both) == 16
+    assert [v for v, *_ in both][:2] == ["nl@100k-conv", "nl@500k-conv"]  # the paper's arm first
+    assert {arm for *_, arm in both} == {"equal_compute", "converged"}
+    assert {lowres.arm_of(v) for v, *_ in both} == {"equal_compute", "converged"}
+    assert all(lowres.arm_of(v) == arm for v, *_, arm in both)
 
 
 # --- a variant behaves like a full adapter ------------------------------------------------------

@@ -432,6 +432,9 @@ class Build:
 
         t0 = time.time()
         info = lowres.stage_train(self, self.dest)
+        if info.pop("partial", False):  # LANGARITH_LOWRES_ONLY: the stage is not done
+            self.log(f"lowres: trained {info['variants']} (part of the variants)")
+            return
         self.done("lowres", time.time() - t0, **info)
 
     def stage_lowres_eval(self) -> None:

@@ -46,36 +46,71 @@ LOWRES = {"nl": "de", "da": "sv", "cs": "pl", "it": "es"}
 SIZES = (100_000, 500_000)  # tokens of own text a variant's adapter saw
 GRID = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # the variants' topic and tagging sweeps (see stage_eval)
 STEPS = 200  # per variant on every device: equal compute for both shares (see the docstring)
-SHIPPED = ("nl@100k", "nl@500k")  # variants whose weights the bundle carries
+# The two arms of the low-resource lesson. "equal_compute": little training (STEPS steps, for
+# either share). "converged", the paper's setting: little text, trained with the full adapters'
+# recipe up to their number of steps (MAX_STEPS), repeating the share as many epochs as that
+# takes, and stopped early once the masked-LM loss on a held-out share of the language's own
+# text (VAL_TOKENS, never in any share) has not improved by 0.005 nats for PATIENCE checks of
+# CHECK_EVERY steps; the best check's weights are kept.
+ARMS = {"equal_compute": "", "converged": "-conv"}  # arm: suffix of its variant codes
+PAPER_ARM = "converged"
+MAX_STEPS = 1000  # the full adapters' number of steps (their GPU schedule)
+CHECK_EVERY = 25  # one held-out check per checkpoint
+PATIENCE = 4  # checks without improvement before stopping (100 steps)
+VAL_TOKENS = 6_000  # the held-out share of own text that decides when to stop
+CONVERGED_SECONDS = 60 * 60  # a wall-time cap per variant on CPU (recorded when it binds)
+SHIPPED = ("nl@100k", "nl@500k", "nl@100k-conv", "nl@500k-conv", "da@100k-conv", "da@500k-conv",
+           "cs@100k-conv", "cs@500k-conv", "it@100k-conv", "it@500k-conv")  # weights in the bundle
 QUICK = {"es": "de"}  # --quick trains three languages: its variants (all shipped) check the path
 
 
-def variant_code(code: str, size: int) -> str:
-    return f"{code}@{size // 1000}k"
+def variant_code(code: str, size: int, arm: str = "equal_compute") -> str:
+    return f"{code}@{size // 1000}k{ARMS[arm]}"
+
+
+def arm_of(variant: str) -> str:
+    return next(a for a, suffix in reversed(ARMS.items()) if variant.endswith(suffix))
 
 
 def pairs(build) -> dict[str, str]:
     return QUICK if build.quick else LOWRES
 
 
-def variants(build) -> list[tuple[str, str, int]]:
+def variants(build, arm: str = "equal_compute") -> list[tuple[str, str, int]]:
     """(variant code, language, tokens), language by language (a stopped run leaves whole curves)."""
-    return [(variant_code(c, n), c, n) for c in pairs(build) for n in SIZES]
+    return [(variant_code(c, n, arm), c, n) for c in pairs(build) for n in SIZES]
+
+
+def all_variants(build) -> list[tuple[str, str, int, str]]:
+    """Both arms' variants, (variant code, language, tokens, arm), the paper's arm first."""
+    return [(v, c, n, arm) for arm in sorted(ARMS, key=lambda a: a != PAPER_ARM)
+            for v, c, n in variants(build, arm)]
 
 
 def shipped(build) -> list[str]:
-    return [v for v, _, _ in variants(build)] if build.quick else list(SHIPPED)
+    return [v for v, *_ in all_variants(build)] if build.quick else list(SHIPPED)
+
+
+def selected(variant: str, code: str) -> bool:
+    """``LANGARITH_LOWRES_ONLY=nl,da@100k-conv``: only these languages or variants (empty: all),
+    so that two processes can share a 2-core machine's work."""
+    import os
+
+    only = [c for c in os.environ.get("LANGARITH_LOWRES_ONLY", "").split(",") if c]
+    return not only or code in only or variant in only
 
 
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] [lowres] {msg}", flush=True)
 
 
-def share(tokenizer, paragraphs: list[str], n_tokens: int, seed: int = 0) -> tuple[list[str], int]:
-    """The first paragraphs of one seeded shuffle holding ``n_tokens`` tokens (each paragraph
-    counted with its separator, as ``pack_sequences`` packs it); nested for growing n_tokens."""
+def _shuffled(paragraphs: list[str], seed: int) -> list[int]:
     order = list(range(len(paragraphs)))
     random.Random(seed).shuffle(order)
+    return order
+
+
+def _take(tokenizer, paragraphs: list[str], order: list[int], n_tokens: int) -> tuple[list[str], int]:
     ids = tokenizer([paragraphs[i] for i in order], add_special_tokens=False)["input_ids"]
     out, total = [], 0
     for i, row in zip(order, ids):
@@ -86,61 +121,117 @@ def share(tokenizer, paragraphs: list[str], n_tokens: int, seed: int = 0) -> tup
     return out, total
 
 
+def share(tokenizer, paragraphs: list[str], n_tokens: int, seed: int = 0) -> tuple[list[str], int]:
+    """The first paragraphs of one seeded shuffle holding ``n_tokens`` tokens (each paragraph
+    counted with its separator, as ``pack_sequences`` packs it); nested for growing n_tokens."""
+    return _take(tokenizer, paragraphs, _shuffled(paragraphs, seed), n_tokens)
+
+
+def validation_share(tokenizer, paragraphs: list[str], n_tokens: int = VAL_TOKENS,
+                     seed: int = 0) -> tuple[list[str], int]:
+    """The held-out share that decides when a converged variant stops: the *last* paragraphs of
+    the same seeded shuffle, so it never overlaps a share (the 500 k share is at most 80 % of a
+    language's text; ``stage_train`` checks it)."""
+    return _take(tokenizer, paragraphs, _shuffled(paragraphs, seed)[::-1], n_tokens)
+
+
 def training_paragraphs(build, code: str) -> list[str]:
     """The language's MLM paragraphs minus the held-out ones (every 50th), as ``mlm_rows``."""
     return [p for i, p in enumerate(build.mlm_paragraphs(code)) if i % 50]
 
 
-def schedule(build) -> train.Schedule:
+def schedule(build, arm: str = "equal_compute") -> train.Schedule:
     s = build.sched("adapter")
-    return s if build.smoke else train.Schedule(steps=STEPS, batch=16, lr=s.lr,
-                                                 max_seconds=4 * 3600, seq_len=s.seq_len)
+    if build.smoke:
+        return s
+    if arm == "converged":
+        return train.Schedule(steps=MAX_STEPS, batch=16, lr=s.lr, max_seconds=CONVERGED_SECONDS,
+                              seq_len=s.seq_len)
+    return train.Schedule(steps=STEPS, batch=16, lr=s.lr, max_seconds=4 * 3600, seq_len=s.seq_len)
 
 
-def manifest_entry(build, code: str, size: int) -> dict:
+ARM_WORDS = {"equal_compute": f"{STEPS} steps", "converged": "trained to convergence"}
+
+
+def manifest_entry(build, code: str, size: int, arm: str = "equal_compute") -> dict:
     from .build import LANG_INFO
 
     name, family = LANG_INFO[code]
-    return {"code": variant_code(code, size), "name": f"{name}, {size // 1000} k tokens",
-            "family": family, "adapter": f"adapters/{variant_code(code, size)}",
-            "source": pairs(build)[code], "examples": build.examples(code), "text": code, "tokens": size}
+    v = variant_code(code, size, arm)
+    label = f"{name}, {size // 1000} k tokens" + ("" if arm == "equal_compute" else f", {ARM_WORDS[arm]}")
+    return {"code": v, "name": label, "family": family, "adapter": f"adapters/{v}",
+            "source": pairs(build)[code], "examples": build.examples(code), "text": code,
+            "tokens": size, "arm": arm}
 
 
 def stage_train(build, dest: Path) -> dict:
     """Train every variant (resumable), then put the shipped ones into the bundle at ``dest``."""
     tok = build.tokenizer()
-    sched = schedule(build)
     work = train_dir(build)
+    seed_stats(build, dest)
     stats_file = work / "stats.json"
-    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     model = None
-    for v, code, size in variants(build):
-        if code not in build.adapter_langs:
+    for v, code, size, arm in all_variants(build):
+        if code not in build.adapter_langs or not selected(v, code):
             continue
         out = work / v
         if (out / "adapter_config.json").exists():
             continue
         if model is None:
             model = build.model_with([])
+        sched = schedule(build, arm)
         paras = training_paragraphs(build, code)
         if build.smoke:
             paras = paras[:200]
-        chosen, n_tok = share(tok, paras, size if not build.smoke else size // 100)
+        n_share = size if not build.smoke else size // 100
+        chosen, n_tok = share(tok, paras, n_share)
         rows = train.pack_sequences(tok, chosen, sched.seq_len)
-        _log(f"{v}: {len(chosen)} paragraphs, {n_tok:,} tokens, {len(rows)} rows; "
-             f"{sched.steps} steps × {sched.batch} on {build.device}")
+        held, patience, every, val = None, None, CHECK_EVERY, {}
+        if arm == "converged":
+            val_paras, n_val = validation_share(tok, paras, VAL_TOKENS if not build.smoke else 100)
+            widest, _ = share(tok, paras, max(SIZES) if not build.smoke else max(SIZES) // 100)
+            assert not set(val_paras) & set(widest), "the held-out share overlaps a share"
+            held, patience = train.pack_sequences(tok, val_paras, sched.seq_len), PATIENCE
+            every = CHECK_EVERY if not build.smoke else 1
+            val = {"val_tokens": n_val, "val_rows": len(held)}
+        _log(f"{v} ({arm}): {len(chosen)} paragraphs, {n_tok:,} tokens, {len(rows)} rows; "
+             f"up to {sched.steps} steps × {sched.batch} on {build.device}")
         t0 = time.time()
         s = train.train_language_adapter(model, v, tok, rows, sched, build.device,
-                                         checkpoint=work / f"{v}.ckpt", seed_code=code)
+                                         checkpoint=work / f"{v}.ckpt", seed_code=code,
+                                         held_out=held, patience=patience, every=every)
         train.save_fp16_adapter(model, v, out)
         model.delete_adapter(v)
         (work / f"{v}.ckpt").unlink(missing_ok=True)
-        stats[v] = {**s, "language": code, "tokens": n_tok, "paragraphs": len(chosen),
-                    "rows": len(rows), "device": str(build.device), "wall_seconds": round(time.time() - t0, 1)}
+        stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}  # other processes'
+        stats[v] = {**s, **val, "arm": arm, "language": code, "tokens": n_tok,
+                    "paragraphs": len(chosen), "rows": len(rows), "epochs": round(
+                        s["steps"] * sched.batch / max(1, len(rows)), 2),
+                    "device": str(build.device), "wall_seconds": round(time.time() - t0, 1)}
         train.write_json(stats_file, stats)
         _log(f"{v}: {stats[v]}")
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    info = {"variants": sorted(stats),
+            "train_seconds": round(sum(s["train_seconds"] for s in stats.values()), 1)}
+    if not selected("", ""):  # LANGARITH_LOWRES_ONLY: part of the work; a last run installs
+        return {**info, "partial": True}
     install(build, dest)
-    return {"variants": sorted(stats), "train_seconds": round(sum(s["train_seconds"] for s in stats.values()), 1)}
+    return info
+
+
+def seed_stats(build, dest: Path) -> None:
+    """Training records of variants trained by an earlier run (``results/lowres.json`` of the
+    packaged bundle) join this machine's ``stats.json``, so that re-measuring or re-packaging
+    does not need their training to be redone."""
+    shipped_file = dest / "results" / "lowres.json"
+    stats_file = train_dir(build) / "stats.json"
+    if not shipped_file.exists():
+        return
+    old = json.loads(shipped_file.read_text(encoding="utf-8")).get("training", {})
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    merged = {**{v: {"arm": arm_of(v), **s} for v, s in old.items()}, **stats}
+    if merged != stats:
+        train.write_json(stats_file, merged)
 
 
 def train_dir(build) -> Path:
@@ -156,7 +247,7 @@ def install(build, dest: Path, which=None) -> None:
     which = shipped(build) if which is None else which
     manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
     langs = [entry for entry in manifest["languages"] if "@" not in entry["code"]]
-    for v, code, size in variants(build):
+    for v, code, size, arm in all_variants(build):
         src, target = train_dir(build) / v, dest / "adapters" / v
         if v not in which:
             continue
@@ -165,7 +256,7 @@ def install(build, dest: Path, which=None) -> None:
                 shutil.rmtree(target)
             shutil.copytree(src, target)
         if (target / "adapter_config.json").exists():
-            langs.append(manifest_entry(build, code, size))
+            langs.append(manifest_entry(build, code, size, arm))
     manifest["languages"] = langs
     train.write_json(dest / "manifest.json", manifest)
 
@@ -218,11 +309,13 @@ def eval_bundle(build, dest: Path) -> Path:
             (root / "adapters" / p.name).symlink_to(p.resolve())
     manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
     langs = [e for e in manifest["languages"] if "@" not in e["code"]]
-    for v, code, size in variants(build):
+    for v, code, size, arm in all_variants(build):
         src = train_dir(build) / v
+        if not (src / "adapter_config.json").exists():
+            src = dest / "adapters" / v  # shipped by an earlier run, not trained on this machine
         if (src / "adapter_config.json").exists():
             (root / "adapters" / v).symlink_to(src.resolve())
-            langs.append(manifest_entry(build, code, size))
+            langs.append(manifest_entry(build, code, size, arm))
     train.write_json(root / "manifest.json", {**manifest, "languages": langs})
     return root
 

@@ -21,6 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +36,16 @@ class Schedule:
     lr: float
     max_seconds: float
     seq_len: int = 128
+
+
+@dataclass
+class EarlyStop:
+    """Stop training once ``loss()`` (a held-out loss, checked at every checkpoint) has not
+    improved by ``min_delta`` for ``patience`` checks in a row; the parameters of the best check
+    are restored at the end. A run that reaches the step cap first says so (``stopped``)."""
+    loss: Callable[[], float]
+    patience: int = 4
+    min_delta: float = 0.005
 
 
 def autocast(device: torch.device):
@@ -120,16 +131,21 @@ def _lr_at(step: int, elapsed: float, sched: Schedule) -> float:
 
 
 def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, device,
-               checkpoint: Path | None = None, every: int = 25) -> dict:
-    """AdamW with warm-up and linear decay; stops at sched.steps or sched.max_seconds.
+               checkpoint: Path | None = None, every: int = 25,
+               early_stop: EarlyStop | None = None) -> dict:
+    """AdamW with warm-up and linear decay; stops at sched.steps or sched.max_seconds, or, with
+    ``early_stop``, when its held-out loss (checked every ``every`` steps) stops improving.
 
-    With ``checkpoint``, the trained parameters, the optimiser state, the step and the seconds
-    spent are saved there every ``every`` steps (atomically); a run that finds the file resumes
-    from it, skipping the batches already seen, so it continues exactly where it stopped."""
+    With ``checkpoint``, the trained parameters, the optimiser state, the step, the seconds
+    spent and the early-stopping state are saved there every ``every`` steps (atomically); a run
+    that finds the file resumes from it, skipping the batches already seen, so it continues
+    exactly where it stopped."""
     import os
 
     opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=0.0)
     start, spent, losses = 0, 0.0, []
+    checks: list[list[float]] = []  # [step, held-out loss] at every check
+    best: dict = {"loss": math.inf, "step": 0, "params": None}
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         with torch.no_grad():
@@ -137,13 +153,21 @@ def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, devi
                 p.copy_(v)
         opt.load_state_dict(state["opt"])
         start, spent, losses = int(state["step"]), float(state["seconds"]), list(state["losses"])
+        checks = [list(c) for c in state.get("checks", [])]
+        if state.get("best_params") is not None:
+            best = {"loss": float(state["best_loss"]), "step": int(state["best_step"]),
+                    "params": [v.to(device) for v in state["best_params"]]}
         for _ in range(start):  # the same data order as an uninterrupted run
             next(batches)
     model.train()
     t0 = time.time() - spent
     step = start - 1
     bar = tqdm(total=sched.steps, initial=start, desc=desc, mininterval=5)
-    for step in range(start, sched.steps):
+    stopped = "step cap"
+    resume_at = start
+    if early_stop is not None and _stalled(checks, best, early_stop):
+        stopped, resume_at = "early stop", sched.steps  # it had stopped before the interruption
+    for step in range(resume_at, sched.steps):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, time.time() - t0, sched)
         batch = next(batches)
@@ -157,19 +181,49 @@ def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, devi
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if checkpoint is not None and (step + 1) % every == 0:
+        done = (step + 1) % every == 0
+        if early_stop is not None and done:
+            value = float(early_stop.loss())  # no randomness of the training's own is drawn
+            model.train()
+            checks.append([step + 1, value])
+            if value < best["loss"] - early_stop.min_delta:
+                best = {"loss": value, "step": step + 1,
+                        "params": [p.detach().clone() for p in params]}
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", held_out=f"{value:.3f}")
+        if checkpoint is not None and done:
             tmp = checkpoint.with_suffix(".tmp")
             torch.save({"step": step + 1, "params": [p.detach().cpu() for p in params],
-                        "opt": opt.state_dict(), "seconds": time.time() - t0, "losses": losses}, tmp)
+                        "opt": opt.state_dict(), "seconds": time.time() - t0, "losses": losses,
+                        "checks": checks, "best_loss": best["loss"], "best_step": best["step"],
+                        "best_params": None if best["params"] is None
+                        else [v.cpu() for v in best["params"]]}, tmp)
             os.replace(tmp, checkpoint)
+        if early_stop is not None and done and _stalled(checks, best, early_stop):
+            stopped = "early stop"
+            break
         if time.time() - t0 > sched.max_seconds:
+            stopped = "time budget"
             break
     bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": step + 1, "train_seconds": round(time.time() - t0, 1),
-            "final_loss": sum(tail) / len(tail) if tail else math.nan,
-            "first_loss": losses[0] if losses else math.nan, "resumed_at": start}
+    out = {"steps": step + 1, "train_seconds": round(time.time() - t0, 1),
+           "final_loss": sum(tail) / len(tail) if tail else math.nan,
+           "first_loss": losses[0] if losses else math.nan, "resumed_at": start,
+           "stopped": stopped}
+    if early_stop is not None:
+        if best["params"] is not None:  # the best check's weights, not the last step's
+            with torch.no_grad():
+                for p, v in zip(params, best["params"]):
+                    p.copy_(v)
+        out.update(best_step=best["step"], best_held_out_loss=best["loss"], checks=checks,
+                   patience=early_stop.patience, min_delta=early_stop.min_delta, check_every=every)
+    return out
+
+
+def _stalled(checks: list, best: dict, early_stop: EarlyStop) -> bool:
+    """``patience`` checks in a row since the best one, none better by ``min_delta``."""
+    return bool(checks) and sum(1 for s, _ in checks if s > best["step"]) >= early_stop.patience
 
 
 def mlm_batches(rows: torch.Tensor, tokenizer, batch: int, device, seed: int):
@@ -223,7 +277,11 @@ def add_language_adapter(model, name: str) -> None:
 
 
 def train_language_adapter(model, code: str, tokenizer, rows: torch.Tensor, sched: Schedule,
-                           device, checkpoint: Path | None = None, seed_code: str | None = None) -> dict:
+                           device, checkpoint: Path | None = None, seed_code: str | None = None,
+                           held_out: torch.Tensor | None = None, patience: int | None = None,
+                           every: int = 25) -> dict:
+    """MLM training of one MAD-X language adapter from the shared init. With ``held_out`` rows
+    and ``patience``, it stops early when their masked-LM loss stops improving (``EarlyStop``)."""
     from adapters.composition import Stack
 
     add_language_adapter(model, code)
@@ -234,8 +292,11 @@ def train_language_adapter(model, code: str, tokenizer, rows: torch.Tensor, sche
     seed_code = seed_code or code  # a low-resource variant draws its batches as its language does
     batches = mlm_batches(rows, tokenizer, sched.batch, device,
                           SEED + len(seed_code) * 31 + ord(seed_code[0]))
+    stop = None if held_out is None or patience is None else EarlyStop(
+        lambda: heldout_mlm_loss(model, held_out, tokenizer, device), patience=patience)
     stats = train_loop(model, params, batches, lambda b: mlm_loss(model, *b), sched,
-                       f"adapter {code}", device, checkpoint=checkpoint)
+                       f"adapter {code}", device, checkpoint=checkpoint, every=every,
+                       early_stop=stop)
     stats["trainable"] = n
     return stats
 
