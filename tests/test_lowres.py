@@ -64,6 +64,87 @@ def test_train_loop_resumes_bit_for_bit_after_an_interruption(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_early_stop_keeps_the_best_check_and_stops_after_patience_checks():
+    """A held-out loss that improves, then gets worse: the loop stops ``patience`` checks after
+    the best one and hands back the best check's weights, not the last step's."""
+    sched = train.Schedule(steps=40, batch=8, lr=1e-2, max_seconds=1e9)
+    model, params = _toy()
+    held = iter([5.0, 4.0, 3.0, 3.5, 3.2, 3.004, 4.0, 9.0, 9.0])  # best at the 3rd check (step 9)
+    seen = {}
+
+    def held_out():
+        value = next(held)
+        seen[len(seen) + 1] = [p.detach().clone() for p in params]
+        return value
+
+    stop = train.EarlyStop(held_out, patience=3, min_delta=0.005)
+    calls = {"n": 0}
+
+    def loss_fn(b):
+        calls["n"] += 1
+        x, y = b
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    out = train.train_loop(model, params, _batches(), loss_fn, sched, "toy", torch.device("cpu"),
+                           every=3, early_stop=stop)
+    # checks at steps 3..18; 3.004 is not better than 3.0 by 0.005: three checks after step 9
+    assert out["stopped"] == "early stop" and out["steps"] == 18 and calls["n"] == 18
+    assert out["best_step"] == 9 and out["best_held_out_loss"] == 3.0
+    assert [c[0] for c in out["checks"]] == [3, 6, 9, 12, 15, 18]
+    for p, q in zip(params, seen[3]):
+        assert torch.equal(p, q)  # the weights of the best check
+
+
+def test_early_stop_state_survives_a_resume(tmp_path):
+    sched = train.Schedule(steps=30, batch=8, lr=1e-2, max_seconds=1e9)
+
+    def run(model, params, ckpt, stop_after=None):
+        values = {3: 5.0, 6: 4.0, 9: 3.9, 12: 3.8, 15: 3.7, 18: 1.0, 21: 2.0, 24: 2.0, 27: 2.0, 30: 2.0}
+        step = {"n": 0}
+
+        def loss_fn(b):
+            step["n"] += 1
+            if stop_after is not None and step["n"] > stop_after:
+                raise KeyboardInterrupt
+            x, y = b
+            return torch.nn.functional.mse_loss(model(x), y)
+
+        counter = {"k": 0}
+
+        def held_out():
+            counter["k"] += 1
+            return values[(len(done) + counter["k"]) * 3]
+
+        done = torch.load(ckpt, weights_only=True)["checks"] if ckpt and ckpt.exists() else []
+        return train.train_loop(model, params, _batches(), loss_fn, sched, "toy", torch.device("cpu"),
+                                checkpoint=ckpt, every=3, early_stop=train.EarlyStop(held_out, patience=3))
+
+    ref_model, ref_params = _toy()
+    ref = run(ref_model, ref_params, tmp_path / "ref.ckpt")
+    assert ref["stopped"] == "early stop" and ref["best_step"] == 18 and ref["steps"] == 27
+    model, params = _toy()
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        run(model, params, ckpt, stop_after=13)  # checkpoint (and check) after step 12
+    model2, params2 = _toy(seed=5)
+    out = run(model2, params2, ckpt)
+    assert out["resumed_at"] == 12 and out["best_step"] == 18 and out["steps"] == 27
+    assert out["checks"] == ref["checks"]
+    for p, q in zip(params2, ref_params):
+        assert torch.equal(p, q)
+
+
+def test_validation_share_never_overlaps_a_share():
+    paras = [" ".join(["w"] * (5 + i % 7)) + f" p{i}" for i in range(400)]
+    val, n_val = lowres.validation_share(_WordTokenizer(), paras, 60, widest=1500)
+    big, _ = lowres.share(_WordTokenizer(), paras, 1500)
+    assert n_val >= 60 and val and not set(val) & set(big)
+    assert lowres.validation_share(_WordTokenizer(), paras, 60, widest=1500) == (val, n_val)  # seeded
+    everything = sum(len(p.split()) + 1 for p in paras)
+    with pytest.raises(ValueError, match="no text is left"):
+        lowres.validation_share(_WordTokenizer(), paras, 60, widest=everything)
+
+
 # --- the shares of text -------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ would take the bundle past 64 MB); every variant's measurements do.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -94,8 +95,6 @@ def shipped(build) -> list[str]:
 def selected(variant: str, code: str) -> bool:
     """``LANGARITH_LOWRES_ONLY=nl,da@100k-conv``: only these languages or variants (empty: all),
     so that two processes can share a 2-core machine's work."""
-    import os
-
     only = [c for c in os.environ.get("LANGARITH_LOWRES_ONLY", "").split(",") if c]
     return not only or code in only or variant in only
 
@@ -128,11 +127,14 @@ def share(tokenizer, paragraphs: list[str], n_tokens: int, seed: int = 0) -> tup
 
 
 def validation_share(tokenizer, paragraphs: list[str], n_tokens: int = VAL_TOKENS,
-                     seed: int = 0) -> tuple[list[str], int]:
+                     widest: int = max(SIZES), seed: int = 0) -> tuple[list[str], int]:
     """The held-out share that decides when a converged variant stops: the *last* paragraphs of
-    the same seeded shuffle, so it never overlaps a share (the 500 k share is at most 80 % of a
-    language's text; ``stage_train`` checks it)."""
-    return _take(tokenizer, paragraphs, _shuffled(paragraphs, seed)[::-1], n_tokens)
+    the same seeded shuffle, from those outside the ``widest`` share, so it never overlaps one."""
+    order = _shuffled(paragraphs, seed)
+    rest = order[len(_take(tokenizer, paragraphs, order, widest)[0]):][::-1]
+    if not rest:
+        raise ValueError("no text is left outside the widest share for the held-out share")
+    return _take(tokenizer, paragraphs, rest, n_tokens)
 
 
 def training_paragraphs(build, code: str) -> list[str]:
@@ -188,9 +190,8 @@ def stage_train(build, dest: Path) -> dict:
         rows = train.pack_sequences(tok, chosen, sched.seq_len)
         held, patience, every, val = None, None, CHECK_EVERY, {}
         if arm == "converged":
-            val_paras, n_val = validation_share(tok, paras, VAL_TOKENS if not build.smoke else 100)
-            widest, _ = share(tok, paras, max(SIZES) if not build.smoke else max(SIZES) // 100)
-            assert not set(val_paras) & set(widest), "the held-out share overlaps a share"
+            val_paras, n_val = (validation_share(tok, paras) if not build.smoke else
+                                validation_share(tok, paras, 60, widest=max(SIZES) // 100))
             held, patience = train.pack_sequences(tok, val_paras, sched.seq_len), PATIENCE
             every = CHECK_EVERY if not build.smoke else 1
             val = {"val_tokens": n_val, "val_rows": len(held)}
@@ -295,8 +296,6 @@ def unstash(keep: Path | None, dest: Path, build=None) -> None:
 def eval_bundle(build, dest: Path) -> Path:
     """A scratch bundle that is ``dest`` (linked, never copied) plus every trained variant: the
     variants that do not ship are measured without ever entering ``dest``."""
-    import os
-
     root = train_dir(build) / f"eval-bundle-{os.getpid()}"  # one per process: see stage_eval
     if root.exists():
         shutil.rmtree(root)
@@ -334,22 +333,25 @@ def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> d
 
 
 def stage_eval(build, dest: Path) -> dict:
-    """Per variant (and per language's full adapter where the bundle has no such curve yet): the
-    topic sweep with per-item predictions, the held-out masked-LM curve and the tagging curve.
-    Sweeps of the variants go into ``dest``'s results as the setting ``low_resource`` (the page's
-    sweep tab and flips read them there), their tagging curves into the tagging results'
-    ``low_resource`` group; the gain-versus-data table into results/lowres.json.
+    """Per variant of both arms (and per language's full adapter): the topic sweep with per-item
+    predictions, the held-out masked-LM curve and the tagging curve. Sweeps of the variants go
+    into ``dest``'s results as the setting ``low_resource`` (the page's sweep tab and flips read
+    them there), their tagging curves into the tagging results' ``low_resource`` group; the
+    gain-versus-data table into results/lowres.json.
 
-    ``LANGARITH_LOWRES_ONLY=nl,sv`` measures only those languages and writes only the
-    checkpoints: two such processes share a 2-core machine's work; a last run without it
-    assembles the results from the checkpoints in seconds."""
-    import os
+    A variant is measured when this machine trained it or holds its checkpoint; one measured by
+    an earlier run, whose training this machine did not repeat, keeps its shipped point.
+    ``LANGARITH_LOWRES_ONLY=nl,da@100k-conv`` measures only those languages or variants and
+    writes only the checkpoints: two such processes share a 2-core machine's work; a last run
+    without it assembles the results from the checkpoints in seconds."""
     from .. import results as results_mod
     from ..model import LanguageStack
     from ..results import evaluate_target, write_target
     from .build import LAMBDAS, TASK
 
-    only = [c for c in os.environ.get("LANGARITH_LOWRES_ONLY", "").split(",") if c]
+    seed_stats(build, dest)
+    if selected("", ""):
+        install(build, dest)  # the shipped variants trained here, before they are measured
     scratch = eval_bundle(build, dest)
     stack = LanguageStack(scratch, device=build.device)
     # The topic and tagging sweeps on the 0.2 grid, the masked-LM curve on the 0.1 grid (the full
@@ -363,9 +365,13 @@ def stage_eval(build, dest: Path) -> dict:
     bs = 256 if build.device.type == "cuda" else 32
     res_path = dest / "results" / "results.json"
     res = json.loads(res_path.read_text(encoding="utf-8"))
-    res["low_resource"] = {}
+    res.setdefault("low_resource", {})
+    prev_file = dest / "results" / "lowres.json"
+    previous = json.loads(prev_file.read_text(encoding="utf-8")).get("languages", {}) \
+        if prev_file.exists() else {}
     table: dict = {}
     t0 = time.time()
+    partial = not selected("", "")
 
     def measure(name: str, target: str, text: str, b: str) -> dict:
         held = results_mod.heldout_texts(stack, text)
@@ -380,42 +386,71 @@ def stage_eval(build, dest: Path) -> dict:
              f"at λ = {r['sweep']['best_lam']}")
         return r
 
+    def measured_here(v: str) -> bool:
+        return (ckpt / f"{v}.json").exists() or (train_dir(build) / v / "adapter_config.json").exists()
+
+    def earlier(code: str, arm: str, key: str):
+        """The point a previous run shipped for this language, arm and share (or None)."""
+        row = previous.get(code, {})
+        return (row.get("points") if arm == "equal_compute" else row.get("converged", {})).get(key)
+
     own = res.get("own_adapter", {})
     trained = json.loads((train_dir(build) / "stats.json").read_text())
     tok = build.tokenizer()
     for code, partner in pairs(build).items():
-        if only and code not in only:
-            continue
-        row = {}
-        for v, c, size in variants(build):
+        rows: dict[str, dict] = {arm: {} for arm in ARMS}
+        for v, c, size, arm in all_variants(build):
             if c != code or v not in stack.bundle.languages:
+                continue
+            if not measured_here(v) and earlier(code, arm, str(size)):
+                rows[arm][str(size)] = earlier(code, arm, str(size))
+                continue
+            if not selected(v, code):
                 continue
             r = measure(v, v, code, partner)
             sweep = {**r["sweep"], "own": own.get(code, {}).get("accuracy"),
                      "own_label": f"full {code} adapter (test)"}
             write_target(dest, res, "low_resource", v, {**r, "sweep": sweep})
-            row[size] = point(r)
-        if not row:
+            rows[arm][str(size)] = point(r)
+        if not any(rows.values()):
             continue
-        row["full"] = point(train.checkpointed(ckpt, f"full-{code}", lambda: full_curves(
-            stack, code, partner, lambdas, mlm_grid, tag_lambdas, tag_cache, bs)))
-        tokens = {str(n): trained[variant_code(code, n)]["tokens"] for n in row if n != "full"}
+        if (ckpt / f"full-{code}.json").exists() or not earlier(code, "equal_compute", "full"):
+            if selected(f"full-{code}", code):
+                rows["equal_compute"]["full"] = point(train.checkpointed(
+                    ckpt, f"full-{code}", lambda: full_curves(
+                        stack, code, partner, lambdas, mlm_grid, tag_lambdas, tag_cache, bs)))
+        else:
+            rows["equal_compute"]["full"] = earlier(code, "equal_compute", "full")
+        tokens = {str(n): trained[variant_code(code, n)]["tokens"] for n in SIZES
+                  if variant_code(code, n) in trained}
         tokens["full"] = share(tok, training_paragraphs(build, code), 10**12)[1]
-        table[code] = {"partner": partner, "points": {str(k): v for k, v in row.items()},
-                       "tokens": tokens}
+        table[code] = {"partner": partner, "points": rows["equal_compute"],
+                       "converged": rows["converged"], "tokens": tokens}
     shutil.rmtree(scratch)
-    if only:
-        return {"measured": only, "eval_seconds": round(time.time() - t0, 1)}
+    if partial:
+        return {"measured": os.environ.get("LANGARITH_LOWRES_ONLY"),
+                "eval_seconds": round(time.time() - t0, 1)}
     train.write_json(res_path, res)
     spans = dest / "results" / "libreoffice_spans.json"
     if spans.exists():
         tag = json.loads(spans.read_text(encoding="utf-8"))
-        tag["low_resource"] = {v: json.loads((ckpt / f"{v}.json").read_text())["tagging"]
-                               for v in res["low_resource"] if v in shipped(build)}
+        low = tag.setdefault("low_resource", {})
+        for v in res["low_resource"]:
+            if v in shipped(build) and (ckpt / f"{v}.json").exists():
+                low[v] = json.loads((ckpt / f"{v}.json").read_text())["tagging"]
         spans.write_text(json.dumps(tag, ensure_ascii=False) + "\n", encoding="utf-8")
     train.write_json(dest / "results" / "lowres.json", {
         "languages": table, "sizes": list(SIZES), "steps": STEPS,
-        "shipped": [v for v in shipped(build) if v in stack.bundle.languages],
+        "arms": {"equal_compute": f"little training: {STEPS} steps of 16 × 128 tokens for either share",
+                 "converged": f"little text, trained to convergence: up to {MAX_STEPS} steps, early "
+                              f"stop after {PATIENCE} checks of {CHECK_EVERY} steps without a 0.005-nat "
+                              f"gain on {VAL_TOKENS:,} held-out tokens of own text"},
+        "paper_arm": PAPER_ARM,
+        "converged_recipe": {"max_steps": MAX_STEPS, "check_every": CHECK_EVERY, "patience": PATIENCE,
+                             "min_delta": 0.005, "val_tokens": VAL_TOKENS,
+                             "max_seconds": CONVERGED_SECONDS},
+        "shipped": [v for v in shipped(build) if v in stack.bundle.languages
+                    and (dest / "adapters" / v / "adapter_config.json").exists()],
         "training": trained,
         "eval_seconds": round(time.time() - t0, 1)})
     return {"variants": len([v for v in stack.bundle.languages if "@" in v]),
