@@ -179,37 +179,54 @@ LOWRES_PANELS = (("mlm", "masked-LM loss drop (nats/token)", 1.0),
                  ("topic", "topic accuracy gain (points)", 1.0))
 
 
+ARM_STYLE = {"converged": ("solid", "circle", "little text, trained to convergence"),
+             "equal_compute": ("dot", "x", "little training (200 steps)")}
+
+
 def lowres_figure(table: dict, title: str = "Gain of the merge over the better single adapter, "
                   "by how much text the own adapter saw") -> go.Figure:
     """The low-resource lesson: x = tokens of own text the adapter saw (log), y = the merge's gain
     over the better of A and B (λ chosen on dev / the first half), a 95 % interval at each point;
-    one line per language, one panel per measure."""
+    one colour per language, one line style per arm (``converged``: the paper's setting, solid;
+    ``equal_compute``: dotted; both end at the full adapter), one panel per measure."""
     fig = make_subplots(rows=1, cols=len(LOWRES_PANELS), horizontal_spacing=0.08,
                         subplot_titles=[t for _, t, _ in LOWRES_PANELS])
     palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    two_arms = any(row.get("converged") for row in table["languages"].values())
     for i, (code, row) in enumerate(table["languages"].items()):
-        pts = sorted(row["points"].items(), key=lambda kv: row["tokens"][kv[0]])
-        for col, (measure, _, scale) in enumerate(LOWRES_PANELS, start=1):
-            have = [(k, p[measure]) for k, p in pts if p.get(measure)]
-            if not have:
+        full = {"full": row["points"]["full"]} if "full" in row["points"] else {}
+        arms = {"equal_compute": row["points"], "converged": {**row.get("converged", {}), **full}}
+        for arm, points in arms.items():
+            if not set(points) - {"full"}:
                 continue
-            g = [m["gain_vs_better"] for _, m in have]
-            y = [scale * x["points"] for x in g]
-            fig.add_trace(go.Scatter(
-                x=[row["tokens"][k] for k, _ in have], y=y, mode="lines+markers",
-                name=f"{code} ← {row['partner']}", legendgroup=code, showlegend=col == 1,
-                line=dict(color=palette[i % len(palette)]),
-                text=[f"{code} {k}: A {m['a_alone'] * (100 if measure == 'topic' else 1):.2f}, "
-                      f"B {m['b_alone'] * (100 if measure == 'topic' else 1):.2f}, merged "
-                      f"{m['merged'] * (100 if measure == 'topic' else 1):.2f} at λ = {m['best_lam']}"
-                      for k, m in have], hovertemplate="%{text}<br>gain %{y:.2f}<extra></extra>",
-                error_y=dict(type="data", symmetric=False,
-                             array=[scale * x["ci95"][1] - v for x, v in zip(g, y)],
-                             arrayminus=[v - scale * x["ci95"][0] for x, v in zip(g, y)])),
-                row=1, col=col)
-        for col in range(1, len(LOWRES_PANELS) + 1):
-            fig.add_hline(y=0, line=dict(color="grey", dash="dot"), row=1, col=col)
+            dash, symbol, words = ARM_STYLE[arm]
+            name = f"{code} ← {row['partner']}" + (f", {words}" if two_arms else "")
+            pts = sorted(points.items(), key=lambda kv: row["tokens"][kv[0]])
+            for col, (measure, _, scale) in enumerate(LOWRES_PANELS, start=1):
+                have = [(k, p[measure]) for k, p in pts if p.get(measure)]
+                if not have:
+                    continue
+                g = [m["gain_vs_better"] for _, m in have]
+                y = [scale * x["points"] for x in g]
+                unit = 100 if measure == "topic" else 1
+                fig.add_trace(go.Scatter(
+                    x=[row["tokens"][k] for k, _ in have], y=y, mode="lines+markers", name=name,
+                    legendgroup=f"{code}-{arm}", showlegend=col == 1,
+                    line=dict(color=palette[i % len(palette)], dash=dash),
+                    marker=dict(symbol=symbol, size=8),
+                    text=[f"{code} {k} ({words}): A {m['a_alone'] * unit:.2f}, B {m['b_alone'] * unit:.2f}, "
+                          f"merged {m['merged'] * unit:.2f} at λ = {m['best_lam']}"
+                          for k, m in have], hovertemplate="%{text}<br>gain %{y:.2f}<extra></extra>",
+                    error_y=dict(type="data", symmetric=False,
+                                 array=[scale * x["ci95"][1] - v for x, v in zip(g, y)],
+                                 arrayminus=[v - scale * x["ci95"][0] for x, v in zip(g, y)])),
+                    row=1, col=col)
+    for col in range(1, len(LOWRES_PANELS) + 1):
+        fig.add_hline(y=0, line=dict(color="grey", dash="dot"), row=1, col=col)
     fig.update_xaxes(type="log", title="tokens of own text (log)")
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=380,
-                      margin=dict(l=50, r=10, t=70, b=40), legend=dict(orientation="h", y=-0.3))
+    sub = ("<br><sup>solid: little text, trained to convergence (the paper's low-resource "
+           "setting); dotted: little training, 200 steps</sup>") if two_arms else ""
+    fig.update_layout(title=dict(text=title + sub, font=dict(size=13)), height=420 if two_arms else 380,
+                      margin=dict(l=50, r=10, t=80 if two_arms else 70, b=40),
+                      legend=dict(orientation="h", y=-0.3))
     return fig

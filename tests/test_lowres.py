@@ -304,6 +304,27 @@ def test_lowres_figure_has_one_line_per_language_and_intervals():
     assert list(fig.data[0].x) == [1e5, 5e5, 5e6] and fig.data[0].error_y.array[0] == pytest.approx(1.0)
 
 
+def test_lowres_figure_draws_both_arms_each_ending_at_the_full_adapter():
+    def pt(gain):
+        g = {"points": gain, "ci95": [gain - 1, gain + 1], "p_positive": 0.5}
+        return {"a_alone": 0.5, "b_alone": 0.4, "merged": 0.6, "best_lam": 0.5, "gain_vs_better": g}
+
+    row = {"partner": "de", "tokens": {"100000": 1e5, "500000": 5e5, "full": 5e6},
+           "points": {k: {"topic": pt(1.0), "mlm": pt(0.2), "tagging": None}
+                      for k in ("100000", "500000", "full")},
+           "converged": {"100000": {"topic": pt(3.0), "mlm": pt(0.5), "tagging": None}}}
+    fig = plots.lowres_figure({"languages": {"nl": row}})
+    by_name = {}
+    for t in fig.data:
+        by_name.setdefault(t.name, []).append(t)
+    assert set(by_name) == {"nl ← de, little text, trained to convergence",
+                            "nl ← de, little training (200 steps)"}
+    conv = by_name["nl ← de, little text, trained to convergence"][0]  # the mlm panel
+    assert list(conv.x) == [1e5, 5e6] and list(conv.y) == [0.5, 0.2] and conv.line.dash == "solid"
+    assert by_name["nl ← de, little training (200 steps)"][0].line.dash == "dot"
+    assert "paper's low-resource setting" in fig.layout.title.text
+
+
 def _gain(points, lo, hi):
     return {"points": points, "ci95": [lo, hi], "p_positive": 0.5}
 

@@ -85,36 +85,53 @@ def _nats(g: dict) -> str:
 
 
 def lowres_tables(lowres: dict) -> str:
-    """The low-resource variants (results/lowres.json): per language and share of text, the
-    merge's gain over the better single adapter on the three measures, with 95 % intervals."""
-    out = [f"Each variant trained {lowres['steps']} steps of 16 × 128 tokens from the shared init; "
-           "A = the variant, B = the related full adapter; λ chosen on dev (topic, tagging) or on "
-           "the first half of the held-out text (masked LM), reported on test / the second half. "
-           "Gains: merge − better of A and B alone (masked LM: loss drop in nats per token, "
-           "positive = the merge predicts the text better), paired bootstrap 95 % CI.", "",
-           "| A | tokens | B | masked LM: A / B / merge (λ) | MLM gain | tagging F1: A / B / merge (λ) "
+    """The low-resource variants (results/lowres.json), both arms: per language, arm and share of
+    text, the merge's gain over the better single adapter on the three measures, with 95 %
+    intervals; then how each variant was trained (steps, why it stopped, wall time)."""
+    arms = lowres.get("arms", {"equal_compute": f"{lowres['steps']} steps of 16 × 128 tokens"})
+    out = ["Arms: " + "; ".join(f"**{a}**: {words}" + (" (the paper's setting)"
+                                                       if a == lowres.get("paper_arm") else "")
+                                for a, words in arms.items()) + ".",
+           "A = the variant, B = the related full adapter, from the shared init; λ chosen on dev "
+           "(topic, tagging) or on the first half of the held-out text (masked LM), reported on "
+           "test / the second half. Gains: merge − better of A and B alone (masked LM: loss drop "
+           "in nats per token, positive = the merge predicts the text better), paired bootstrap "
+           "95 % CI.", "",
+           "| A | arm | tokens | B | masked LM: A / B / merge (λ) | MLM gain | tagging F1: A / B / merge (λ) "
            "| tagging gain | topic acc.: A / B / merge (λ) | topic gain |",
-           "|---|---:|---|---|---|---|---|---|---|"]
+           "|---|---|---:|---|---|---|---|---|---|---|"]
     for code, row in lowres["languages"].items():
-        for key, p in sorted(row["points"].items(), key=lambda kv: row["tokens"][kv[0]]):
-            m, tg, tp = p["mlm"], p.get("tagging"), p["topic"]
-            name = p["a"] if key != "full" else f"{code} (full)"
-            out.append(
-                f"| {name} | {row['tokens'][key]:,} | {p['b']} | {m['a_alone']:.3f} / {m['b_alone']:.3f} / "
-                f"{m['merged']:.3f} ({m['best_lam']:g}) | {_nats(m['gain_vs_better'])} | "
-                + (f"{tg['a_alone']:.1f} / {tg['b_alone']:.1f} / {tg['merged']:.1f} ({tg['best_lam']:g}) | "
-                   f"{_ci(tg['gain_vs_better'])} | " if tg else "– | – | ")
-                + (f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
-                   f"{_ci(tp['gain_vs_better'])} |" if tp else "not measured | – |"))
+        groups = [("converged", row.get("converged", {})),
+                  ("equal_compute", {k: v for k, v in row["points"].items() if k != "full"}),
+                  ("full", {k: v for k, v in row["points"].items() if k == "full"})]
+        for arm, points in groups:
+            for key, p in sorted(points.items(), key=lambda kv: row["tokens"][kv[0]]):
+                m, tg, tp = p["mlm"], p.get("tagging"), p["topic"]
+                name = p["a"] if key != "full" else f"{code} (full)"
+                out.append(
+                    f"| {name} | {arm if arm != 'full' else '–'} | {row['tokens'][key]:,} | {p['b']} | "
+                    f"{m['a_alone']:.3f} / {m['b_alone']:.3f} / "
+                    f"{m['merged']:.3f} ({m['best_lam']:g}) | {_nats(m['gain_vs_better'])} | "
+                    + (f"{tg['a_alone']:.1f} / {tg['b_alone']:.1f} / {tg['merged']:.1f} ({tg['best_lam']:g}) | "
+                       f"{_ci(tg['gain_vs_better'])} | " if tg else "– | – | ")
+                    + (f"{_pct(tp['a_alone'])} / {_pct(tp['b_alone'])} / {_pct(tp['merged'])} ({tp['best_lam']:g}) | "
+                       f"{_ci(tp['gain_vs_better'])} |" if tp else "not measured | – |"))
     code, row = next(iter(lowres["languages"].items()))
     first = next(iter(row["points"].values()))
     out += ["", f"n: masked LM {first['mlm']['n_texts']} paragraphs per half ({code}: "
             f"{first['mlm']['n_tokens']} masked tokens in the second); tagging "
             f"{first['tagging']['n_test'] if first.get('tagging') else '–'} test sentences; topic "
             f"{first['topic']['n_test']} test items. \"not measured\": the bundle has no full-data "
-            "curve for that pair, and measuring it was left out for CPU time.",
-            "", "Training time per variant (one CPU core): " + ", ".join(
-                f"{v} {s['train_seconds'] / 60:.1f} min" for v, s in lowres["training"].items())]
+            "curve for that pair, and measuring it was left out for CPU time.", "",
+            "| variant | arm | steps | epochs of its text | stopped by | best held-out check | "
+            "wall time |", "|---|---|---:|---:|---|---|---:|"]
+    for v, s in lowres["training"].items():
+        arm = s.get("arm", "equal_compute")
+        best = (f"{s['best_held_out_loss']:.3f} at step {s['best_step']}"
+                if s.get("best_step") else "–")
+        epochs = s.get("epochs", round(s["steps"] * 16 / s["rows"], 2) if s.get("rows") else "–")
+        out.append(f"| {v} | {arm} | {s['steps']} | {epochs} | {s.get('stopped', 'step cap')} | "
+                   f"{best} | {s['train_seconds'] / 60:.1f} min ({s.get('device', 'cpu')}) |")
     return "\n".join(out)
 
 
