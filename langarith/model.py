@@ -58,6 +58,9 @@ class Language:
     # tokens of that text its adapter saw (None: a full adapter).
     text: str | None = None
     tokens: int | None = None
+    # How a variant was trained: "converged" (little text, trained to convergence: the paper's
+    # low-resource setting) or "equal_compute" (little training); None for full adapters.
+    arm: str | None = None
 
     @property
     def has_adapter(self) -> bool:
