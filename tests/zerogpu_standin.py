@@ -125,9 +125,9 @@ def _tensors_in(obj, out: dict[int, torch.Tensor], seen: set[int], depth: int = 
     if isinstance(obj, torch.Tensor):
         out[id(obj)] = obj
     elif isinstance(obj, torch.nn.Module):
-        for t in obj.parameters(remove_duplicate=False):
+        for _, t in obj.named_parameters(remove_duplicate=False):
             out[id(t)] = t
-        for t in obj.buffers(remove_duplicate=False):
+        for _, t in obj.named_buffers(remove_duplicate=False):
             out[id(t)] = t
     elif isinstance(obj, dict):
         for v in list(obj.values()):
