@@ -387,3 +387,14 @@ def test_every_method_writes_into_the_slot_what_the_arithmetic_computes(stack, n
         got = slot_params(stack)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5, msg=k)
+
+
+def test_slot_write_benchmark_runs_and_finds_the_flat_lerp_wrong_after_a_move(stack):
+    from benchmarks import run
+
+    r = run.bench_slot_write(stack, "tiny", repeats=2, per_round=2)
+    assert r["correct_after_move"] == {"flat_lerp": False, "checked": True, "foreach": True,
+                                       "per_tensor": True, "write_merge": True}
+    assert r["stats"]["checked"].n == 4 and r["stats"]["repoint"].n == 2
+    assert stack.slot.aliased() and all(f.aliased() for f in stack.flat.values())
+    assert "| tiny (" in "\n".join(run.slot_write_section([r]))
