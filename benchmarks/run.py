@@ -8,7 +8,11 @@
 2. predict latency on the shipped bundle (``tasks.compare`` cold / warm, ``tasks.classify`` × 32);
 3. slider release → updated predictions and plots, in Debian chromium driven by playwright;
 4. app start (``python app.py``) → the page's #formula filled;
-5. RSS of the app process after start and after 20 interactions.
+5. RSS of the app process after start and after 20 interactions;
+6. λ sweep and similarity matrix on the shipped bundle;
+7. ZeroGPU-safe slot writes: today's flat ``lerp``, the same after the views check
+   (``FlatAdapter.live``), ``torch._foreach_copy_`` + ``_foreach_lerp_`` over the parameters and a
+   per-tensor ``lerp(out=p)`` loop, each also after a simulated per-tensor move (``--skip zerogpu``).
 
 Every figure is a median with its p10–p90 spread and n. The machine may be shared: medians, and
 ratios taken within one run, are what to read.
@@ -233,6 +237,115 @@ def bench_merge(stack, name: str, repeats: int, fast_per_round: int = 5, warmup:
     del ref, triples
     gc.collect()
     return MergeResult(name=name, params=n, tensors=tensors, stats=stats, max_abs_diff=diffs)
+
+
+# --- 7. ZeroGPU-safe slot writes ----------------------------------------------------------------
+
+
+def split_views(fas) -> None:
+    """What ZeroGPU's per-tensor move does to a FlatAdapter: every parameter gets its own copy,
+    no longer a view into ``flat`` (the flat buffer keeps its values)."""
+    for fa in fas:
+        for p in fa.params.values():
+            p.data = p.data.clone()
+
+
+def bench_slot_write(stack, name: str, repeats: int, per_round: int = 5) -> dict:
+    """λ·A + (1−λ)·B into the slot four ways, interleaved; and whether each is still right after
+    a per-tensor move. ``write_merge`` (the engine's call, with its checks) and the one-time
+    re-point (``live`` after a split) are timed beside them."""
+    from langarith.model import MERGED, _language_params
+
+    a = stack.bundle.task_language
+    b = next(c for c in stack.bundle.adapter_languages() if c != a)
+    fa, fb, slot = stack.flat[a], stack.flat[b], stack.slot
+    pa, pb, ps = ([fx.params[k] for k in slot.keys] for fx in (fa, fb, slot))
+
+    def flat_lerp(lam):  # the kernel before the fix
+        torch.lerp(fb.flat, fa.flat, lam, out=slot.flat)
+
+    def checked(lam):  # the kernel now: the views check, then the same lerp
+        (xa, xb), out = stack._live([a, b])
+        torch.lerp(xb, xa, lam, out=out)
+
+    def foreach(lam):
+        torch._foreach_copy_(ps, pb)
+        torch._foreach_lerp_(ps, pa, lam)
+
+    def per_tensor(lam):
+        for x, y, out in zip(pa, pb, ps):
+            torch.lerp(y, x, lam, out=out)
+
+    def write_merge(lam):
+        stack.write_merge({a: lam, b: 1.0 - lam})
+
+    fns = {"flat_lerp": flat_lerp, "checked": checked, "foreach": foreach,
+           "per_tensor": per_tensor, "write_merge": write_merge}
+    stats = {k: Stat() for k in fns}
+    stats["repoint"] = Stat()
+    lams = iter(lambdas(repeats * per_round * len(fns) + 100))
+    with stack.lock:
+        for fn in fns.values():
+            fn(next(lams))
+        for r in range(repeats):
+            order = list(fns) if r % 2 == 0 else list(reversed(fns))
+            for k in order:
+                for _ in range(per_round):
+                    stats[k].samples.append(timed(fns[k], next(lams)))
+            split_views([slot])
+            stats["repoint"].samples.append(timed(slot.live))
+
+        def right(fn, lam=0.3) -> bool:
+            """After a split, does the model's own slot hold λA + (1−λ)B?"""
+            split_views([fa, fb, slot])
+            want = {k: torch.lerp(fb.params[k], fa.params[k], lam) for k in slot.keys}
+            fn(lam)
+            got = _language_params(stack.model, MERGED)
+            return all(torch.allclose(got[k], want[k], rtol=0, atol=1e-6) for k in slot.keys)
+
+        correct = {k: right(fn) for k, fn in fns.items()}
+        stack.write_merge({a: 0.5, b: 0.5})  # leave every adapter aliased again
+    return {"name": name, "params": slot.flat.numel(), "tensors": len(slot.keys), "stats": stats,
+            "correct_after_move": correct}
+
+
+def slot_write_sizes(tmp: Path, repeats: int) -> list[dict]:
+    from langarith.bundle.tiny import build_tiny_bundle
+
+    from benchmarks.xlmr_bundle import build_xlmr_size_bundle
+
+    out = []
+    for name, build in (("tiny bundle", build_tiny_bundle),
+                        ("xlm-roberta-base MAD-X size", build_xlmr_size_bundle)):
+        stack, _ = load_stack(build(tmp / f"slot-{build.__name__}"))
+        out.append(bench_slot_write(stack, name, repeats))
+        del stack
+        gc.collect()
+    return out
+
+
+def slot_write_section(results: list[dict]) -> list[str]:
+    names = {"flat_lerp": "flat lerp into `slot.flat` (before)",
+             "checked": "views check + flat lerp (now)",
+             "foreach": "`_foreach_copy_` + `_foreach_lerp_` over the parameters",
+             "per_tensor": "`lerp(B_i, A_i, λ, out=p_i)` per tensor",
+             "write_merge": "`stack.write_merge` (checks + views check + lerp)"}
+    L = ["## 7. ZeroGPU-safe slot writes", "",
+         "ZeroGPU moves each tensor to the GPU on its own, so the slot's parameters stop being views "
+         "into its flat buffer. The ways of writing λ·A + (1−λ)·B that stay right after such a move, "
+         "against the flat lerp of before, timed interleaved in one process (CPU). *Right after a "
+         "move*: every parameter was given its own copy first (as ZeroGPU's worker does), then the "
+         "model's own slot parameters were compared with λ·A + (1−λ)·B.", ""]
+    L += ["| size | way | latency | ÷ flat lerp | right after a move |", "|---|---|---|---|---|"]
+    for r in results:
+        base = r["stats"]["flat_lerp"].median
+        for k, label in names.items():
+            s = r["stats"][k]
+            L.append(f"| {r['name']} ({r['params']:,} params, {r['tensors']} tensors) | {label} "
+                     f"| {s.fmt()} | {s.median / base:.2f}× | {'yes' if r['correct_after_move'][k] else '**no**'} |")
+        L.append(f"| {r['name']} | one-time re-point after a move (`slot.live()`) "
+                 f"| {r['stats']['repoint'].fmt()} | {r['stats']['repoint'].median / base:.2f}× | — |")
+    return L + [""]
 
 
 # --- 2. predict latency --------------------------------------------------------------------------
@@ -866,6 +979,8 @@ def render(res: dict) -> str:
               f"| similarity matrix | {u['similarity'].fmt('s')} | ≤ 1 s: "
               f"{'met' if u['similarity'].median <= 1 else 'not met'} |",
               "", "The page shows the bundle's precomputed curves at once (read from results.json).", ""]
+    if res.get("slot_write"):
+        L += slot_write_section(res["slot_write"])
     if res.get("errors"):
         L += ["## Errors", ""] + [f"- {e}" for e in res["errors"]] + [""]
     return "\n".join(L)
@@ -906,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (< 2 minutes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,understanding,browser,app")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,understanding,browser,app,zerogpu")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
@@ -980,6 +1095,9 @@ def main(argv: list[str] | None = None) -> int:
                 stack, n["moves"], n["typed"], n["api"]))
         del stack
         gc.collect()
+        if "zerogpu" not in skip:
+            log("ZeroGPU-safe slot writes")
+            res["slot_write"] = guard("slot write", lambda: slot_write_sizes(tmp, n["merge_rounds"]))
         if "app" not in skip:
             log("app start and memory (subprocess)")
             logdir = tmp / "logs"

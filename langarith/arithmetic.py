@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -241,18 +242,65 @@ def typology_weights(similarities: Mapping[str, float], k: int, temperature: flo
     return {c: x / sum(e) for (c, _), x in zip(top, e)}
 
 
-# The merge-method registry (as in mergekit): each method a small named unit with one signature,
-# (init, adapters, weights, **params) -> merged state dict.
-MERGE_METHODS = {
-    "linear": lambda init, adapters, weights: weighted_sum(adapters, weights),
-    "task_arithmetic": lambda init, adapters, weights: add_language_vectors(
-        init, adapters, weights, allow_extrapolation=True),
-    "ties": ties_merge,
-    "dare": dare_merge,
-    "layer_gradient": layer_gradient_merge,
+# --- the merge-method registry (as mergekit's merge_methods/registry.py) -------------------------
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """One merge method as data: what the model, the recipe, the page and the CLI read.
+
+    ``function(init, adapters, weights, **params)`` returns the merged state dict; ``params`` are
+    the recipe fields it takes (``model.Merge`` attributes: density, seed, anchors ...);
+    ``needs_init``: it works on language vectors θ − init; ``in_place``: the live slot writes it
+    as a weighted sum over flat buffers (``per_layer``: one λ per encoder layer) instead of
+    computing and copying a state dict; ``extrapolates``: its weights need not sum to 1."""
+
+    name: str
+    label: str
+    function: Callable[..., dict[str, torch.Tensor]]
+    params: tuple[str, ...] = ()
+    needs_init: bool = False
+    in_place: bool = False
+    per_layer: bool = False
+    extrapolates: bool = False
+
+
+def _linear(init, adapters, weights):
+    return weighted_sum(adapters, weights)
+
+
+def _task_arithmetic(init, adapters, weights):
+    return add_language_vectors(init, adapters, weights, allow_extrapolation=True)
+
+
+METHODS: dict[str, MergeMethod] = {m.name: m for m in [
+    MergeMethod("linear", "linear: λ·A + (1−λ)·B", _linear, in_place=True),
+    MergeMethod("task_arithmetic", "task arithmetic (may extrapolate)", _task_arithmetic,
+                needs_init=True, in_place=True, extrapolates=True),
+    MergeMethod("ties", "TIES", ties_merge, params=("density",), needs_init=True),
+    MergeMethod("dare", "DARE (seeded)", dare_merge, params=("density", "seed"), needs_init=True),
+    MergeMethod("layer_gradient", "per-layer λ (gradient over depth)", layer_gradient_merge,
+                params=("anchors", "lam_inv", "allow_extrapolation"), in_place=True,
+                per_layer=True),
     # weights from ``typology_weights`` (chosen by the typology layer), then a weighted sum
-    "typology": lambda init, adapters, weights: weighted_sum(adapters, weights),
-}
+    MergeMethod("typology", "typology-weighted (URIEL, top k)", _linear, in_place=True),
+]}
+
+# The plain form, name -> function, for code that only calls a method.
+MERGE_METHODS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
+    name: m.function for name, m in METHODS.items()}
+
+
+def merge_method(name: str) -> MergeMethod:
+    """The registry entry of ``name``, or a MergeError listing the known ones."""
+    if name not in METHODS:
+        raise MergeError(f"unknown merge method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(label, name) of every merge method, in registry order: a radio's or a CLI's choices."""
+    return [(m.label, m.name) for m in METHODS.values()]
 
 
 # --- statistics of a merge (pure, used by the analysis layer) -------------------------------

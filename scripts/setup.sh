@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/test.sh and scripts/run.sh, on a bare Debian machine with Python 3.11:
-# a .venv with the pinned requirements. Sourced, not run.
+# a .venv with the pinned requirements ($REQUIREMENTS, default requirements.txt: the
+# runtime ones). Sourced, not run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -10,5 +11,5 @@ if [ ! -x .venv/bin/python ]; then
   fi
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r "${REQUIREMENTS:-requirements.txt}"
 export GRADIO_ANALYTICS_ENABLED=False

@@ -1,0 +1,83 @@
+"""Layer 4 support: the one place that knows about Hugging Face Spaces (docs/hosting.md).
+
+- ``gpu(duration)``: the decorator for the page's model calls. ``spaces.GPU(duration=...)`` when
+  the ``spaces`` package imports (it is a no-op off ZeroGPU), else the identity. Tests replace
+  ``SPACES_GPU`` with ``tests/zerogpu_standin.GPU`` before building the page.
+- ``encoder_cache_dir()``: where the rebuilt base encoder goes: persistent storage (``/data``)
+  when the Space has it, since a Space's own disk is wiped on every restart.
+- ``QUEUE`` / ``MODEL_CONCURRENCY``: the Gradio queue's settings and the limit of the one shared
+  concurrency group of the events that run the model.
+
+Import this module before anything initialises CUDA: on ZeroGPU ``spaces`` must patch torch first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, TypeVar
+
+try:  # preinstalled on ZeroGPU Spaces; optional everywhere else
+    import spaces
+
+    SPACES_GPU: Callable | None = spaces.GPU
+except ImportError:
+    SPACES_GPU = None
+
+F = TypeVar("F", bound=Callable)
+
+# The model events (merge, predict, sweep, export ...) share one concurrency group. One: the
+# stack holds one live slot behind one lock, so a second thread would only wait on it; on
+# ZeroGPU a second concurrent call of the same decorated function forks a second worker that
+# copies the whole model to the GPU again.
+MODEL_CONCURRENCY = 1
+# ``demo.queue(**QUEUE)``: at most 64 events waiting (further ones are refused at once with
+# "queue full" instead of piling up threads); events outside the model group (target change,
+# precomputed tables, plots) keep 2 workers each, so they never wait behind the model.
+QUEUE = dict(max_size=64, default_concurrency_limit=2)
+
+PERSISTENT_ROOT = Path("/data")  # a Space's persistent storage, when it has some
+
+
+def gpu(duration: int | Callable[..., int] = 60) -> Callable[[F], F]:
+    """Decorator: run the function on ZeroGPU's GPU, asking for ``duration`` seconds (an int, or
+    a callable of the function's own arguments, as ``spaces.GPU`` allows: a visitor's quota is
+    checked against it). The identity where ``spaces`` is absent; ``SPACES_GPU`` is read when
+    the function is decorated, so a test can swap in a stand-in before building the page."""
+    def decorate(fn: F) -> F:
+        if SPACES_GPU is None:
+            return fn
+        return SPACES_GPU(duration=duration)(fn)
+
+    return decorate
+
+
+def persistent_root() -> Path | None:
+    """The Space's persistent storage (``/data``, or ``$LANGARITH_PERSISTENT``) when it exists
+    and is writable, else None."""
+    root = Path(os.environ.get("LANGARITH_PERSISTENT") or PERSISTENT_ROOT)
+    return root if root.is_dir() and os.access(root, os.W_OK | os.X_OK) else None
+
+
+def encoder_cache_dir() -> Path:
+    """Where the rebuilt base encoder (and the wheels it comes from) are kept.
+
+    ``$LANGARITH_CACHE`` when set (an explicit choice wins); else ``/data/langarith`` on a Space
+    with persistent storage, so a restart does not download and rebuild it again; else
+    ``~/.cache/langarith``."""
+    if os.environ.get("LANGARITH_CACHE"):
+        return Path(os.environ["LANGARITH_CACHE"])
+    root = persistent_root()
+    if root is not None:
+        return root / "langarith"
+    return Path.home() / ".cache" / "langarith"
+
+
+def use_encoder_cache() -> Path:
+    """Make the model layer's cache (``$LANGARITH_CACHE``, read when the encoder is rebuilt)
+    ``encoder_cache_dir()``; once, at start-up, before the stack is built. Sets the variable only
+    when persistent storage changes the answer."""
+    path = encoder_cache_dir()
+    if not os.environ.get("LANGARITH_CACHE") and path.parent == persistent_root():
+        os.environ["LANGARITH_CACHE"] = str(path)
+    return path
