@@ -34,10 +34,15 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import train
+from .constants import LAMBDAS, LANG_INFO, TASK
+
+if TYPE_CHECKING:  # the context's type only: context never imports this module
+    from .context import Build
 
 # Variant language: its full partner. Languages with at least 600 k tokens of training text (nl
 # 696 k, da 633 k, cs 647 k, it 684 k), so that 500 k stays a share of it: sv (302 k) and pl
@@ -54,16 +59,16 @@ def variant_code(code: str, size: int) -> str:
     return f"{code}@{size // 1000}k"
 
 
-def pairs(build) -> dict[str, str]:
+def pairs(build: Build) -> dict[str, str]:
     return QUICK if build.quick else LOWRES
 
 
-def variants(build) -> list[tuple[str, str, int]]:
+def variants(build: Build) -> list[tuple[str, str, int]]:
     """(variant code, language, tokens), language by language (a stopped run leaves whole curves)."""
     return [(variant_code(c, n), c, n) for c in pairs(build) for n in SIZES]
 
 
-def shipped(build) -> list[str]:
+def shipped(build: Build) -> list[str]:
     return [v for v, _, _ in variants(build)] if build.quick else list(SHIPPED)
 
 
@@ -86,27 +91,25 @@ def share(tokenizer, paragraphs: list[str], n_tokens: int, seed: int = 0) -> tup
     return out, total
 
 
-def training_paragraphs(build, code: str) -> list[str]:
+def training_paragraphs(build: Build, code: str) -> list[str]:
     """The language's MLM paragraphs minus the held-out ones (every 50th), as ``mlm_rows``."""
     return [p for i, p in enumerate(build.mlm_paragraphs(code)) if i % 50]
 
 
-def schedule(build) -> train.Schedule:
+def schedule(build: Build) -> train.Schedule:
     s = build.sched("adapter")
     return s if build.smoke else train.Schedule(steps=STEPS, batch=16, lr=s.lr,
                                                  max_seconds=4 * 3600, seq_len=s.seq_len)
 
 
-def manifest_entry(build, code: str, size: int) -> dict:
-    from .build import LANG_INFO
-
+def manifest_entry(build: Build, code: str, size: int) -> dict:
     name, family = LANG_INFO[code]
     return {"code": variant_code(code, size), "name": f"{name}, {size // 1000} k tokens",
             "family": family, "adapter": f"adapters/{variant_code(code, size)}",
             "source": pairs(build)[code], "examples": build.examples(code), "text": code, "tokens": size}
 
 
-def stage_train(build, dest: Path) -> dict:
+def stage_train(build: Build, dest: Path) -> dict:
     """Train every variant (resumable), then put the shipped ones into the bundle at ``dest``."""
     tok = build.tokenizer()
     sched = schedule(build)
@@ -143,13 +146,13 @@ def stage_train(build, dest: Path) -> dict:
     return {"variants": sorted(stats), "train_seconds": round(sum(s["train_seconds"] for s in stats.values()), 1)}
 
 
-def train_dir(build) -> Path:
+def train_dir(build: Build) -> Path:
     d = build.work / "lowres"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def install(build, dest: Path, which=None) -> None:
+def install(build: Build, dest: Path, which=None) -> None:
     """Copy the trained variants named in ``which`` into ``dest``'s adapters (where this machine
     trained them) and list the ones ``dest`` holds in its manifest, after its full languages
     (idempotent)."""
@@ -185,7 +188,7 @@ def stash(dest: Path, work: Path) -> Path | None:
     return keep if found else None
 
 
-def unstash(keep: Path | None, dest: Path, build=None) -> None:
+def unstash(keep: Path | None, dest: Path, build: Build | None = None) -> None:
     if keep is None:
         return
     for p in keep.rglob("*"):
@@ -201,7 +204,7 @@ def unstash(keep: Path | None, dest: Path, build=None) -> None:
 # --- measurement ---------------------------------------------------------------------------------
 
 
-def eval_bundle(build, dest: Path) -> Path:
+def eval_bundle(build: Build, dest: Path) -> Path:
     """A scratch bundle that is ``dest`` (linked, never copied) plus every trained variant: the
     variants that do not ship are measured without ever entering ``dest``."""
     import os
@@ -240,7 +243,7 @@ def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> d
                   {x: runs[x]["test"] for x in lambdas})
 
 
-def stage_eval(build, dest: Path) -> dict:
+def stage_eval(build: Build, dest: Path) -> dict:
     """Per variant (and per language's full adapter where the bundle has no such curve yet): the
     topic sweep with per-item predictions, the held-out masked-LM curve and the tagging curve.
     Sweeps of the variants go into ``dest``'s results as the setting ``low_resource`` (the page's
@@ -254,7 +257,6 @@ def stage_eval(build, dest: Path) -> dict:
     from .. import results as results_mod
     from ..model import LanguageStack
     from ..results import evaluate_target, write_target
-    from .build import LAMBDAS, TASK
 
     only = [c for c in os.environ.get("LANGARITH_LOWRES_ONLY", "").split(",") if c]
     scratch = eval_bundle(build, dest)
