@@ -29,6 +29,25 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quick_build(tmp_path_factory):
+    """The real bundle build in --quick mode, run once per test session (minutes): its working
+    folder and packaged bundle, and the finished process, for every test that reads them."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    root = Path(__file__).resolve().parent.parent
+    tmp = tmp_path_factory.mktemp("quick_build")
+    env = dict(os.environ, PYTHONPATH=str(root))
+    env.pop("HF_HUB_OFFLINE", None)  # the build talks to apt and pip only, never to a hub
+    work, out = tmp / "work", tmp / "bundle"
+    r = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
+                        "--work", str(work), "--out", str(out)],
+                       capture_output=True, text=True, env=env, cwd=root, timeout=1500)
+    return SimpleNamespace(work=work, out=out, run=r, env=env, root=root)
+
+
+@pytest.fixture(scope="session")
 def stack(tiny_bundle):
     from langarith.model import LanguageStack
 
