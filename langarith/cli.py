@@ -23,7 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import DEFAULT_BUNDLE, bundle_path  # noqa: F401  (the names callers know)
+from .paths import DEFAULT_BUNDLE, bundle_path  # noqa: F401  (DEFAULT_BUNDLE: a name callers know)
+
+__all__ = ["DEFAULT_BUNDLE", "bundle_path", "build_parser", "launch_app", "load_stack", "main"]
 
 
 def _missing_bundle(path: Path) -> str:
@@ -124,34 +126,6 @@ def _classification_sweep(stack, args, grid: list[float]) -> dict:
                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
 
 
-def cmd_mlm(stack, args) -> dict:
-    """``mlm --json``: the masked-LM loss over λ, on --text or the bundle's held-out text."""
-    from . import results, tasks
-    from .model import InputError
-
-    grid = _grid(args.points)
-    a, b = tasks.merge_pair(stack, args.target, args.source)
-    if args.text is None and not args.recompute:
-        pre = results.mlm_summary(stack, args.target, b)
-        if pre and [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
-            return {"target": args.target, "a": a, "b": b, "points": pre["points"],
-                    "best_lam": pre["best_lam"], "halves": pre["halves"], "n_tokens": pre["n_tokens"],
-                    "text": "held-out", "precomputed": True}
-    if args.text is not None:
-        texts, notice = tasks.mlm_text(args.text)
-        if notice:
-            print(notice, file=sys.stderr)
-    else:
-        texts = results.heldout_texts(stack, args.target)
-        if not texts:
-            raise InputError(f"this bundle has no held-out {args.target} text: pass --text")
-    c = tasks.mlm_curve(stack, texts, a, b, grid,
-                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
-    return {"target": args.target, "a": a, "b": b, "points": c["points"], "best_lam": c["best_lam"],
-            "n_tokens": c["n_tokens"], "text": "held-out" if args.text is None else "given",
-            "precomputed": False}
-
-
 def _layer_fields(args) -> dict:
     """Recipe fields of --lam-layers / --lam-inv (a per-layer λ merge), or none."""
     from .share import parse_anchors
@@ -175,25 +149,6 @@ def _layer_merge(stack, args, source: str):
     from .share import Recipe
 
     return Recipe(target=args.target, source=source, lam=args.lam, **fields).merge(stack)
-
-
-def cmd_beyond(stack, args) -> dict:
-    """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
-    from . import beyond
-    from .share import parse_anchors
-
-    from .model import InputError
-
-    if args.mlm_only:
-        if not args.out or not Path(args.out).is_file():
-            raise InputError("--mlm-only refreshes an existing --out file of this command")
-        return beyond.refresh_mlm(stack, Path(args.out))
-    values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
-    targets = args.targets.split(",") if args.targets else None
-    out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
-                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr),
-                             checkpoint=Path(args.out) if args.out else None)
-    return out
 
 
 def _tagging_task(stack, name: str | None):
@@ -339,6 +294,53 @@ def cmd_sweep(stack, args) -> dict:
            "precomputed": r.get("precomputed", False)}
     if tagging:
         out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
+    return out
+
+
+def cmd_mlm(stack, args) -> dict:
+    """``mlm --json``: the masked-LM loss over λ, on --text or the bundle's held-out text."""
+    from . import results, tasks
+    from .model import InputError
+
+    grid = _grid(args.points)
+    a, b = tasks.merge_pair(stack, args.target, args.source)
+    if args.text is None and not args.recompute:
+        pre = results.mlm_summary(stack, args.target, b)
+        if pre and [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
+            return {"target": args.target, "a": a, "b": b, "points": pre["points"],
+                    "best_lam": pre["best_lam"], "halves": pre["halves"], "n_tokens": pre["n_tokens"],
+                    "text": "held-out", "precomputed": True}
+    if args.text is not None:
+        texts, notice = tasks.mlm_text(args.text)
+        if notice:
+            print(notice, file=sys.stderr)
+    else:
+        texts = results.heldout_texts(stack, args.target)
+        if not texts:
+            raise InputError(f"this bundle has no held-out {args.target} text: pass --text")
+    c = tasks.mlm_curve(stack, texts, a, b, grid,
+                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
+    return {"target": args.target, "a": a, "b": b, "points": c["points"], "best_lam": c["best_lam"],
+            "n_tokens": c["n_tokens"], "text": "held-out" if args.text is None else "given",
+            "precomputed": False}
+
+
+def cmd_beyond(stack, args) -> dict:
+    """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
+    from . import beyond
+    from .share import parse_anchors
+
+    from .model import InputError
+
+    if args.mlm_only:
+        if not args.out or not Path(args.out).is_file():
+            raise InputError("--mlm-only refreshes an existing --out file of this command")
+        return beyond.refresh_mlm(stack, Path(args.out))
+    values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
+    targets = args.targets.split(",") if args.targets else None
+    out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
+                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr),
+                             checkpoint=Path(args.out) if args.out else None)
     return out
 
 
