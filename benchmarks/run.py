@@ -378,7 +378,7 @@ def bench_predict(stack, repeats: int) -> dict[str, Stat]:
     tasks.compare(stack, text, target, source, 0.5, mask_text=mask_text)  # warm-up (first forward)
 
     def cold():
-        tasks._single.cache_clear()
+        tasks.clear_cache(stack, "single")
         tasks.compare(stack, text, target, source, next(lams))
 
     run("compare_cold", cold)
@@ -994,7 +994,7 @@ def bench_understanding(stack, repeats: int) -> dict:
     source = tasks.suggested_source(stack, target)
     sweep, sim = Stat(), Stat()
     for _ in range(repeats):
-        tasks._SWEEPS.clear()  # measure the computation, not the cache
+        tasks.clear_cache(stack, "sweep")  # measure the computation, not the cache
         t = time.perf_counter()
         r = tasks.sweep(stack, target, source)
         sweep.samples.append(time.perf_counter() - t)

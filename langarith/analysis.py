@@ -6,8 +6,6 @@ the two adapters with the pure arithmetic layer.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from . import tasks
@@ -31,10 +29,11 @@ def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float, merge=None
     return sorted(rows, key=_row_key)
 
 
-@functools.lru_cache(maxsize=64)
 def _pair_statistics(stack: LanguageStack, a: str, b: str) -> dict:
-    """Adapters never change after loading, so a pair's statistics are computed once."""
-    return pair_statistics(stack.language_state_dict(a), stack.language_state_dict(b))
+    """Adapters never change after loading, so a pair's statistics are computed once (in the
+    stack's memo)."""
+    return tasks.memo(stack).get("pair_statistics", (a, b), lambda: pair_statistics(
+        stack.language_state_dict(a), stack.language_state_dict(b)))
 
 
 def _row_key(r: dict):

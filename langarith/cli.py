@@ -23,11 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "bundle"
+from .paths import DEFAULT_BUNDLE, bundle_path  # noqa: F401  (DEFAULT_BUNDLE: a name callers know)
 
-
-def bundle_path(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("LANGARITH_BUNDLE") or DEFAULT_BUNDLE)
+__all__ = ["DEFAULT_BUNDLE", "bundle_path", "build_parser", "launch_app", "load_stack", "main"]
 
 
 def _missing_bundle(path: Path) -> str:
@@ -141,34 +139,6 @@ def _classification_sweep(stack, args, grid: list[float]) -> dict:
                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
 
 
-def _mlm(stack, args) -> dict:
-    """``mlm --json``: the masked-LM loss over λ, on --text or the bundle's held-out text."""
-    from . import results, tasks
-    from .model import InputError
-
-    grid = _grid(args.points)
-    a, b = tasks.merge_pair(stack, args.target, args.source)
-    if args.text is None and not args.recompute:
-        pre = results.mlm_summary(stack, args.target, b)
-        if pre and [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
-            return {"target": args.target, "a": a, "b": b, "points": pre["points"],
-                    "best_lam": pre["best_lam"], "halves": pre["halves"], "n_tokens": pre["n_tokens"],
-                    "text": "held-out", "precomputed": True}
-    if args.text is not None:
-        texts, notice = tasks.mlm_text(args.text)
-        if notice:
-            print(notice, file=sys.stderr)
-    else:
-        texts = results.heldout_texts(stack, args.target)
-        if not texts:
-            raise InputError(f"this bundle has no held-out {args.target} text: pass --text")
-    c = tasks.mlm_curve(stack, texts, a, b, grid,
-                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
-    return {"target": args.target, "a": a, "b": b, "points": c["points"], "best_lam": c["best_lam"],
-            "n_tokens": c["n_tokens"], "text": "held-out" if args.text is None else "given",
-            "precomputed": False}
-
-
 def _layer_fields(args) -> dict:
     """Recipe fields of --lam-layers / --lam-inv (a per-layer λ merge), or none."""
     from .share import parse_anchors
@@ -192,25 +162,6 @@ def _layer_merge(stack, args, source: str):
     from .share import Recipe
 
     return Recipe(target=args.target, source=source, lam=args.lam, **fields).merge(stack)
-
-
-def _beyond(stack, args) -> dict:
-    """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
-    from . import beyond
-    from .share import parse_anchors
-
-    from .model import InputError
-
-    if args.mlm_only:
-        if not args.out or not Path(args.out).is_file():
-            raise InputError("--mlm-only refreshes an existing --out file of this command")
-        return beyond.refresh_mlm(stack, Path(args.out))
-    values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
-    targets = args.targets.split(",") if args.targets else None
-    out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
-                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr),
-                             checkpoint=Path(args.out) if args.out else None)
-    return out
 
 
 def _tagging_task(stack, name: str | None):
@@ -250,15 +201,208 @@ def log_to_stderr() -> None:
     logging.getLogger("langarith").setLevel(logging.INFO)
 
 
-def main(argv: list[str] | None = None) -> int:
-    log_to_stderr()
+# --- the commands: one function each, (stack, args) -> the JSON to print ----------------------
+
+
+def cmd_profiles(args) -> list:
+    from .profiles import list_profiles
+
+    return list_profiles()
+
+
+def cmd_fetch(args) -> dict:
+    from .profiles import fetch_profile
+
+    return fetch_profile(args.profile, args.languages.split(",") if args.languages else None)
+
+
+def cmd_languages(args) -> list:
+    """The bundle's (or profile's) languages, read from its manifest: no model is loaded."""
+    from .model import Bundle
+
+    path, profile = _where(args)
+    if profile:
+        from .profiles import load_profile
+
+        b = load_profile(profile, check=False)
+    elif not (path / "manifest.json").is_file():
+        raise SystemExit(_missing_bundle(path))
+    else:
+        b = Bundle.load(path)
+    return [{"code": c, "name": lang.name, "family": lang.family,
+             "has_adapter": lang.has_adapter, "source": lang.source}
+            for c, lang in b.languages.items()]
+
+
+def _merge_pair(stack, args):
+    """(A, B, the per-layer ``Merge`` or None) of --target/--source/--lam-layers/--lam-inv."""
+    from . import tasks
+
+    a = tasks.baseline_language(stack, args.target)
+    b = args.source or tasks.suggested_source(stack, args.target)
+    return a, b, _layer_merge(stack, args, b)
+
+
+def cmd_predict(stack, args) -> dict:
+    from . import tasks
+
+    a, b, layer_merge = _merge_pair(stack, args)
+    text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
+    tagging = _tagging_task(stack, args.task)
+    hub_out = (_tagging_predict(stack, args, b, text, tagging.name) if tagging
+               else _hub_predict(stack, args, a, b, text))
+    if hub_out is not None:
+        return hub_out
+    mask_text = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
+    if args.ensemble:
+        out = tasks.compare_ensemble(stack, text, args.target, b, args.lam, task=args.task,
+                                     mask_text=mask_text).to_json()
+    else:
+        out = tasks.compare(stack, text, args.target, b, args.lam, task=args.task,
+                            mask_text=mask_text, merge=layer_merge).to_json()
+    out.pop("hidden_shift")
+    return out
+
+
+def cmd_merge(stack, args) -> dict:
+    from . import tasks
+    from .arithmetic import check_lambda
+
+    a, b, layer_merge = _merge_pair(stack, args)
+    lam = check_lambda(args.lam)
+    weights = layer_merge or {a: lam, b: 1.0 - lam}
+    folder = stack.save_merged(weights, args.out)
+    return {"out": str(folder), "formula": tasks.formula(weights),
+            "weights": dict(weights.weights) if layer_merge else weights}
+
+
+def cmd_export(stack, args) -> dict:
+    from . import share
+
+    _, b, _ = _merge_pair(stack, args)  # checks --lam-layers as predict and merge do
+    fields = {"method": args.method, **_layer_fields(args)}  # --lam-layers: per layer
+    if args.method == "typology":
+        fields.update(k=args.k, temperature=args.temperature, typology=args.typology)
+    recipe = share.Recipe(target=args.target, source=b, lam=args.lam,
+                          density=args.density, seed=args.seed, **fields)
+    out = share.export(stack, recipe, args.out)
+    if args.task:
+        out.update(share.export_task(stack, args.task, args.out))
+    return out
+
+
+def cmd_sweep(stack, args) -> dict:
+    grid = _grid(args.points)
+    tagging = _tagging_task(stack, args.task)
+    if tagging:
+        from . import ner
+
+        r = ner.tagging_sweep(stack, args.target, args.source, grid, tagging.name)
+    else:
+        r = _classification_sweep(stack, args, grid)
+    out = {"target": r["target"], "source": r["source"], "a": r["a"],
+           "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"],
+           **{g: r[g] for g in ("gain_vs_a", "gain_vs_b", "gain_vs_better")},
+           "n_dev": r["n_dev"], "n_test": r["n_test"],
+           "precomputed": r.get("precomputed", False)}
+    if tagging:
+        out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
+    return out
+
+
+def cmd_mlm(stack, args) -> dict:
+    """``mlm --json``: the masked-LM loss over λ, on --text or the bundle's held-out text."""
+    from . import results, tasks
+    from .model import InputError
+
+    grid = _grid(args.points)
+    a, b = tasks.merge_pair(stack, args.target, args.source)
+    if args.text is None and not args.recompute:
+        pre = results.mlm_summary(stack, args.target, b)
+        if pre and [p["lam"] for p in pre["points"]] == list(tasks.check_grid(grid)):
+            return {"target": args.target, "a": a, "b": b, "points": pre["points"],
+                    "best_lam": pre["best_lam"], "halves": pre["halves"], "n_tokens": pre["n_tokens"],
+                    "text": "held-out", "precomputed": True}
+    if args.text is not None:
+        texts, notice = tasks.mlm_text(args.text)
+        if notice:
+            print(notice, file=sys.stderr)
+    else:
+        texts = results.heldout_texts(stack, args.target)
+        if not texts:
+            raise InputError(f"this bundle has no held-out {args.target} text: pass --text")
+    c = tasks.mlm_curve(stack, texts, a, b, grid,
+                        progress=lambda i, n, m: print(f"  {i}/{n} {m}", file=sys.stderr))
+    return {"target": args.target, "a": a, "b": b, "points": c["points"], "best_lam": c["best_lam"],
+            "n_tokens": c["n_tokens"], "text": "held-out" if args.text is None else "given",
+            "precomputed": False}
+
+
+def cmd_beyond(stack, args) -> dict:
+    """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
+    from . import beyond
+    from .share import parse_anchors
+
+    from .model import InputError
+
+    if args.mlm_only:
+        if not args.out or not Path(args.out).is_file():
+            raise InputError("--mlm-only refreshes an existing --out file of this command")
+        return beyond.refresh_mlm(stack, Path(args.out))
+    values = parse_anchors(args.values) or list(beyond.GRADIENT_VALUES)
+    targets = args.targets.split(",") if args.targets else None
+    out = beyond.compare_all(stack, args.task, targets, beyond.gradient_grid(values),
+                             progress=lambda i, n, m: print(f"  {m}", file=sys.stderr),
+                             checkpoint=Path(args.out) if args.out else None)
+    return out
+
+
+def cmd_similarity(stack, args) -> dict:
+    from . import analysis
+
+    sim = analysis.similarity(stack)
+    out = {"languages": sim["languages"], "overall": sim["overall"],
+           "relative_to_init": sim["relative_to_init"]}
+    if args.target:
+        out["ranking"] = analysis.rank_sources(stack, args.target, sim)
+        out["suggested"] = out["ranking"][0]["language"]
+    out["typology"] = _typology_json(stack, args.target, out.get("ranking"))
+    return out
+
+
+def cmd_reproduce(args, rest: list[str]) -> int:
+    from . import reproduce
+
+    return reproduce.main(args)
+
+
+def cmd_serve(args, rest: list[str]) -> int:
+    """The page; options this parser does not know (--host, --port) go on to ``launch_app``."""
+    launch_app((["--bundle", args.bundle] if args.bundle else [])
+               + (["--profile", args.profile] if args.profile else []) + rest)
+    return 0
+
+
+# --- the parser: one block per command, its handler beside its options ------------------------
+
+
+def _command(sub, name: str, run, help: str, parents=(), *, stack: bool = True,
+             raw: bool = False, takes_rest: bool = False) -> argparse.ArgumentParser:
+    """A subcommand whose ``run`` gets (stack, args) (``stack=False``: args only) and returns
+    the JSON to print. ``raw``: ``run(args, rest)`` prints what it prints and returns the exit
+    code; ``takes_rest``: options this parser does not know go on to it in ``rest``."""
+    p = sub.add_parser(name, parents=list(parents), help=help)
+    p.set_defaults(run=run, needs_stack=stack, raw=raw, takes_rest=takes_rest)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m langarith", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bundle", help="bundle folder (default: $LANGARITH_BUNDLE or assets/bundle)")
     common.add_argument("--profile", help="embedded (default), mbert-ner, xlmr (or $LANGARITH_PROFILE)")
-    sub.add_parser("languages", parents=[common], help="list the bundle's languages")
     merge_args = argparse.ArgumentParser(add_help=False)
     merge_args.add_argument("--target", required=True)
     merge_args.add_argument("--source", help="adapter language B (default: the suggested one)")
@@ -267,15 +411,20 @@ def main(argv: list[str] | None = None) -> int:
                             "top, interpolated linearly (e.g. 0.2,0.5,0.8)")
     merge_args.add_argument("--lam-inv", type=float, help="λ of the invertible adapter with "
                             "--lam-layers (default: --lam)")
-    pr = sub.add_parser("predict", parents=[common, merge_args], help="merged vs unmerged predictions")
+
+    _command(sub, "languages", cmd_languages, "list the bundle's languages", [common], stack=False)
+
+    pr = _command(sub, "predict", cmd_predict, "merged vs unmerged predictions", [common, merge_args])
     pr.add_argument("--text", help="text to classify (default: the target's first example)")
     pr.add_argument("--task", help="task name (default: the bundle's first; see `languages`)")
     pr.add_argument("--mask-text", help="fill-mask probe (default: the text with its longest word masked)")
     pr.add_argument("--ensemble", action="store_true",
                     help="the output ensemble λ·p(A-stack) + (1−λ)·p(B-stack) instead of the merge")
-    mg = sub.add_parser("merge", parents=[common, merge_args], help="write the merged adapter folder")
+
+    mg = _command(sub, "merge", cmd_merge, "write the merged adapter folder", [common, merge_args])
     mg.add_argument("--out", required=True)
-    sw = sub.add_parser("sweep", parents=[common], help="evaluate the merge over a λ grid")
+
+    sw = _command(sub, "sweep", cmd_sweep, "evaluate the merge over a λ grid", [common])
     sw.add_argument("--target", required=True)
     sw.add_argument("--source")
     sw.add_argument("--points", type=int, default=11, help="λ grid size from 0 to 1")
@@ -283,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
     sw.add_argument("--recompute", action="store_true",
                     help="evaluate here even when the bundle has this sweep precomputed")
-    ml = sub.add_parser("mlm", parents=[common],
-                        help="masked-LM loss of target-language text over λ (label-free)")
+
+    ml = _command(sub, "mlm", cmd_mlm, "masked-LM loss of target-language text over λ (label-free)",
+                  [common])
     ml.add_argument("--target", required=True)
     ml.add_argument("--source")
     ml.add_argument("--text", help="score this text (default: the bundle's held-out text)")
@@ -292,11 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     ml.add_argument("--recompute", action="store_true",
                     help="evaluate here even when the bundle has this curve precomputed")
     ml.add_argument("--json", action="store_true", help="JSON (the default output too)")
-    si = sub.add_parser("similarity", parents=[common], help="cosine between language vectors")
+
+    si = _command(sub, "similarity", cmd_similarity, "cosine between language vectors", [common])
     si.add_argument("--target", help="also rank source languages for this target")
     si.add_argument("--json", action="store_true", help="JSON (the default output too)")
-    ex = sub.add_parser("export", parents=[common, merge_args],
-                        help="write a merged adapter folder, its zip and a JSON recipe")
+
+    ex = _command(sub, "export", cmd_export, "write a merged adapter folder, its zip and a JSON recipe",
+                  [common, merge_args])
     ex.add_argument("--method", default="linear", help="linear, task_arithmetic, ties or dare")
     ex.add_argument("--density", type=float)
     ex.add_argument("--seed", type=int, default=0)
@@ -306,8 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--temperature", type=float, help="typology: wᵢ ∝ exp(simᵢ / T)")
     ex.add_argument("--typology", help="typology: URIEL feature set (family, syntax, phonology, "
                     "inventory, geography)")
-    be = sub.add_parser("beyond", parents=[common], help="per-layer gradients vs one λ and the "
-                        "output ensemble vs the merge, chosen on dev, on test with 95 %% intervals")
+
+    be = _command(sub, "beyond", cmd_beyond, "per-layer gradients vs one λ and the output ensemble "
+                  "vs the merge, chosen on dev, on test with 95 %% intervals", [common])
     be.add_argument("--targets", help="comma-separated codes (default: every target with an eval set)")
     be.add_argument("--task", help="classification task (default: the bundle's first)")
     be.add_argument("--values", default="0.2,0.5,0.8",
@@ -315,12 +468,18 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--out", help="also write the JSON here (resumable: finished targets are kept)")
     be.add_argument("--mlm-only", action="store_true",
                     help="recompute only the masked-LM view of the targets in --out")
-    sub.add_parser("serve", parents=[common], help="launch the web demo")
-    sub.add_parser("profiles", help="list the profiles (catalogue.json)")
-    fe = sub.add_parser("fetch", help="download a hub profile into the Hugging Face cache")
+
+    _command(sub, "serve", cmd_serve, "launch the web demo", [common], raw=True, takes_rest=True)
+
+    _command(sub, "profiles", cmd_profiles, "list the profiles (catalogue.json)", stack=False)
+
+    fe = _command(sub, "fetch", cmd_fetch, "download a hub profile into the Hugging Face cache",
+                  stack=False)
     fe.add_argument("--profile", required=True)
     fe.add_argument("--languages", help="comma-separated codes (default: all of the profile's)")
-    rp = sub.add_parser("reproduce", help="the paper's λ sweep on WikiANN (mbert-ner) or XQuAD (xlmr)")
+
+    rp = _command(sub, "reproduce", cmd_reproduce,
+                  "the paper's λ sweep on WikiANN (mbert-ner) or XQuAD (xlmr)", raw=True)
     rp.add_argument("--profile", required=True, help="mbert-ner or xlmr")
     rp.add_argument("--targets", help="comma-separated codes (default: the catalogue's targets)")
     rp.add_argument("--source-map", help='JSON {"target": "related language"} or a JSON file')
@@ -328,125 +487,32 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--limit", type=int, help="at most N items per split (a quick check)")
     rp.add_argument("--setting", default="zero_shot", help="zero_shot (A = en) or enhancement (A = target)")
     rp.add_argument("--out", help="results folder (default: $LANGARITH_CACHE/reproduce/<profile>)")
+    return p
+
+
+def _where(args) -> tuple[Path, str | None]:
+    """(bundle folder, hub profile or None) of --bundle / --profile and their environment."""
+    bundle = getattr(args, "bundle", None)
+    return bundle_path(bundle), _profile_name(bundle, getattr(args, "profile", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    log_to_stderr()
+    p = build_parser()
     args, rest = p.parse_known_args(argv)
-    if args.cmd == "reproduce":
-        if rest:
-            p.error(f"unrecognized arguments: {' '.join(rest)}")
-        from . import reproduce
-
-        return reproduce.main(args)
-
-    if args.cmd == "serve":
-        launch_app((["--bundle", args.bundle] if args.bundle else [])
-                   + (["--profile", args.profile] if args.profile else []) + rest)
-        return 0
-    if rest:
+    if rest and not args.takes_rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.raw:
+        return args.run(args, rest)
 
     from .arithmetic import MergeError
-    from .model import Bundle, BundleError, InputError
+    from .model import BundleError, InputError
 
-    path = bundle_path(getattr(args, "bundle", None))
-    profile = _profile_name(getattr(args, "bundle", None), getattr(args, "profile", None))
     try:
-        if args.cmd == "profiles":
-            from .profiles import list_profiles
-
-            out = list_profiles()
-        elif args.cmd == "fetch":
-            from .profiles import fetch_profile
-
-            langs = args.languages.split(",") if args.languages else None
-            out = fetch_profile(args.profile, langs)
-        elif args.cmd == "languages":
-            if profile:
-                from .profiles import load_profile
-
-                b = load_profile(profile, check=False)
-            elif not (path / "manifest.json").is_file():
-                raise SystemExit(_missing_bundle(path))
-            else:
-                b = Bundle.load(path)
-            out = [{"code": c, "name": lang.name, "family": lang.family,
-                    "has_adapter": lang.has_adapter, "source": lang.source}
-                   for c, lang in b.languages.items()]
+        if args.needs_stack:
+            out = args.run(load_stack(*_where(args)), args)
         else:
-            from . import tasks
-
-            stack = load_stack(path, profile)
-            if args.cmd in ("predict", "merge", "export"):
-                a = tasks.baseline_language(stack, args.target)
-                b_ = args.source or tasks.suggested_source(stack, args.target)
-                layer_merge = _layer_merge(stack, args, b_)
-            hub_out = None
-            if args.cmd == "predict":
-                text = args.text or (stack.bundle.language(args.target).examples or ("",))[0]
-                tagging = _tagging_task(stack, args.task)
-                hub_out = (_tagging_predict(stack, args, b_, text, tagging.name) if tagging
-                           else _hub_predict(stack, args, a, b_, text))
-            if hub_out is not None:
-                out = hub_out
-            elif args.cmd == "predict" and args.ensemble:
-                out = tasks.compare_ensemble(stack, text, args.target, b_, args.lam, task=args.task,
-                                             mask_text=args.mask_text or tasks.mask_a_word(
-                                                 text, stack.tokenizer.mask_token)).to_json()
-                out.pop("hidden_shift")
-            elif args.cmd == "predict":
-                cmp = tasks.compare(stack, text, args.target, b_, args.lam, task=args.task,
-                                    mask_text=args.mask_text
-                                    or tasks.mask_a_word(text, stack.tokenizer.mask_token),
-                                    merge=layer_merge)
-                out = cmp.to_json()
-                out.pop("hidden_shift")
-            elif args.cmd == "sweep":
-                grid = _grid(args.points)
-                tagging = _tagging_task(stack, args.task)
-                if tagging:
-                    from . import ner
-
-                    r = ner.tagging_sweep(stack, args.target, args.source, grid, tagging.name)
-                else:
-                    r = _classification_sweep(stack, args, grid)
-                out = {"target": r["target"], "source": r["source"], "a": r["a"],
-                       "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"],
-                       **{g: r[g] for g in ("gain_vs_a", "gain_vs_b", "gain_vs_better")},
-                       "n_dev": r["n_dev"], "n_test": r["n_test"],
-                       "precomputed": r.get("precomputed", False)}
-                if tagging:
-                    out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
-            elif args.cmd == "mlm":
-                out = _mlm(stack, args)
-            elif args.cmd == "beyond":
-                out = _beyond(stack, args)
-            elif args.cmd == "similarity":
-                from . import analysis
-
-                sim = analysis.similarity(stack)
-                out = {"languages": sim["languages"], "overall": sim["overall"],
-                       "relative_to_init": sim["relative_to_init"]}
-                if args.target:
-                    out["ranking"] = analysis.rank_sources(stack, args.target, sim)
-                    out["suggested"] = out["ranking"][0]["language"]
-                out["typology"] = _typology_json(stack, args.target, out.get("ranking"))
-            elif args.cmd == "export":
-                from . import share
-
-                fields = {"method": args.method, **_layer_fields(args)}  # --lam-layers: per layer
-                if args.method == "typology":
-                    fields.update(k=args.k, temperature=args.temperature, typology=args.typology)
-                recipe = share.Recipe(target=args.target, source=b_, lam=args.lam,
-                                      density=args.density, seed=args.seed, **fields)
-                out = share.export(stack, recipe, args.out)
-                if args.task:
-                    out.update(share.export_task(stack, args.task, args.out))
-            else:
-                from .arithmetic import check_lambda
-
-                lam = check_lambda(args.lam)
-                weights = layer_merge or {a: lam, b_: 1.0 - lam}
-                folder = stack.save_merged(weights, args.out)
-                out = {"out": str(folder), "formula": tasks.formula(weights),
-                       "weights": dict(weights.weights) if layer_merge else weights}
+            out = args.run(args)
     except (InputError, MergeError, BundleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -384,7 +384,7 @@ def markdown(res: dict) -> str:
             own = res["full"]["own_adapter"].get(t) or {}
             lines.append(f"| {t} | {e['a']} | {e['b']} | {100 * e['a_alone'][m]:.1f} | "
                          f"{100 * e['b_alone'][m]:.1f} | {e['best_lam']:g} | {100 * e['test_at_best'][m]:.1f} | "
-                         f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}] | "
+                         f"{stats.format_gain(g)} | "
                          f"{f'{100 * own[m]:.1f}' if m in own else '—'} |")
     for t, msg in res.get("failed", {}).items():
         lines.append(f"\n- **{t}** not run: {' '.join(msg.split())}")

@@ -85,6 +85,14 @@ def _gain(points: float, resampled: np.ndarray) -> dict:
             "p_positive": float(np.mean(resampled > 0))}
 
 
+def format_gain(g: dict, unit: str = "", digits: int = 1) -> str:
+    """A gain with its 95 % interval, as every table and log writes it: ``+0.4 [-1.1, +1.9]``
+    (``unit="points"``: ``+0.4 points [-1.1, +1.9]``). ``g`` holds ``points`` and ``ci95``."""
+    lo, hi = g["ci95"]
+    unit = f" {unit}" if unit else ""
+    return f"{g['points']:+.{digits}f}{unit} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
 def bootstrap_sweep(lambdas, dev_counts, test_counts, *, n_resamples: int = N_RESAMPLES,
                     seed: int = SEED, scale: float = 100.0) -> dict:
     """Paired bootstrap of the whole procedure "choose λ on dev, report on test".

@@ -7,13 +7,46 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 
 from .arithmetic import check_lambda
+from .cache import Memo
 from .model import InputError, LanguageStack
+
+# --- the stack's memo: one bounded cache per stack, keyed by value -------------------------------
+
+# Entries per kind of result (a kind's entries are of similar size: a sweep holds every item's
+# prediction at every λ, a single prediction one text's hidden states).
+CACHE_LIMITS = {"single": 256, "fill_mask": 512, "sweep": 64, "ensemble_sweep": 64,
+                "mlm_loss": 2048, "pair_statistics": 64}
+_ATTACH = threading.Lock()
+
+
+def memo(stack: LanguageStack) -> Memo:
+    """The stack's own memo of computed results, made on first use. A stack's weights never
+    change, so its results stay valid as long as it lives, and they go with it."""
+    m = getattr(stack, "_memo", None)
+    if m is None:
+        with _ATTACH:
+            m = getattr(stack, "_memo", None)
+            if m is None:
+                m = stack._memo = Memo(CACHE_LIMITS)
+    return m
+
+
+def clear_cache(stack: LanguageStack, kind: str | None = None) -> None:
+    """Forget the stack's computed results (one kind, or all): a benchmark measures the
+    computation, not the cache."""
+    memo(stack).clear(kind)
+
+
+def _adapter_key(adapter) -> object:
+    """A hashable key of an adapter argument by its value: a name, or the merge's repr."""
+    return adapter if isinstance(adapter, str) else repr(adapter)
+
 
 MAX_CHARS = 2000  # longer text is cut (with a notice): the encoder reads at most max_length tokens
 MAX_TOKENS = 128
@@ -126,13 +159,9 @@ def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tupl
     alone (this runs the invertible adapter forward at the input and in reverse before the head).
     A single language's answer does not depend on λ and is cached."""
     if isinstance(adapter, str):
-        return list(_fill_mask_cached(stack, text, adapter, k))
+        return list(memo(stack).get("fill_mask", (text, adapter, k),
+                                    lambda: tuple(_fill_mask(stack, text, adapter, k))))
     return _fill_mask(stack, text, adapter, k)
-
-
-@lru_cache(maxsize=512)
-def _fill_mask_cached(stack, text, adapter, k):
-    return tuple(_fill_mask(stack, text, adapter, k))
 
 
 def _fill_mask(stack: LanguageStack, text: str, adapter, k: int) -> list[tuple[str, float]]:
@@ -203,11 +232,17 @@ def _hidden_shift(h_merged, h_base, mask) -> list[float]:
     return out
 
 
-@lru_cache(maxsize=256)
-def _single(stack: LanguageStack, text: str, adapter: str, task: str):
-    """Predictions of one unmerged adapter: they do not depend on λ, so cache them."""
-    probs, hidden, mask = classify(stack, [text], adapter, task, hidden_states=True)
-    return probs[0].tolist(), hidden, mask
+def single_prediction(stack: LanguageStack, text: str, adapter: str, task: str):
+    """(label probabilities, per-layer hidden states, attention mask) of one unmerged adapter
+    for one text: they do not depend on λ, so the stack's memo keeps them."""
+    def compute():
+        probs, hidden, mask = classify(stack, [text], adapter, task, hidden_states=True)
+        return probs[0].tolist(), hidden, mask
+
+    return memo(stack).get("single", (text, adapter, task), compute)
+
+
+_single = single_prediction  # the older private name
 
 
 def compare(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
@@ -226,8 +261,8 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
     else:
         weights = merge
         lam = dict(merge.weights).get(a, float("nan"))
-    pa, ha, mask = _single(stack, text, a, task_.name)
-    pb, _, _ = _single(stack, text, b, task_.name)
+    pa, ha, mask = single_prediction(stack, text, a, task_.name)
+    pb, _, _ = single_prediction(stack, text, b, task_.name)
     pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
     cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
                      labels=list(task_.labels), probs={"merged": pm[0].tolist(), "A": pa, "B": pb},
@@ -349,13 +384,12 @@ def check_grid(lambdas) -> tuple[float, ...]:
     return grid
 
 
-_SWEEPS: dict = {}
-
-
 def _sweep_cached(stack, target, a, b, lambdas, task, progress, batch_size=32) -> dict:
-    key = (id(stack), target, a, b, lambdas, task)
-    if key in _SWEEPS:
-        return _SWEEPS[key]
+    return memo(stack).get("sweep", (target, a, b, lambdas, task),
+                           lambda: _sweep(stack, target, a, b, lambdas, task, progress, batch_size))
+
+
+def _sweep(stack, target, a, b, lambdas, task, progress, batch_size) -> dict:
     data = {s: load_eval(stack, target, task, s) for s in ("dev", "test")}
     if not data["dev"] or not data["test"]:
         raise InputError(f"the {target} eval set needs dev and test items")
@@ -366,9 +400,7 @@ def _sweep_cached(stack, target, a, b, lambdas, task, progress, batch_size=32) -
             preds[s].append(predict_labels(stack, rows, w, task, batch_size))
         if progress:
             progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
-    out = sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds)
-    _SWEEPS[key] = out
-    return out
+    return sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds)
 
 
 def encode_predictions(pred: list[int]) -> str:
@@ -453,15 +485,17 @@ def _mlm_batches(stack: LanguageStack, texts: list[str]):
         raise InputError("the text has no word tokens to mask (only special tokens or spaces)")
 
 
-@torch.inference_mode()
 def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
     """Per text: (summed masked-token cross-entropy, number of masked tokens) under a language
     adapter or merge, with the masking of ``_mlm_batches``; logits only at masked positions."""
+    return memo(stack).get("mlm_loss", (tuple(texts), _adapter_key(adapter)),
+                           lambda: _mlm_token_losses(stack, texts, adapter))
+
+
+@torch.inference_mode()
+def _mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
     import numpy as np
 
-    key = (id(stack), tuple(texts), adapter if isinstance(adapter, str) else repr(adapter))
-    if key in _MLM_LOSS:
-        return _MLM_LOSS[key]
     sums, counts = np.zeros(len(texts)), np.zeros(len(texts))
     with stack.use(adapter, None) as model:
         for inputs, att, where, true, text_idx in _mlm_batches(stack, texts):
@@ -469,9 +503,6 @@ def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
             loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
             np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
             np.add.at(counts, text_idx.cpu().numpy(), 1)
-    if len(_MLM_LOSS) > 2048:
-        _MLM_LOSS.clear()
-    _MLM_LOSS[key] = (sums, counts)
     return sums, counts
 
 
@@ -481,8 +512,6 @@ def mlm_loss(stack: LanguageStack, texts: list[str], adapter) -> float:
     sums, counts = mlm_token_losses(stack, texts, adapter)
     return float(sums.sum() / max(counts.sum(), 1))
 
-
-_MLM_LOSS: dict = {}
 
 MLM_LIVE_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -619,8 +648,8 @@ def compare_ensemble(stack: LanguageStack, text: str, target: str, source: str |
     task_ = stack.bundle.task(task)
     lam = check_lambda(lam)
     a, b = merge_pair(stack, target, source)
-    pa, _, _ = _single(stack, text, a, task_.name)
-    pb, _, _ = _single(stack, text, b, task_.name)
+    pa, _, _ = single_prediction(stack, text, a, task_.name)
+    pb, _, _ = single_prediction(stack, text, b, task_.name)
     pe = mix_probs(torch.tensor(pa), torch.tensor(pb), lam)
     pm = classify(stack, [text], {a: lam, b: 1.0 - lam}, task_.name)[0]
     cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=ensemble_formula(a, b, lam),
@@ -646,9 +675,6 @@ def predict_probs(stack: LanguageStack, rows: list[dict], adapter, task: str | N
     return out
 
 
-_ENSEMBLE_SWEEPS: dict = {}
-
-
 def ensemble_sweep(stack: LanguageStack, target: str, source: str | None = None,
                    lambdas=DEFAULT_LAMBDAS, task: str | None = None, progress=None,
                    batch_size: int = 32) -> dict:
@@ -658,9 +684,12 @@ def ensemble_sweep(stack: LanguageStack, target: str, source: str | None = None,
     lambdas = check_grid(lambdas)
     a, b = merge_pair(stack, target, source)
     task = stack.bundle.task(task).name
-    key = (id(stack), target, a, b, lambdas, task)
-    if key in _ENSEMBLE_SWEEPS:
-        return _ENSEMBLE_SWEEPS[key]
+    return memo(stack).get("ensemble_sweep", (target, a, b, lambdas, task),
+                           lambda: _ensemble_sweep(stack, target, a, b, lambdas, task, progress,
+                                                   batch_size))
+
+
+def _ensemble_sweep(stack, target, a, b, lambdas, task, progress, batch_size) -> dict:
     data = {s: load_eval(stack, target, task, s) for s in ("dev", "test")}
     if not data["dev"] or not data["test"]:
         raise InputError(f"the {target} eval set needs dev and test items")
@@ -671,10 +700,8 @@ def ensemble_sweep(stack: LanguageStack, target: str, source: str | None = None,
         preds[s] = [mix_probs(pa, pb, lam).argmax(-1).tolist() for lam in lambdas]
         if progress:
             progress(i + 1, len(data), f"{s}: A and B stacks")
-    out = {**sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds),
-           "method": ENSEMBLE}
-    _ENSEMBLE_SWEEPS[key] = out
-    return out
+    return {**sweep_from_predictions(stack, target, a, b, lambdas, task, data, preds),
+            "method": ENSEMBLE}
 
 
 @torch.inference_mode()

@@ -49,18 +49,74 @@ NOTES = {"pt-br": "URIEL has one Portuguese (por) for pt and pt-br",
 
 @functools.lru_cache(maxsize=1)
 def _lang2vec():
-    """lang2vec imports ``pkg_resources`` (setuptools < 82), which warns on import; ~3 s."""
+    """lang2vec itself (the tests' independent reference): importing it takes seconds (it
+    imports ``pkg_resources``, which warns, and reads its family file feature by feature)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import lang2vec.lang2vec as l2v
     return l2v
 
 
+# lang2vec's files and sources of our feature sets (its FEATURE_SETS_DICT entries).
+URIEL_FILES = {"syntax_knn": ("feature_predictions.npz", "predicted", "S_"),
+               "phonology_knn": ("feature_predictions.npz", "predicted", "P_"),
+               "inventory_knn": ("feature_predictions.npz", "predicted", "INV_"),
+               "fam": ("family_features.npz", "FAM", ""),
+               "geo": ("geocoord_features.npz", "GEOCOORDS", "")}
+
+
+def _uriel_data_dir():
+    """lang2vec's data folder, found without importing lang2vec."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("lang2vec")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("lang2vec is not installed: the typology view needs lang2vec==1.1.2")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+@functools.lru_cache(maxsize=None)
+def _uriel_index(filename: str) -> dict:
+    """One of lang2vec's URIEL files' row and column indexes, read once. (lang2vec's
+    ``get_features`` re-reads the file's feature names for every feature it picks: ~5 s for
+    ``fam``; this lookup takes milliseconds.) The values (``fam``: 118 MB) are not kept."""
+    with np.load(_uriel_data_dir() / filename) as db:
+        langs, feats, sources = db["langs"], db["feats"], db["sources"]
+    first: dict[str, int] = {}
+    for i, f in enumerate(feats):
+        first.setdefault(str(f), i)
+    return {"langs": langs, "feats": feats, "sources": sources,
+            "lang_index": {str(code): i for i, code in enumerate(langs)}, "feat_index": first}
+
+
+def _uriel_data(filename: str) -> np.ndarray:
+    with np.load(_uriel_data_dir() / filename) as db:
+        return db["data"]
+
+
+@functools.lru_cache(maxsize=1)
+def letter_codes() -> dict[str, str]:
+    """lang2vec's two-letter -> ISO 639-3 table (its ``LETTER_CODES``)."""
+    import json
+
+    return json.loads((_uriel_data_dir() / "letter_codes.json").read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
+def uriel_languages() -> frozenset[str]:
+    """The codes lang2vec calls ``URIEL_LANGUAGES``, by its own rule, vectorised: for each
+    column ``i`` of the family file where some source has a value for every language, the
+    ``i``-th language (tests/test_typology.py checks the set against lang2vec's)."""
+    langs = _uriel_index("family_features.npz")["langs"]
+    mask = np.all(_uriel_data("family_features.npz") != -1.0, axis=0)
+    return frozenset(str(langs[i]) for i in np.flatnonzero(mask.sum(axis=1) > 0))
+
+
 def uriel_code(code: str) -> str:
     """URIEL's ISO 639-3 code for one of ours, or InputError saying that URIEL lacks it."""
-    l2v = _lang2vec()
-    iso = ISO3.get(code) or l2v.LETTER_CODES.get(code) or code
-    if iso not in l2v.URIEL_LANGUAGES:
+    iso = ISO3.get(code) or letter_codes().get(code) or code
+    if iso not in uriel_languages():
         raise InputError(f"URIEL (lang2vec 1.1.2) has no entry for {code!r} (ISO 639-3 {iso!r}): "
                          "its typology cannot be compared")
     return iso
@@ -74,10 +130,22 @@ def check_feature_set(name: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def uriel_vectors(isos: tuple[str, ...], feature_set: str) -> np.ndarray:
-    """``[n, d]`` URIEL vectors of distinct ISO 639-3 codes (``fam`` alone takes ~5 s: cached)."""
+    """``[n, d]`` URIEL vectors of distinct ISO 639-3 codes; a value URIEL lacks is NaN. The
+    same rows, columns and source as ``lang2vec.get_features`` (tests/test_typology.py checks)."""
     name = FEATURE_SETS[check_feature_set(feature_set)][0]
-    feats = _lang2vec().get_features(list(isos), name)
-    return np.array([[np.nan if x == "--" else float(x) for x in feats[c]] for c in isos])
+    filename, source, prefix = URIEL_FILES[name]
+    t = _uriel_index(filename)
+    rows = []
+    for c in isos:
+        iso = letter_codes().get(c, c)
+        if iso not in t["lang_index"]:
+            raise InputError(f"URIEL (lang2vec 1.1.2) has no {name} vector for {c!r}")
+        rows.append(t["lang_index"][iso])
+    cols = [t["feat_index"][str(f)] for f in t["feats"] if str(f).startswith(prefix)]
+    src = np.where(t["sources"] == source)[0]
+    values = _uriel_data(filename)[rows][:, cols][:, :, src].squeeze(axis=2).astype(np.float64)
+    values[values == -1] = np.nan  # lang2vec's "--": no value
+    return values
 
 
 def _measure(vectors: np.ndarray, feature_set: str) -> np.ndarray:

@@ -28,6 +28,86 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
+class QuickBuild:
+    """The real bundle build in --quick mode (minutes), run once per test session in a child
+    process. It starts as soon as the tests are collected, when any collected test reads it, and
+    runs beside the rest of the suite (on 2 cores the suite then takes about the longer of the
+    two, not their sum); the tests that read it run last and wait for it."""
+
+    def __init__(self, tmp: Path):
+        import subprocess
+        import sys
+
+        self.root = Path(__file__).resolve().parent.parent
+        self.work, self.out = tmp / "work", tmp / "bundle"
+        self.env = dict(os.environ, PYTHONPATH=str(self.root))
+        self.env.pop("HF_HUB_OFFLINE", None)  # the build talks to apt and pip only, never to a hub
+        # One intra-op thread: the build shares the cores with the tests running meanwhile.
+        child_env = dict(self.env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self._logs = [open(tmp / name, "w+", encoding="utf-8") for name in ("stdout", "stderr")]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "langarith.bundle", "build", "--quick",
+             "--work", str(self.work), "--out", str(self.out)],
+            stdout=self._logs[0], stderr=self._logs[1], env=child_env, cwd=self.root, text=True)
+        self._run = None
+
+    def wait(self, timeout: float = 1500):
+        """The finished build as a ``subprocess.CompletedProcess`` (killed after ``timeout`` s)."""
+        import subprocess
+
+        if self._run is None:
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            out, err = (f.seek(0) or f.read() for f in self._logs)
+            self._run = subprocess.CompletedProcess(self._proc.args, self._proc.returncode, out, err)
+        return self._run
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for f in self._logs:
+            f.close()
+
+
+_QUICK_BUILD: list[QuickBuild] = []
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests reading the quick build go last; the build starts now, beside the others."""
+    readers = [it for it in items if "quick_build" in getattr(it, "fixturenames", ())]
+    if not readers or config.option.collectonly:
+        return
+    items[:] = [it for it in items if it not in readers] + readers
+    factory = getattr(config, "_tmp_path_factory", None)  # pytest's session temp folders
+    if factory is not None:
+        tmp = factory.mktemp("quick_build")
+    else:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="quick_build"))
+    _QUICK_BUILD.append(QuickBuild(tmp))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    while _QUICK_BUILD:
+        _QUICK_BUILD.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory):
+    """The quick build's folders and finished process (``.work``, ``.out``, ``.run``, ``.env``)."""
+    from types import SimpleNamespace
+
+    if not _QUICK_BUILD:  # e.g. a test asked for it in a way collection could not see
+        _QUICK_BUILD.append(QuickBuild(tmp_path_factory.mktemp("quick_build")))
+    qb = _QUICK_BUILD[0]
+    return SimpleNamespace(work=qb.work, out=qb.out, run=qb.wait(), env=qb.env, root=qb.root)
+
+
 @pytest.fixture(scope="session")
 def stack(tiny_bundle):
     from langarith.model import LanguageStack

