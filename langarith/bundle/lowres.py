@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..stats import format_gain
 from . import train
 from .constants import LAMBDAS, LANG_INFO, TASK
 
@@ -384,8 +385,7 @@ def stage_eval(build: Build, dest: Path) -> dict:
 
         r = train.checkpointed(ckpt, name, compute)
         g = r["sweep"]["gain_vs_better"]
-        _log(f"{name}: merge − better {g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}] "
-             f"at λ = {r['sweep']['best_lam']}")
+        _log(f"{name}: merge − better {format_gain(g)} at λ = {r['sweep']['best_lam']}")
         return r
 
     def measured_here(v: str) -> bool:
