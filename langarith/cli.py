@@ -270,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
     sw.add_argument("--recompute", action="store_true",
                     help="evaluate here even when the bundle has this sweep precomputed")
+    sw.add_argument("--rule", choices=("dev", "mlm", "fixed"),
+                    help="also report the λ this rule picks (dev labels, the masked-LM minimum on "
+                    "unlabelled text, or --fixed-lam) and the three rules with 95 %% intervals")
+    sw.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
     ml = sub.add_parser("mlm", parents=[common],
                         help="masked-LM loss of target-language text over λ (label-free)")
     ml.add_argument("--target", required=True)
@@ -401,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
                        "precomputed": r.get("precomputed", False)}
                 if tagging:
                     out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
+                if args.rule:
+                    from . import lambda_rules
+
+                    out.update(lambda_rules.sweep_rule(stack, args.target, r["b"], args.task,
+                                                       args.rule, args.fixed_lam))
             elif args.cmd == "mlm":
                 out = _mlm(stack, args)
             elif args.cmd == "beyond":

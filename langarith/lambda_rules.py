@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import results, stats
-from .model import InputError, LanguageStack
+from .arithmetic import MergeError, check_lambda
+from .model import Bundle, InputError, LanguageStack
 
 RULES = ("dev", "mlm", "fixed")
 FIXED_LAM = 0.5
@@ -135,6 +136,15 @@ def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=Non
 
 
 # --- the bundle's inputs for one target and task -------------------------------------------------
+
+
+@dataclass
+class Shipped:
+    """The bundle's files without a model: what these functions read of a ``LanguageStack`` is
+    only its ``bundle``, so the report runs in seconds without building the encoder."""
+
+    bundle: Bundle
+
 
 
 @dataclass
@@ -251,6 +261,7 @@ def choose(rule: str, d: RuleData, fixed_lam: float = FIXED_LAM) -> int:
 def compare(d: RuleData, fixed_lam: float = FIXED_LAM, **kw) -> dict:
     """The three rules on one target and task: ``bootstrap_rules`` where the bundle ships per-item
     counts, else the point scores at each rule's λ with ``ci95`` None and a ``note``."""
+    fixed_lam = check_lambda(fixed_lam)
     if d.dev_counts is not None and d.test_counts is not None:
         out = bootstrap_rules(d.grid, d.dev_counts, d.test_counts, d.mlm_grid, d.mlm_counts,
                               mlm_lam=d.mlm_lam_first, fixed_lam=fixed_lam, **kw)
@@ -296,7 +307,7 @@ def label_free_lambda(stack: LanguageStack, target: str, source: str | None = No
     ``n_test``, ``n_texts``, ``texts_redrawn``, ``note``."""
     try:
         c = compare(rule_data(stack, target, source, task_name), fixed_lam)
-    except InputError as e:
+    except (InputError, MergeError) as e:
         return {"ok": False, "message": f"no label-free λ for {target}: {e}", "target": target,
                 "lam": None}
     r = c["rules"]
@@ -316,11 +327,12 @@ def label_free_lambda(stack: LanguageStack, target: str, source: str | None = No
 
 def sweep_rule(stack: LanguageStack, target: str, source: str | None, task_name: str | None,
                rule: str, fixed_lam: float = FIXED_LAM) -> dict:
-    """``sweep --rule``: the λ the rule picks on the shipped sweep's grid and its test score, and
-    the three rules side by side (``compare``); ``{"rule": ..., "error": ...}`` when the bundle
-    lacks the data (the sweep itself is still printed)."""
+    """``sweep --rule``: the λ the rule picks on the bundle's precomputed sweep (its grid) and its
+    test score, and the three rules side by side (``compare``); ``{"rule": {..., "error"}}`` when
+    the bundle lacks the data (the sweep itself is still printed)."""
     if rule not in RULES:
         raise InputError(f"unknown λ rule {rule!r}: choose one of {', '.join(RULES)}")
+    fixed_lam = check_lambda(fixed_lam)
     try:
         d = rule_data(stack, target, source, task_name)
     except InputError as e:
