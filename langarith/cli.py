@@ -319,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--limit", type=int, help="at most N items per split (a quick check)")
     rp.add_argument("--setting", default="zero_shot", help="zero_shot (A = en) or enhancement (A = target)")
     rp.add_argument("--out", help="results folder (default: $LANGARITH_CACHE/reproduce/<profile>)")
+    rp.add_argument("--rule", choices=("dev", "mlm", "fixed"), default="dev",
+                    help="mlm or fixed: also the three λ rules side by side (mlm: the masked-LM "
+                    "minimum on the dev split's inputs, never its labels)")
+    rp.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
     args, rest = p.parse_known_args(argv)
     if args.cmd == "reproduce":
         if rest:
