@@ -366,19 +366,20 @@ def rule_cache(hub_cache):
     return hub_cache
 
 
-def _reproduce(monkeypatch, cache, *args) -> int:
-    from langarith import cli
+def _profile_stack(name, cache):
+    from langarith import profiles
+    from langarith.model import LanguageStack
 
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cli.main(["reproduce", *args])
+    return LanguageStack(profiles.load_profile(name, cache_dir=cache), device="cpu")
 
 
 def test_reproduce_rule_mlm_reports_three_rules(rule_cache, tmp_path, monkeypatch):
     from langarith import reproduce
 
-    args = ["--profile", "mbert-ner", "--targets", "de", "--lambdas", "0,0.5,1", "--rule", "mlm"]
-    assert _reproduce(monkeypatch, rule_cache, *args, "--out", str(tmp_path / "a")) == 0
-    e = json.loads((tmp_path / "a" / "results.json").read_text())["full"]["zero_shot"]["de"]
+    stack = _profile_stack("mbert-ner", rule_cache)
+    kw = dict(lambdas=[0.0, 0.5, 1.0], cache_dir=rule_cache, stack=stack, rule="mlm", log=lambda m: None)
+    res = reproduce.run("mbert-ner", ["de"], out=tmp_path / "a", **kw)
+    e = res["full"]["zero_shot"]["de"]
     rules = e["rules"]
     assert rules["rule"] == "mlm" and set(rules["rules"]) == {"dev", "mlm", "fixed"}
     assert rules["rules"]["dev"]["lam"] == e["best_lam"]  # the dev rule is the sweep's choice
@@ -388,6 +389,8 @@ def test_reproduce_rule_mlm_reports_three_rules(rule_cache, tmp_path, monkeypatc
     assert rules["rules"]["mlm"]["lam"] == _direct_best(losses, [0.0, 0.5, 1.0], lower=True)
     md = (tmp_path / "a" / "results.md").read_text()
     assert "## λ rules" in md and "| de |" in md.split("## λ rules")[1]
+    # a finished target without the rules is not taken for one with them (and the reverse)
+    assert json.loads((tmp_path / "a" / "targets" / "de.json").read_text())["key"]["rule"] == "mlm"
 
     # the same run with every label corrupted: the mlm rule picks exactly as before
     real = reproduce.ner_split
@@ -396,28 +399,33 @@ def test_reproduce_rule_mlm_reports_three_rules(rule_cache, tmp_path, monkeypatc
         return [{**r, "tags": [3] * len(r["tags"])} for r in real(*a, **k)]
 
     monkeypatch.setattr(reproduce, "ner_split", corrupted)
-    assert _reproduce(monkeypatch, rule_cache, *args, "--out", str(tmp_path / "b")) == 0
-    f = json.loads((tmp_path / "b" / "results.json").read_text())["full"]["zero_shot"]["de"]["rules"]
+    f = reproduce.run("mbert-ner", ["de"], out=tmp_path / "b", **kw)["full"]["zero_shot"]["de"]["rules"]
     assert f["rules"]["mlm"]["lam_chosen"] == rules["rules"]["mlm"]["lam_chosen"]
     assert f["mlm_curve"] == rules["mlm_curve"]
+    assert f["rules"]["dev"]["lam_chosen"] != rules["rules"]["dev"]["lam_chosen"] \
+        or f["rules"]["dev"]["test"] != rules["rules"]["dev"]["test"]  # the corruption bit
 
 
-def test_reproduce_rule_mlm_on_xquad_contexts(rule_cache, tmp_path, monkeypatch):
-    assert _reproduce(monkeypatch, rule_cache, "--profile", "xlmr", "--targets", "de", "--source-map",
-                      '{"de": "en"}', "--setting", "enhancement", "--lambdas", "0,0.5,1", "--rule",
-                      "mlm", "--out", str(tmp_path)) == 0
-    e = json.loads((tmp_path / "results.json").read_text())["full"]["enhancement"]["de"]
+def test_reproduce_rule_mlm_on_xquad_contexts(rule_cache, tmp_path):
     from langarith import reproduce
 
-    dev = reproduce.qa_splits(reproduce.spec_of("xlmr"), "de", rule_cache)["dev"]
-    assert e["rules"]["n_texts"] == len({r["context"] for r in dev})
-    assert e["rules"]["n_test"] == 10
+    stack = _profile_stack("xlmr", rule_cache)
+    res = reproduce.run("xlmr", ["de"], {"de": "en"}, [0.0, 1.0], limit=6, out=tmp_path,
+                        cache_dir=rule_cache, stack=stack, setting="enhancement", rule="mlm",
+                        log=lambda m: None)
+    e = res["full"]["enhancement"]["de"]
+    dev = reproduce.qa_splits(reproduce.spec_of("xlmr"), "de", rule_cache, limit=6)["dev"]
+    assert e["rules"]["n_texts"] == len({r["context"] for r in dev}) and e["rules"]["n_test"] == 6
 
 
-def test_reproduce_bad_rule_is_refused(rule_cache, tmp_path, monkeypatch):
-    from langarith import reproduce
+def test_reproduce_bad_rule_is_refused(tmp_path, monkeypatch):
+    from langarith import cli, reproduce
 
     with pytest.raises(reproduce.ReproduceError, match="--fixed-lam"):
         reproduce.run("mbert-ner", ["de"], lambdas=[0.0, 1.0], out=tmp_path, rule="fixed", fixed_lam=2.0)
     with pytest.raises(reproduce.ReproduceError, match="--rule"):
         reproduce.run("mbert-ner", ["de"], lambdas=[0.0, 1.0], out=tmp_path, rule="best")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "--profile", "mbert-ner", "--rule", "best"])
+    assert e.value.code == 2
+    assert not list(tmp_path.iterdir())
