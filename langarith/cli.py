@@ -307,6 +307,11 @@ def cmd_sweep(stack, args) -> dict:
            "precomputed": r.get("precomputed", False)}
     if tagging:
         out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
+    if args.rule:
+        from . import lambda_rules
+
+        out.update(lambda_rules.sweep_rule(stack, args.target, r["b"], args.task, args.rule,
+                                           args.fixed_lam))
     return out
 
 
@@ -432,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
     sw.add_argument("--recompute", action="store_true",
                     help="evaluate here even when the bundle has this sweep precomputed")
+    sw.add_argument("--rule", choices=("dev", "mlm", "fixed"),
+                    help="also report the λ this rule picks (dev labels, the masked-LM minimum on "
+                    "unlabelled text, or --fixed-lam) and the three rules with 95 %% intervals")
+    sw.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
 
     ml = _command(sub, "mlm", cmd_mlm, "masked-LM loss of target-language text over λ (label-free)",
                   [common])
@@ -487,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--limit", type=int, help="at most N items per split (a quick check)")
     rp.add_argument("--setting", default="zero_shot", help="zero_shot (A = en) or enhancement (A = target)")
     rp.add_argument("--out", help="results folder (default: $LANGARITH_CACHE/reproduce/<profile>)")
+    rp.add_argument("--rule", choices=("dev", "mlm", "fixed"), default="dev",
+                    help="mlm or fixed: also the three λ rules side by side (mlm: the masked-LM "
+                    "minimum on the dev split's inputs, never its labels)")
+    rp.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
     return p
 
 

@@ -168,6 +168,15 @@ def qa_splits(spec: dict, lang: str, cache_dir=None, limit: int | None = None) -
     return {"dev": rows[:half][:limit], "test": rows[half:][:limit]}
 
 
+def unlabelled_texts(spec: dict, rows: list[dict]) -> list[str]:
+    """The data set's own inputs as unlabelled target text for the ``mlm`` λ rule, never its
+    labels: WikiANN sentences (their tokens joined by spaces), XQuAD contexts (each once, in
+    order; the questions are left out, they are not running text)."""
+    if spec["task"] == "qa":
+        return list(dict.fromkeys(r["context"] for r in rows))
+    return [" ".join(r["tokens"]) for r in rows]
+
+
 def load_data(spec: dict, lang: str, cache_dir=None, limit=None) -> dict[str, list[dict]]:
     if spec["task"] == "qa":
         return qa_splits(spec, lang, cache_dir, limit)
@@ -294,8 +303,10 @@ def pair_for(stack, spec: dict, target: str, source_map: dict, setting: str) -> 
 
 
 def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[float],
-               data: dict[str, list[dict]], progress=None) -> dict:
-    """The sweep, both single adapters, the dev-chosen λ and its bootstrap, for one target."""
+               data: dict[str, list[dict]], progress=None, rule: str = "dev",
+               fixed_lam: float = 0.5) -> dict:
+    """The sweep, both single adapters, the dev-chosen λ and its bootstrap, for one target; with
+    ``rule`` mlm or fixed also the three λ rules side by side (``rules``)."""
     task = spec["task"]
     labels = list(stack.bundle.task(task).labels)
     counts = {"dev": [], "test": []}
@@ -316,6 +327,8 @@ def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[flo
     best = stats.choose_lambda([m[metric] for m in metrics["dev"]], lambdas)
     ia, ib = lambdas.index(1.0), lambdas.index(0.0)
     boot = stats.bootstrap_sweep(lambdas, np.stack(counts["dev"]), np.stack(counts["test"]))
+    rules = (three_rules(stack, spec, a, b, lambdas, data["dev"], counts, fixed_lam)
+             if rule != "dev" else None)
     return {
         "target": target, "a": a, "b": b,
         "points": [{"lam": lam, "dev": metrics["dev"][i], "test": metrics["test"][i]}
@@ -324,7 +337,24 @@ def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[flo
         "a_alone": metrics["test"][ia], "b_alone": metrics["test"][ib],
         "n_dev": len(data["dev"]), "n_test": len(data["test"]), "bootstrap": boot,
         "cut_items": cut, "changed": changed_items(spec, data["test"], preds[ia], preds[best], preds[ib]),
+        **({"rules": {**rules, "rule": rule}} if rules else {}),
     }
+
+
+def three_rules(stack, spec: dict, a: str, b: str, lambdas: list[float], dev_rows: list[dict],
+                counts: dict, fixed_lam: float) -> dict:
+    """The dev, mlm and fixed λ rules with the paired bootstrap (``lambda_rules.bootstrap_rules``):
+    the mlm rule's masked-LM curve is scored on the dev split's inputs (``unlabelled_texts``; all
+    of them: the report is on the test split's labels), on the task's own λ grid."""
+    from . import lambda_rules, tasks
+
+    texts = unlabelled_texts(spec, dev_rows)
+    curve = tasks.mlm_curve(stack, texts, a, b, lambdas)
+    out = lambda_rules.bootstrap_rules(lambdas, np.stack(counts["dev"]), np.stack(counts["test"]),
+                                       lambdas, stats.loss_counts(curve["sums"], curve["counts"]),
+                                       fixed_lam=fixed_lam)
+    return {**out, "mlm_curve": {"points": curve["points"], "n_texts": len(texts),
+                                 "n_tokens": curve["n_tokens"]}}
 
 
 def changed_items(spec: dict, rows: list[dict], pa: list, pm: list, pb: list, keep: int = 200) -> list:
@@ -386,6 +416,19 @@ def markdown(res: dict) -> str:
                          f"{100 * e['b_alone'][m]:.1f} | {e['best_lam']:g} | {100 * e['test_at_best'][m]:.1f} | "
                          f"{stats.format_gain(g)} | "
                          f"{f'{100 * own[m]:.1f}' if m in own else '—'} |")
+    ruled = {t: e["rules"] for setting in SETTINGS for t, e in res["full"].get(setting, {}).items()
+             if e.get("rules")}
+    if ruled:
+        lines += ["", f"## λ rules ({m}, test): dev labels, the masked-LM minimum on the dev inputs "
+                  "(no labels), a fixed λ; paired bootstrap 95 % CI, λ re-chosen on every resample", "",
+                  "| target | dev (λ) | mlm (λ) | fixed (λ) | mlm − dev [95% CI] | mlm − fixed [95% CI] "
+                  "| n dev / test / texts |", "|---|---|---|---|---|---|---|"]
+        for t, r in ruled.items():
+            cell = {k: f"{v['test']:.1f} ({v['lam']:g})" for k, v in r["rules"].items()}
+            gap = {k: f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]"
+                   for k, g in ((k, r[k]) for k in ("mlm_minus_dev", "mlm_minus_fixed"))}
+            lines.append(f"| {t} | {cell['dev']} | {cell['mlm']} | {cell['fixed']} | {gap['mlm_minus_dev']} | "
+                         f"{gap['mlm_minus_fixed']} | {r['n_dev']} / {r['n_test']} / {r['n_texts']} |")
     for t, msg in res.get("failed", {}).items():
         lines.append(f"\n- **{t}** not run: {' '.join(msg.split())}")
     return "\n".join(lines) + "\n"
@@ -400,8 +443,9 @@ def _assemble(profile: str, spec: dict, setting: str, lambdas, done: dict, faile
             "failed": failed}
 
 
-def _key(profile, setting, a, b, lambdas, limit) -> dict:
-    return {"profile": profile, "setting": setting, "a": a, "b": b, "lambdas": list(lambdas), "limit": limit}
+def _key(profile, setting, a, b, lambdas, limit, rule="dev", fixed_lam=0.5) -> dict:
+    key = {"profile": profile, "setting": setting, "a": a, "b": b, "lambdas": list(lambdas), "limit": limit}
+    return key if rule == "dev" else {**key, "rule": rule, "fixed_lam": fixed_lam}  # old files stay valid
 
 
 def _finished(path: Path, key: dict) -> dict | None:
@@ -418,8 +462,11 @@ def _finished(path: Path, key: dict) -> dict | None:
 
 def run(profile: str, targets: list[str] | None = None, source_map: dict | None = None,
         lambdas: list[float] | None = None, limit: int | None = None, out: str | Path | None = None,
-        cache_dir=None, stack=None, setting: str = "zero_shot", log=print) -> dict:
-    """Run (or resume) the sweep for each target; returns the assembled results."""
+        cache_dir=None, stack=None, setting: str = "zero_shot", log=print, rule: str = "dev",
+        fixed_lam: float = 0.5) -> dict:
+    """Run (or resume) the sweep for each target; returns the assembled results. ``rule`` mlm or
+    fixed also scores the masked-LM curve on the dev inputs and reports the three λ rules."""
+    from .lambda_rules import RULES
     from tqdm.auto import tqdm
 
     spec = spec_of(profile)
@@ -427,6 +474,10 @@ def run(profile: str, targets: list[str] | None = None, source_map: dict | None 
         raise ReproduceError(f"--setting must be one of {', '.join(SETTINGS)}")
     if limit is not None and limit < 1:
         raise ReproduceError("--limit must be at least 1")
+    if rule not in RULES:
+        raise ReproduceError(f"--rule must be one of {', '.join(RULES)}")
+    if not 0.0 <= fixed_lam <= 1.0:
+        raise ReproduceError(f"--fixed-lam {fixed_lam} must lie in [0, 1]")
     lambdas = lambdas or parse_lambdas("0:1:0.1")
     targets = targets or sorted(spec["targets"])
     source_map = source_map or {}
@@ -440,7 +491,7 @@ def run(profile: str, targets: list[str] | None = None, source_map: dict | None 
     for target in targets:
         try:
             a, b, why = pair_for(stack, spec, target, source_map, setting)
-            key = _key(profile, setting, a, b, lambdas, limit)
+            key = _key(profile, setting, a, b, lambdas, limit, rule, fixed_lam)
             path = out / "targets" / f"{target}.json"
             prev = _finished(path, key)
             if prev:
@@ -450,7 +501,7 @@ def run(profile: str, targets: list[str] | None = None, source_map: dict | None 
             data = load_data(spec, target, cache_dir, limit)
             with tqdm(total=2 * len(lambdas), desc=f"{target} ({a}+{b})", file=sys.stderr,
                       leave=False) as bar:
-                entry = run_target(stack, spec, target, a, b, lambdas, data, bar)
+                entry = run_target(stack, spec, target, a, b, lambdas, data, bar, rule, fixed_lam)
             entry["why"] = why
             own = own_adapter(stack, spec, target, data) if setting == "zero_shot" else None
             done[target] = {"key": key, "entry": entry, "own": own}
@@ -492,7 +543,8 @@ def main(args) -> int:
     try:
         res = run(args.profile, [t for t in (args.targets or "").split(",") if t] or None,
                   parse_source_map(args.source_map), parse_lambdas(args.lambdas), args.limit,
-                  args.out, setting=args.setting, log=lambda m: print(m, file=sys.stderr))
+                  args.out, setting=args.setting, log=lambda m: print(m, file=sys.stderr),
+                  rule=getattr(args, "rule", "dev"), fixed_lam=getattr(args, "fixed_lam", 0.5))
     except KeyboardInterrupt:
         print(f"interrupted: finished targets are saved in {args.out or default_dir(args.profile)}; "
               f"rerun the same command to resume", file=sys.stderr)

@@ -20,7 +20,8 @@ LAYERS = {
     "langarith.model": 2, "langarith.encoder": 2, "langarith.profiles": 2, "langarith.hosting": 2,
     "langarith.tasks": 3, "langarith.ner": 3, "langarith.qa": 3, "langarith.results": 3,
     "langarith.beyond": 3, "langarith.typology": 3, "langarith.reproduce": 3,
-    "langarith.analysis": 3, "langarith.share": 3,
+    "langarith.analysis": 3, "langarith.share": 3, "langarith.lambda_rules": 3,
+    "langarith.mlm_texts": 3,
     "langarith.plots": 4, "langarith.ui": 4, "langarith.ui_typology": 4, "langarith.cli": 4,
     "langarith.__main__": 4,
 }

@@ -182,6 +182,41 @@ def typology_tables(typ: dict) -> str:
     return "\n".join(out)
 
 
+def lambda_rules_tables(table: dict) -> str:
+    """The three λ rules (dev labels, masked-LM minimum on unlabelled text, λ = 0.5) per task and
+    target: the test score at each rule's λ and the differences mlm − dev and mlm − fixed, paired
+    bootstrap 95 % intervals with λ re-chosen by each rule on every resample
+    (``lambda_rules.rules_table``)."""
+    out = []
+    for task, rows in table["tasks"].items():
+        if not rows:
+            continue
+        first = next(iter(rows.values()))
+        metric = "accuracy %" if first["metric"] == "accuracy" else "span F1"
+        out += [f"Task {task} ({metric}, test; λ on the 0.1 grid):", "",
+                "| target | A + B | dev-chosen (λ) | masked-LM minimum (λ) | λ = 0.5 | mlm − dev [95 % CI] "
+                "| mlm − fixed [95 % CI] | n dev / test / paragraphs |", "|---|---|---|---|---|---|---|---|"]
+        for t, c in rows.items():
+            r = c["rules"]
+            out.append(f"| {t} | {c['a']} + {c['b']} | {r['dev']['test']:.1f} ({r['dev']['lam']:g}) | "
+                       f"{r['mlm']['test']:.1f} ({r['mlm']['lam']:g}) | {r['fixed']['test']:.1f} | "
+                       f"{_ci(c['mlm_minus_dev'])} | {_ci(c['mlm_minus_fixed'])} | "
+                       f"{c['n_dev']} / {c['n_test']} / {c['n_texts'] or '–'} |")
+        notes = sorted({c["note"] for c in rows.values() if c.get("note")})
+        out += [""] + [f"Note: {n}." for n in notes] + ([""] if notes else [])
+    for k, why in table.get("skipped", {}).items():
+        out.append(f"- {k}: {why}")
+    return "\n".join(out).rstrip()
+
+
+def lambda_rules_section(bundle: Path) -> str:
+    """``lambda_rules_tables`` computed here from the bundle's shipped files (seconds)."""
+    from .. import lambda_rules
+    from ..model import Bundle
+
+    return lambda_rules_tables(lambda_rules.rules_table(lambda_rules.Shipped(Bundle.load(bundle))))
+
+
 def _row(t: str, v: dict) -> str:
     g = v["gain_vs_better"]
     return (f"| {t} | {v['b']} | {_pct(v['majority'])} | {_pct(v['a_alone'])} | {_pct(v['b_alone'])} | "
@@ -242,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         if path.is_file():
             print(f"\n**{title}** (results/{name}.json):\n")
             print(fn(json.loads(path.read_text(encoding="utf-8"))))
+    print("\n**Choosing λ without labels** (dev labels, the masked-LM minimum, λ = 0.5; computed from "
+          "the shipped predictions and masked-LM sums):\n")
+    print(lambda_rules_section(bundle))
     if args.recompute or args.reevaluate:
         worst, flipped = recompute(bundle, results, [t for t in args.reevaluate.split(",") if t])
         print(f"\nrecomputed from the shipped files: largest difference {worst:.4f} points"
