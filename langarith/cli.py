@@ -68,16 +68,16 @@ def launch_app(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = p.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from .ui import build_demo
-
+    from . import hosting
     from .model import BundleError
+    from .page import build_demo
 
     try:
         stack = load_stack(bundle_path(args.bundle), _profile_name(args.bundle, args.profile))
     except BundleError as e:  # a broken bundle: its message, not a traceback
         raise SystemExit(f"error: {e}") from None
     demo = build_demo(stack)
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
+    demo.queue(**hosting.QUEUE).launch(server_name=args.host, server_port=args.port,
                                                    share=False)
 
 
