@@ -23,7 +23,17 @@ PRIVATE = dict(api_visibility="private")  # events that only serve the page itse
 
 
 def guarded(fn):
-    """Bad input becomes a red toast with the engine's message; the app stays up."""
+    """Bad input becomes a red toast with the engine's message; the app stays up. (A generator
+    stays a generator: Gradio streams those.)"""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def frames(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except BAD_INPUT as e:
+                raise gr.Error(str(e)) from None
+        return frames
+
     @functools.wraps(fn)  # Gradio reads the signature (gr.Progress parameters) through this
     def wrapper(*args, **kwargs):
         try:
@@ -64,6 +74,12 @@ def _run_model(name: str, *inputs, **kwargs):
     return fn(_SERVED["stack"], *inputs, **kwargs)
 
 
+def _stream_model(name: str, *inputs, **kwargs):
+    """The same for a handler that yields frames (``spaces.GPU`` streams a generator)."""
+    fn, _ = _MODEL_HANDLERS[name]
+    yield from fn(_SERVED["stack"], *inputs, **kwargs)
+
+
 def _gpu_seconds(name: str, *inputs, **kwargs):
     duration = _MODEL_HANDLERS[name][1]
     return duration(*inputs, **kwargs) if callable(duration) else duration
@@ -74,6 +90,7 @@ def serve(stack: LanguageStack) -> None:
     import, so that ``hosting.SPACES_GPU`` as set when the page is built is the one used)."""
     _SERVED["stack"] = stack
     _SERVED["run"] = hosting.gpu(_gpu_seconds)(_run_model)
+    _SERVED["stream"] = hosting.gpu(_gpu_seconds)(_stream_model)
 
 
 def served_stack() -> LanguageStack:
@@ -217,16 +234,26 @@ def bind(fn, stack: LanguageStack):
     flat_sig = sig.replace(parameters=flat)
     name = getattr(fn, "model_handler", None) if is_model_handler(fn) else None
 
-    @functools.wraps(fn)
-    def handler(*args, **kwargs):
+    def call(args, kwargs) -> list:
         got = flat_sig.bind(*args, **kwargs)
         got.apply_defaults()
         a = got.arguments
-        call = [Method(*(a[n] for n in Method.names())) if isinstance(p.default, Method)
+        return [Method(*(a[n] for n in Method.names())) if isinstance(p.default, Method)
                 else a[p.name] for p in params]
-        if name is not None:
-            return _SERVED["run"](name, *call)
-        return fn(stack, *call)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            if name is not None:
+                yield from _SERVED["stream"](name, *call(args, kwargs))
+            else:
+                yield from fn(stack, *call(args, kwargs))
+    else:
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            if name is not None:
+                return _SERVED["run"](name, *call(args, kwargs))
+            return fn(stack, *call(args, kwargs))
 
     handler.__signature__ = flat_sig
     return handler
@@ -245,7 +272,7 @@ class Controls:
     """The components several panels read: filled in by the panel that lays each one out
     (header: target, source, lam, task, setting, premise, link_note; compare: text, mask_text,
     example; method: method)."""
-    target = source = lam = task = setting = premise = link_note = None
+    target = source = lam = task = setting = premise = premise_more = link_note = None
     text = mask_text = example = None
     method: MethodControls | None = None
 

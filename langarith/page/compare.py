@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -144,24 +145,36 @@ def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: st
     return compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=False)
 
 
+ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
+ANIMATE_PAUSE_S = 0.3  # between frames, so that a class can follow
+
+
+@model_handler(duration=lambda *_, **__: 5 + 2 * len(ANIMATE_LAMBDAS))
+@guarded
+def on_animate(stack: LanguageStack, target: str, source: str, text: str, mask_text: str,
+               method: Method = LINEAR, task_name: str | None = None):
+    """Walk λ from 0 to 1: each frame sets the slider (the curve's marker follows it) and shows
+    the formula and the three predictions (one forward a frame: A's and B's are cached)."""
+    for i, lam in enumerate(ANIMATE_LAMBDAS):
+        if i:
+            time.sleep(ANIMATE_PAUSE_S)
+        yield (lam, *compare_view(stack, target, source, lam, text, mask_text, method, task_name,
+                                  full=False))
+
+
 def layout_text(stack: LanguageStack, c: Controls) -> None:
-    """The text, its fill-mask probe and the target's examples; sets ``c.text``, ``c.mask_text``,
-    ``c.example``."""
+    """The text and the target's examples (sets ``c.text``, ``c.example``)."""
     first = first_target(stack)
     first_text = (stack.bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
-    mask = stack.tokenizer.mask_token
     with gr.Row():
-        with gr.Column(scale=3):
-            c.text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=3,
-                                elem_id="text")
-            c.mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
-                                     label=f"Fill-mask probe (uses {mask})", elem_id="mask-text")
+        c.text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=2, max_lines=4,
+                            elem_id="text", scale=3)
         c.example = gr.Dropdown(list(stack.bundle.languages[first].examples), value=first_text or None,
                                 label="Examples in the target language", scale=2, elem_id="example")
 
 
 def layout_predictions(stack: LanguageStack) -> dict:
-    """Formula, the three prediction columns (labels and spans) and fill-mask."""
+    """Formula and the three prediction columns, A | merged | B (labels and spans)."""
     head = gr.Markdown(elem_id="formula")
     # Both kinds of prediction are rendered when the bundle has the task: the first comparison
     # hides the other kind (a component first rendered hidden did not reliably come back in
@@ -175,13 +188,25 @@ def layout_predictions(stack: LanguageStack) -> dict:
         spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
                                     elem_id=f"spans-{w.lower()}", combine_adjacent=True,
                                     visible="tagging" in kinds) for w in WHO]
+    return dict(head=head, labels=labels, spans=spans)
+
+
+def layout_fill(stack: LanguageStack, c: Controls) -> dict:
+    """The fill-mask probe and its top tokens under A, the merge and B (sets ``c.mask_text``)."""
+    first = first_target(stack)
+    first_text = (stack.bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
+    mask = stack.tokenizer.mask_token
+    gr.Markdown("### Fill-mask: the MLM head through A, the merge and B")
+    c.mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
+                             label=f"Fill-mask probe (uses {mask}; Enter to run)", elem_id="mask-text")
     with gr.Row():
         fills = [gr.Label(label=f"fill-mask, {w}", num_top_classes=5, elem_id=f"fill-{e}")
                  for w, e in (("A", "a"), ("merged", "merged"), ("B", "b"))]
-    return dict(head=head, labels=labels, spans=spans, fills=fills)
+    return dict(fills=fills)
 
 
 def layout_plots() -> dict:
+    gr.Markdown("### How the merge moved the weights and the hidden states, layer by layer")
     geometry = gr.Plot(label="Per-layer weights", elem_id="geometry")
     hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
     linear_api = gr.Button(visible=False)  # the /compare endpoint: the five plain inputs
@@ -198,23 +223,29 @@ def outputs(p: dict) -> list:
 
 
 def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
-    """The full comparison, as a step after any change (``refresh``)."""
+    """The full comparison, as a step after any change."""
     return event(stack, on_compare, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
 
 
-def wire(stack: LanguageStack, c: Controls, p: dict, refresh, after_drag, after_release) -> None:
+QUIET = dict(trigger_mode="always_last", show_progress="hidden")
+
+
+def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
     """The slider: predictions follow it while dragging (only the latest pending update runs:
-    no queue of stale work); the rest on release. ``after_drag``/``after_release`` chain the
-    other panels' steps; ``refresh`` what follows a new text."""
-    quiet = dict(trigger_mode="always_last", show_progress="hidden")
-    after_drag(c.lam.input(**event(stack, on_drag, inputs(c), outputs(p)[:7]), api_name="compare_drag",
-                           **quiet, **PRIVATE))
-    after_release(c.lam.release(**event(stack, on_compare, inputs(c), outputs(p)),
-                                api_name="compare_recipe", **quiet))
+    no queue of stale work), the full comparison on release; ``follow.text``/``follow.lam``
+    chain what follows a new text or a released λ; ``animate``: the tour's button."""
+    c.lam.input(**event(stack, on_drag, inputs(c), outputs(p)[:7]), api_name="compare_drag",
+                **QUIET, **PRIVATE)
+    follow.lam(c.lam.release(**event(stack, on_compare, inputs(c), outputs(p)),
+                             api_name="compare_recipe", **QUIET), released=True)
     p["linear_api"].click(**event(stack, on_compare, inputs(c)[:5], outputs(p)), api_name="compare")
     mask = stack.tokenizer.mask_token
-    refresh(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
-                            [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))
-    refresh(c.text.submit(lambda t: tasks.mask_a_word(t or "", mask), c.text, c.mask_text,
-                          api_name="mask_probe", **CPU_LANE, **PRIVATE))
+    follow.text(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
+                                [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))
+    follow.text(c.text.submit(lambda t: tasks.mask_a_word(t or "", mask), c.text, c.mask_text,
+                              api_name="mask_probe", **CPU_LANE, **PRIVATE))
     c.mask_text.submit(**run_event(stack, c, p))
+    frames = [c.lam, p["head"], *p["labels"], *p["spans"]]
+    follow.lam(animate.click(**event(stack, on_animate, [c.target, c.source, c.text, c.mask_text,
+                                                         *c.method.inputs, c.task], frames),
+                             api_name="animate", **PRIVATE))

@@ -11,6 +11,7 @@ from ..model import InputError, LanguageStack
 from .common import PRIVATE, Controls, event, guarded, task_kind
 
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
+COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]
 
 
 def _empty():
@@ -104,10 +105,12 @@ def on_pick_flip(stack: LanguageStack, target: str, source: str, lam: float,
 
 
 def layout() -> dict:
-    gr.Markdown("### Where the merge matters")
+    gr.Markdown("### Where the merge matters: the eval items whose prediction it changes")
     note = gr.Markdown(elem_id="flips-note")
+    # Fixed shares of the width, text last and widest: with long cells in every column (spans of
+    # the tagging task) the table wraps instead of pushing the merged and B columns out of view.
     table = gr.Dataframe(headers=FLIP_COLUMNS, interactive=False, wrap=True, max_height=320,
-                         elem_id="flips")
+                         column_widths=COLUMN_WIDTHS, elem_id="flips")
     return dict(note=note, table=table)
 
 
@@ -115,6 +118,7 @@ def flips_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
     return event(stack, on_flips, [*c.pair, c.task], [p["note"], p["table"]], **kw)
 
 
-def wire(stack: LanguageStack, c: Controls, p: dict, refresh) -> None:
-    refresh(p["table"].select(**event(stack, on_pick_flip, [*c.pair, c.task], [c.text, c.mask_text]),
+def wire(stack: LanguageStack, c: Controls, p: dict, follow) -> None:
+    """A picked row is a new text: ``follow.text`` runs its comparison."""
+    follow.text(p["table"].select(**event(stack, on_pick_flip, [*c.pair, c.task], [c.text, c.mask_text]),
                               api_name="pick_flip", **PRIVATE))

@@ -10,34 +10,55 @@ from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, pts, task_choices, task_kind)
 
+TITLE = "## langarith · language arithmetic for MAD-X adapters: `merged = λ·A + (1−λ)·B`"
+LINE = ("A language adapter without training: two trained ones mixed parameter by parameter "
+        "([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737)).")
 INTRO = """\
-**Language arithmetic** builds a language adapter without training: it takes two trained MAD-X
-language adapters and mixes them parameter by parameter, `merged = λ·A + (1−λ)·B`
-([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737)).
-Pick a target language (one without an adapter of its own is marked *zero-shot*), a related source
-language and λ: the page shows the task predictions of the merged stack beside each adapter alone,
-the eval items whose prediction the merge changes, how well the merge models the target language
-(masked-LM loss: no labels needed), and how it moved the weights.
+Pick a target language (one without an adapter of its own is marked *zero-shot*: A is then
+English, the task's training language; a target with its own adapter is the *enhancement*
+setting: A is that adapter), a related source language B and λ. The page merges the two adapters
+live and shows the task predictions of the merged stack beside each adapter alone; the curve
+beside them is the masked-LM loss of held-out text of the target language over λ (no labels
+needed): where it dips below both ends, the merge models the language better than either
+adapter. Below: the eval items whose prediction the merge changes, the masked-LM loss of the
+text in the box, fill-mask, and how the merge moved the weights and hidden states layer by
+layer. The tabs hold the λ sweep with bootstrap intervals, language similarity and typology,
+and the export of the merged adapter.
 """
+
+
+def _premise(stack: LanguageStack, task_name: str | None) -> dict | None:
+    """The premise's numbers: own adapter vs English on each language's test set."""
+    prem = results.bundle_results(stack).get("premise") or {}
+    if task_kind(stack, task_name) != "classification" or not prem:
+        return None
+    diffs = {c: v["own_minus_en"] for c, v in prem.items()}
+    return dict(lo=min(d["points"] for d in diffs.values()), hi=max(d["points"] for d in diffs.values()),
+                clear=[c for c, d in diffs.items() if d["ci95"][0] > 0], k=len(diffs),
+                n=next(iter(prem.values()))["n"])
+
+
+def premise_line(stack: LanguageStack, task_name: str | None) -> str:
+    """The premise in one line, beside the task."""
+    p = _premise(stack, task_name)
+    if p is None:
+        return ""
+    return (f"**Premise:** this task barely depends on the language adapter (own vs English: "
+            f"{pts(p['lo'])} to {pts(p['hi'])} points), so read its gains with their intervals.")
 
 
 def premise_note(stack: LanguageStack, task_name: str | None) -> str:
     """What a reader must know before reading any gain: how much this task depends on the
     language adapter at all (own adapter vs the English one, on each language's test set)."""
-    prem = results.bundle_results(stack).get("premise") or {}
-    if task_kind(stack, task_name) != "classification" or not prem:
+    p = _premise(stack, task_name)
+    if p is None:
         return ""
-    diffs = {c: v["own_minus_en"] for c, v in prem.items()}
-    lo = min(d["points"] for d in diffs.values())
-    hi = max(d["points"] for d in diffs.values())
-    clear = [c for c, d in diffs.items() if d["ci95"][0] > 0]
-    n = next(iter(prem.values()))["n"]
-    return (f"**Read this first.** On this task, a language's own adapter scores {pts(lo)} to "
-            f"{pts(hi)} accuracy points against the English adapter on that language's test set "
-            f"(n = {n} each; clearly better, 95 % CI above 0, for "
-            f"{', '.join(clear) if clear else 'none'} of {len(diffs)}). The topic of a help "
+    return (f"On this task, a language's own adapter scores {pts(p['lo'])} to {pts(p['hi'])} "
+            f"accuracy points against the English adapter on that language's test set "
+            f"(n = {p['n']} each; clearly better, 95 % CI above 0, for "
+            f"{', '.join(p['clear']) if p['clear'] else 'none'} of {p['k']}). The topic of a help "
             "paragraph barely depends on the language adapter, so no mix of two adapters can move "
-            "accuracy much: small gains below are read with their intervals. What the merge does "
+            "accuracy much: small gains are read with their intervals. What the merge does "
             "to the language itself shows in the masked-LM curve, which needs no labels.")
 
 
@@ -87,7 +108,8 @@ def on_url(stack: LanguageStack, request: gr.Request):
             from ..arithmetic import layer_lambdas
 
             layer_lambdas(r.lam_layers, stack.n_layers)  # bad anchors: refused here, with the reason
-        return (r.target, r.source or gr.update(), r.lam,
+        # No source in the link: the target's suggested one (not whatever the page showed before)
+        return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam,
                 "layer_gradient" if layered else gr.update(),
                 ", ".join(f"{t:g}" for t in r.lam_layers) if layered else gr.update(),
                 r.lam_inv if layered and r.lam_inv is not None else gr.update(),
@@ -98,23 +120,34 @@ def on_url(stack: LanguageStack, request: gr.Request):
 
 
 def layout(stack: LanguageStack, c: Controls) -> None:
+    """Title in one line (the longer text one click away), the pickers, the task with its
+    premise beside it, the pair's setting."""
     bundle = stack.bundle
     first = first_target(stack)
     shown = task_choices(stack)
     first_task = shown[0][1] if shown else None
-    gr.Markdown("# langarith: language arithmetic for MAD-X adapters")
-    gr.Markdown(INTRO)
-    gr.Markdown(f"Bundle: **{bundle.name}** · device: `{stack.device}`", elem_id="bundle-info")
+    gr.Markdown(TITLE, elem_id="title")
+    with gr.Row(equal_height=True):
+        gr.Markdown(LINE, elem_id="intro-line")
+        gr.Markdown(f"Bundle **{bundle.name}** · device `{stack.device}`", elem_id="bundle-info")
+    with gr.Accordion("What this page shows", open=False, elem_id="about"):
+        gr.Markdown(INTRO)
     with gr.Row():
         c.target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
-                               elem_id="target")
+                               elem_id="target", scale=2)
         c.source = gr.Dropdown(language_choices(stack, with_adapter_only=True),
                                value=tasks.suggested_source(stack, first),
-                               label="Source language B (related, with an adapter)", elem_id="source")
-        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam")
-    c.task = gr.Radio(shown, value=first_task, label="Task", elem_id="task", visible=len(shown) > 1)
+                               label="Source language B (related, with an adapter)", elem_id="source",
+                               scale=2)
+        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=3)
+    with gr.Row(equal_height=True):
+        c.task = gr.Radio(shown, value=first_task, label="Task", elem_id="task", visible=len(shown) > 1,
+                          scale=2)
+        with gr.Column(scale=3):
+            c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
+            with gr.Accordion("Why this matters", open=False, elem_id="premise-more"):
+                c.premise_more = gr.Markdown(premise_note(stack, first_task), elem_id="premise-note")
     c.setting = gr.Markdown(elem_id="setting")
-    c.premise = gr.Markdown(premise_note(stack, first_task), elem_id="premise")
     c.link_note = gr.Markdown(elem_id="link-note")
 
 
@@ -124,16 +157,17 @@ def target_event(stack: LanguageStack, c: Controls) -> dict:
                  [c.source, c.example, c.text, c.mask_text, c.setting])
 
 
-def wire(stack: LanguageStack, c: Controls, refresh, demo: gr.Blocks) -> None:
-    """``refresh(event)`` appends what follows a new pair or text (the panels' own steps)."""
-    refresh(c.target.change(**target_event(stack, c), api_name="set_target"))
+def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
+    """``follow.pair(event)`` appends what follows a new pair (the other panels' steps)."""
+    follow.pair(c.target.change(**target_event(stack, c), api_name="set_target"))
     c.target.input(lambda: "", None, c.link_note, api_name="clear_link", **CPU_LANE, **PRIVATE)
-    c.task.change(lambda t: premise_note(stack, t), c.task, c.premise, api_name="task_note",
-                  **CPU_LANE, **PRIVATE)
-    refresh(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
-    refresh(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE, **PRIVATE))
+    c.task.change(lambda t: (premise_line(stack, t), premise_note(stack, t)), c.task,
+                  [c.premise, c.premise_more], api_name="task_note", **CPU_LANE, **PRIVATE)
+    follow.pair(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
+    follow.pair(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE,
+                               **PRIVATE))
     m = c.method
     load = demo.load(**event(stack, on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
                                                    m.lam_inv, c.link_note]),
                      api_name="from_link", **PRIVATE)
-    refresh(load.then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))
+    follow.pair(load.then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))

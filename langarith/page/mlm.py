@@ -24,12 +24,12 @@ def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
     best = min(s["a"], s["b"])
     verdict = ("lower than both single adapters" if s["merged"] < best else
                "not lower than the better single adapter")
-    md = (f"Held-out {target} text ({curve['n_texts']} paragraphs no adapter was trained on, "
-          f"{curve['n_tokens']} masked tokens). λ chosen on the first half: **{h['best_lam_first']:g}**; "
-          f"on the second half ({s['n_tokens']} tokens) the merge's loss is **{s['merged']:.3f}** vs "
-          f"A = {curve['a']} {s['a']:.3f} and B = {curve['b']} {s['b']:.3f}: {verdict} "
-          f"({s['merged'] - best:+.3f}).")
-    return plots.mlm_figure(curve, f"Masked-LM loss of held-out {target} text over λ", lam), md
+    md = (f"λ chosen on the first half of the held-out {target} text: **{h['best_lam_first']:g}**; "
+          f"on the second half the merge's loss is **{s['merged']:.3f}** vs A = {curve['a']} {s['a']:.3f}, "
+          f"B = {curve['b']} {s['b']:.3f}: {verdict} ({s['merged'] - best:+.3f}; "
+          f"{curve['n_texts']} paragraphs no adapter was trained on, {curve['n_tokens']} masked tokens).")
+    return plots.mlm_figure(curve, f"Masked-LM loss of held-out {target} text over λ", lam,
+                            height=330), md
 
 
 def _grid(lam: float) -> list[float]:
@@ -72,19 +72,27 @@ def on_mlm_ensemble(stack: LanguageStack, target: str, source: str, lam: float, 
                                               "ensemble", lam), md
 
 
-def layout() -> dict:
-    gr.Markdown("### How well the merge models the language (masked-LM loss, no labels)")
-    with gr.Row():
-        heldout = gr.Plot(label="held-out text", elem_id="mlm-heldout")
-        live = gr.Plot(label="this text", elem_id="mlm-live")
+def layout_heldout() -> dict:
+    """The first screen's curve: held-out text of the target over λ, the slider's λ marked."""
+    heldout = gr.Plot(label="masked-LM loss of held-out text over λ (lower: the merge models the "
+                      "language better)", elem_id="mlm-heldout")
     heldout_note = gr.Markdown(elem_id="mlm-heldout-note")
-    live_note = gr.Markdown(elem_id="mlm-live-note")
-    ens_run = gr.Button("Masked-LM loss of this text: weight merge vs output ensemble",
-                        elem_id="mlm-ensemble-run")
-    ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
-    ens_note = gr.Markdown(elem_id="mlm-ensemble-note")
-    return dict(heldout=heldout, live=live, heldout_note=heldout_note, live_note=live_note,
-                ens_run=ens_run, ens=ens, ens_note=ens_note)
+    return dict(heldout=heldout, heldout_note=heldout_note)
+
+
+def layout_live() -> dict:
+    """Below: the same curve for the text in the box, and merge vs output ensemble."""
+    gr.Markdown("### The masked-LM loss of the text in the box over λ")
+    with gr.Row():
+        live = gr.Plot(label="this text", elem_id="mlm-live")
+        ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
+    with gr.Row():
+        live_note = gr.Markdown(elem_id="mlm-live-note")
+        with gr.Column():
+            ens_run = gr.Button("Masked-LM loss of this text: weight merge vs output ensemble",
+                                elem_id="mlm-ensemble-run", size="sm")
+            ens_note = gr.Markdown(elem_id="mlm-ensemble-note")
+    return dict(live=live, live_note=live_note, ens_run=ens_run, ens=ens, ens_note=ens_note)
 
 
 def live_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
@@ -92,6 +100,7 @@ def live_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
 
 
 def heldout_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
+    """Precomputed: a CPU-only event, never behind the model."""
     return event(stack, on_mlm_heldout, c.pair, [p["heldout"], p["heldout_note"]], **kw)
 
 

@@ -210,18 +210,25 @@ def layout() -> dict:
                 lowres_note=lowres_note, lowres_plot=lowres_plot)
 
 
+def _shipped(stack: LanguageStack, c: Controls, p: dict) -> dict:
+    return event(stack, on_sweep_tab, [c.target, c.source, c.task], [p["plot"], p["note"]],
+                 api_name="sweep_tab", api_visibility="private")
+
+
+def _measured(stack: LanguageStack, c: Controls, p: dict) -> dict:
+    return event(stack, on_measured, c.target, [p["measured"], p["lowres_plot"], p["lowres_note"]],
+                 api_visibility="private")
+
+
+def shipped_events(stack: LanguageStack, c: Controls, p: dict) -> list[dict]:
+    """After a new pair (once its source is set): the shipped curve and the measurements."""
+    return [_shipped(stack, c, p), {**_measured(stack, c, p), "api_name": "measured"}]
+
+
 def wire(stack: LanguageStack, c: Controls, p: dict, tab) -> None:
-    shipped = event(stack, on_sweep_tab, [c.target, c.source, c.task], [p["plot"], p["note"]],
-                    api_name="sweep_tab", api_visibility="private")
-    measured = event(stack, on_measured, c.target, [p["measured"], p["lowres_plot"], p["lowres_note"]],
-                     api_visibility="private")
-    c.target.change(**shipped)
-    c.target.change(**measured, api_name="measured")
-    c.source.input(**shipped)
-    c.task.change(**shipped)
     # Plots in a tab draw when the tab is shown (filled while hidden, they stayed "pending").
-    tab.select(**shipped)
-    tab.select(**measured, api_name="measured_tab")
+    tab.select(**_shipped(stack, c, p))
+    tab.select(**_measured(stack, c, p), api_name="measured_tab")
     sweep_in = [c.target, c.source, c.task]
     p["run"].click(**event(stack, on_run_sweep, sweep_in, [p["plot"], p["note"]]), api_name="sweep")
     p["run_ens"].click(**event(stack, on_ensemble_sweep, sweep_in, [p["plot"], p["note"]]),
