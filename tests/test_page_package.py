@@ -115,7 +115,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
     from langarith import hosting
 
     model = {"compare", "compare_recipe", "compare_drag", "sweep", "ensemble_sweep", "mlm_live",
-             "mlm_ensemble", "export", "rank_sources", "typology_ranks"}
+             "mlm_ensemble", "export", "rank_sources", "typology_ranks", "animate"}
     cpu = {"set_target", "sweep_tab", "measured", "layer_plot", "typology", "similarity", "flips",
            "mlm_heldout", "load_recipe", "from_link", "task_note", "pick_flip"}
     for f in gpu_demo.fns.values():
