@@ -621,7 +621,7 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
     to see where the time goes, the page's compare handler called directly and through
     ``gradio_client`` (server + transport, no browser)."""
     from langarith import tasks
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     demo = build_demo(stack).queue()
     port = free_port()

@@ -67,10 +67,9 @@ def launch_app(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from . import hosting  # first: on ZeroGPU, `spaces` patches torch before CUDA is touched
-    from .ui import build_demo
-
     from .encoder import SourceFetchError
     from .model import BundleError
+    from .page import build_demo
 
     cache = hosting.use_encoder_cache()
     try:

@@ -61,43 +61,58 @@ def metric_of(sweep: dict) -> str:
     return "accuracy" if "accuracy" in sweep["points"][0]["test"] else "f1"
 
 
+def points_scale(sweep: dict) -> float:
+    """What turns a sweep's scores into points: 100 for fractions (the topic task, a hub
+    profile's reproduce results: per-metric dicts), 1 for span-tagging curves, already in points
+    (their single-adapter scores are plain numbers)."""
+    return 1.0 if isinstance(sweep.get("a_alone"), (int, float)) else 100.0
+
+
+def _level(x0: float, x1: float, y: float, name: str, color: str, dash: str) -> go.Scatter:
+    """A reference level as a legend entry (line labels printed on the plot overlap)."""
+    return go.Scatter(x=[x0, x1], y=[y, y], mode="lines", name=name, hovertemplate=f"{name}: %{{y:.1f}}<extra></extra>",
+                      line=dict(color=color, dash=dash, width=1.5))
+
+
 def sweep_figure(sweep: dict, title: str) -> go.Figure:
     """The metric against λ on dev and test, with the bootstrap's 95 % interval of test at each λ,
-    the two unmerged adapters as lines, the dev-chosen λ marked.
+    the two unmerged adapters (and a reference adapter) as levels named in the legend, the
+    dev-chosen λ marked.
 
-    ``sweep`` is a ``tasks.sweep`` result or a precomputed curve from the bundle's results file."""
-    metric = metric_of(sweep)
+    ``sweep`` is a ``tasks.sweep`` result or a precomputed curve from the bundle's results file;
+    scores are drawn in points whichever unit the curve stores (``points_scale``)."""
+    metric, scale = metric_of(sweep), points_scale(sweep)
     lams = [p["lam"] for p in sweep["points"]]
-    test = [100 * p["test"][metric] for p in sweep["points"]]
-    ci = (sweep.get("bootstrap") or {}).get("test_ci95")
+    test = [scale * p["test"][metric] for p in sweep["points"]]
+    ci = (sweep.get("bootstrap") or {}).get("test_ci95")  # in points (stats.bootstrap_sweep)
     err = dict(type="data", symmetric=False, array=[hi - y for (lo, hi), y in zip(ci, test)],
                arrayminus=[y - lo for (lo, hi), y in zip(ci, test)], color=COLORS["merged"],
                thickness=1) if ci else None
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=lams, y=[100 * p["dev"][metric] for p in sweep["points"]],
+    fig.add_trace(go.Scatter(x=lams, y=[scale * p["dev"][metric] for p in sweep["points"]],
                              name="merged, dev", mode="lines+markers",
                              line=dict(color=COLORS["merged"], dash="dot")))
     fig.add_trace(go.Scatter(x=lams, y=test, name="merged, test (95 % CI)" if ci else "merged, test",
                              mode="lines+markers", error_y=err, line=dict(color=COLORS["merged"])))
     a, b = sweep["a"], sweep.get("b") or sweep.get("source")
     ends = {p["lam"]: p for p in sweep["points"]}
+    x0, x1 = min(lams), max(lams)
     for name, lam, code in (("A", 1.0, a), ("B", 0.0, b)):
         if lam in ends:
-            fig.add_hline(y=100 * ends[lam]["test"][metric], line=dict(color=COLORS[name], dash="dash"),
-                          annotation_text=f"{code} alone (test)", annotation_position="top left")
+            fig.add_trace(_level(x0, x1, scale * ends[lam]["test"][metric], f"{code} alone (test)",
+                                 COLORS[name], "dash"))
     if sweep.get("own") is not None:  # a reference: the target's own adapter (hub enhancement targets)
-        fig.add_hline(y=100 * sweep["own"], line=dict(color="black", dash="dot"),
-                      annotation_text=sweep.get("own_label", "own adapter (test)"),
-                      annotation_position="bottom left")
+        fig.add_trace(_level(x0, x1, scale * sweep["own"], sweep.get("own_label", "own adapter (test)"),
+                             "black", "dot"))
     fig.add_vline(x=sweep["best_lam"], line=dict(color="grey", dash="dot"),
                   annotation_text=f"best λ on dev = {sweep['best_lam']}")
     fig.update_layout(title=dict(text=title, font=dict(size=13)), height=360,
-                      xaxis=dict(title=f"λ (weight of {a})"), yaxis=dict(title=f"{metric} (%)"),
+                      xaxis=dict(title=f"λ (weight of {a})"), yaxis=dict(title=f"{metric} (points)"),
                       margin=dict(l=50, r=10, t=60, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def mlm_figure(curve: dict, title: str, lam: float | None = None) -> go.Figure:
+def mlm_figure(curve: dict, title: str, lam: float | None = None, height: int = 320) -> go.Figure:
     """Masked-LM loss against λ: both endpoints (A and B alone) and the minimum marked; the
     current λ as a vertical line. Lower is better: the merge models the text better."""
     lams = [p["lam"] for p in curve["points"]]
@@ -111,13 +126,26 @@ def mlm_figure(curve: dict, title: str, lam: float | None = None) -> go.Figure:
     for i, name, color in marks:
         fig.add_trace(go.Scatter(x=[lams[i]], y=[loss[i]], mode="markers", name=name,
                                  marker=dict(size=12, color=color, symbol="diamond")))
-    if lam is not None:
+    if lam is not None:  # the slider's λ: a line, and a point on the curve (read between grid points)
         fig.add_vline(x=lam, line=dict(color="grey", dash="dot"), annotation_text=f"λ = {lam:.2f}")
-    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=320,
+        if lams[0] <= lam <= lams[-1]:
+            fig.add_trace(go.Scatter(x=[lam], y=[interpolate_at(*zip(*sorted(zip(lams, loss))), lam)], mode="markers",
+                                     name=f"current λ = {lam:.2f}",
+                                     marker=dict(size=14, color="rgba(0,0,0,0)",
+                                                 line=dict(color="black", width=2))))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=height,
                       xaxis=dict(title=f"λ (weight of {curve['a']})"),
                       yaxis=dict(title="masked-LM loss (lower is better)"),
                       margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+def interpolate_at(xs: list[float], ys: list[float], x: float) -> float:
+    """``ys`` read at ``x`` on straight lines between the points (``xs`` ascending)."""
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[0] if x < xs[0] else ys[-1]
 
 
 def similarity_figure(languages: list[str], matrix: list[list[float]], title: str) -> go.Figure:

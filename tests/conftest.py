@@ -126,9 +126,10 @@ def hub_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_url(stack):
     """The page on the tiny bundle, launched once, queued as ``cli.launch_app`` queues it."""
-    from langarith.ui import build_demo
+    from langarith import hosting
+    from langarith.page import build_demo
 
-    demo = build_demo(stack).queue(default_concurrency_limit=4)
+    demo = build_demo(stack).queue(**hosting.QUEUE)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
                 quiet=True)

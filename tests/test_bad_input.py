@@ -302,7 +302,7 @@ def test_merge_of_adapters_with_different_shapes_is_refused(wide_bundle, capsys,
     assert analysis.similarity(st)["languages"] == ["en", "es"]
     with pytest.raises(InputError, match="another config"):
         analysis.rank_sources(st, "de")
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     build_demo(st)  # the page starts on such a bundle
     cli_refuses(capsys, "different configs", "predict", "--bundle", wide_bundle, "--target", "nl")
@@ -534,7 +534,7 @@ def test_malformed_lambda_in_a_link(lam, msg):
 @pytest.fixture(scope="module")
 def on_url(stack):
     """The page's load handler for ``?target=..&source=..&lam=..`` (as the browser would call it)."""
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     demo = build_demo(stack)
     fn = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_url")

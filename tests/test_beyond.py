@@ -262,31 +262,31 @@ def test_cli_layer_flags_write_the_same_adapter_as_the_python_api(stack, tiny_bu
 def test_page_handlers_show_the_ensemble_and_the_per_layer_merge(stack, tmp_path):
     import gradio as gr
 
-    from langarith import ui
+    from langarith.page import build_demo, compare, keep, method, mlm, sweep
+    from langarith.page.common import Method
 
-    out = ui.on_compare(stack, "pt", "es", 0.3, TEXTS[0], "", tasks.ENSEMBLE, "", 0.5, 0, False,
-                        "topic")
+    out = compare.on_compare(stack, "pt", "es", 0.3, TEXTS[0], "", Method(tasks.ENSEMBLE), "topic")
     assert "ensemble = 0.30·p(en-stack)" in out[0]
     direct = tasks.ensemble_probs(stack, TEXTS[:1], "en", "es", 0.3)[0].tolist()
     assert list(out[2]["value"].values()) == pytest.approx(direct)  # the middle column
-    layered = ui.on_compare(stack, "pt", "es", 0.5, TEXTS[0], "", "layer_gradient", "", 0.5, 0,
-                            False, "topic", "0.2, 0.8", 0.4)
+    layered = compare.on_compare(stack, "pt", "es", 0.5, TEXTS[0], "",
+                                 Method("layer_gradient", lam_layers="0.2, 0.8", lam_inv=0.4), "topic")
     assert "λₗ 0.20 → 0.80" in layered[0] and "λ_inv 0.40" in layered[0]
-    fig = ui.on_layer_plot(stack, 0.5, "0.2, 0.8", 0.4)
+    fig = method.on_layer_plot(stack, 0.5, "0.2, 0.8", 0.4)
     assert list(fig.data[0].y) == pytest.approx([0.4, 0.2, 0.8])
     with pytest.raises(gr.Error, match="finite number"):
-        ui.on_layer_plot(stack, 0.5, "0.2, nan", 0.4)
-    zip_path, recipe_path, _ = ui.on_export(stack, "pt", "es", 0.5, "layer_gradient", "", 0.5, 0,
-                                            False, "0.2, 0.8", 0.4)
+        method.on_layer_plot(stack, 0.5, "0.2, nan", 0.4)
+    layered_method = Method("layer_gradient", lam_layers="0.2, 0.8", lam_inv=0.4)
+    zip_path, recipe_path, _ = keep.on_export(stack, "pt", "es", 0.5, layered_method)
     r = share.Recipe.from_json(open(recipe_path, encoding="utf-8").read())
     assert r.method == "layer_gradient" and r.lam_layers == [0.2, 0.8] and r.lam_inv == 0.4
-    restored = ui.on_load_recipe(stack, recipe_path)
+    restored = keep.on_load_recipe(stack, recipe_path)
     assert restored[3] == "layer_gradient" and restored[8] == "0.2, 0.8" and restored[9] == 0.4
-    fig, md = ui.on_mlm_ensemble(stack, "pt", "es", 0.5, TEXTS[0])
+    fig, md = mlm.on_mlm_ensemble(stack, "pt", "es", 0.5, TEXTS[0])
     assert len(fig.data) == 2 and "output ensemble" in md
-    fig, md = ui.on_ensemble_sweep(stack, "pt", "es", "topic")
+    fig, md = sweep.on_ensemble_sweep(stack, "pt", "es", "topic")
     assert "95 % CI" in md
-    assert ui.build_demo(stack) is not None
+    assert build_demo(stack) is not None
 
 
 def test_mlm_view_chooses_on_the_first_half_and_reports_the_second(stack, monkeypatch):

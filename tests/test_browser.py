@@ -159,3 +159,37 @@ def test_task_picker_shows_the_spans_of_a_merge_and_b(stack, page):
     assert not page.locator("#pred-merged").is_visible()  # the topic labels give way
     page.get_by_label("Help paragraph → application").check()
     page.wait_for_selector("#pred-merged", state="visible")
+
+
+def _marker(page) -> str:
+    """The held-out curve's marker of the slider's λ (its legend entry)."""
+    return page.locator("#mlm-heldout").inner_text()
+
+
+def test_tour_walks_its_steps_and_the_curve_marker_follows_the_slider(stack, page):
+    """Issue 20: each tour step sets λ and says what to look at; the held-out curve's marker
+    moves with the slider (a CPU-only event: it does not wait for the model)."""
+    from langarith import results
+
+    page.get_by_role("tab", name="Merge").first.click()
+    page.get_by_label("Help paragraph → application").check()
+    best = results.sweep_summary(stack, "pt", "es")["best_lam"]
+    for i, lam in ((1, 1.0), (2, 0.0), (3, best), (4, best), (5, None)):
+        page.locator(f"#tour-{i}").click()
+        page.wait_for_function("i => (document.querySelector('#tour-note')?.innerText || '').startsWith(i + ' ·')",
+                               arg=str(i))
+        if lam is not None:
+            want = f"{lam:.2f}"
+            page.wait_for_function("v => document.querySelector('#lam input[type=number]').value == v",
+                                   arg=f"{lam:g}")
+            page.wait_for_function("v => (document.querySelector('#mlm-heldout')?.innerText || '').includes('current λ = ' + v)",
+                                   arg=want)
+            page.wait_for_function("v => (document.querySelector('#formula')?.innerText || '').includes('merged = ' + v)",
+                                   arg=want)
+    box = page.locator("#lam input[type=number]")
+    for v in ("0.35", "0.7"):
+        box.fill(v)
+        box.press("Tab")
+        page.wait_for_function("v => (document.querySelector('#mlm-heldout')?.innerText || '').includes('current λ = ' + v)",
+                               arg=f"{float(v):.2f}")
+    assert page.locator(".toast-body.error").count() == 0

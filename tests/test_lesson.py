@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from langarith import results, stats, tasks, ui
+from langarith import results, stats, tasks
+from langarith.page import flips, mlm, sweep
 from langarith.model import InputError
 
 # --- the paired bootstrap -------------------------------------------------------------------
@@ -117,14 +118,14 @@ def test_flips_counts_equal_a_direct_count(stack):
         assert [row[k] for k in ("A", "merged", "B")] == [labels[pred[k][i]] for k in ("A", "merged", "B")]
     # a λ off the precomputed grid reads its nearest point, and says so on the page
     assert results.flips(stack, "pt", "es", 0.8)["lam"] == 1.0
-    note, _ = ui.on_flips(stack, "pt", "es", 0.8, "topic")
+    note, _ = flips.on_flips(stack, "pt", "es", 0.8, "topic")
     assert "nearest point to 0.80" in note
 
 
 def test_flips_without_precomputed_predictions_say_so(stack):
     with pytest.raises(InputError, match="no precomputed predictions for nl"):
         results.flips(stack, "nl", "de", 0.5)
-    note, table = ui.on_flips(stack, "nl", "de", 0.5, "topic")
+    note, table = flips.on_flips(stack, "nl", "de", 0.5, "topic")
     assert "no precomputed predictions" in note and table["value"] == []
 
 
@@ -220,7 +221,7 @@ def test_a_target_without_eval_items_gets_a_clear_message(stack, tiny_bundle, tm
     other = LanguageStack(copy, device="cpu")
     with pytest.raises(InputError, match="no topic eval set for nl"):
         tasks.sweep(other, "nl", "de")
-    note, _ = ui.on_flips(other, "nl", "de", 0.5, "topic")
+    note, _ = flips.on_flips(other, "nl", "de", 0.5, "topic")
     assert "no precomputed predictions" in note
     (copy / "results" / "results.json").write_text("{not json")  # a corrupt results file
     with pytest.raises(InputError, match="results.json is not readable"):
@@ -228,12 +229,12 @@ def test_a_target_without_eval_items_gets_a_clear_message(stack, tiny_bundle, tm
 
 
 def test_page_handlers_work_without_a_page(stack):
-    fig, note = ui.on_mlm_heldout(stack, "pt", "es", 0.5)
+    fig, note = mlm.on_mlm_heldout(stack, "pt", "es", 0.5)
     assert "held-out pt text" in fig.layout.title.text and "first half" in note
-    fig, note = ui.on_mlm_live(stack, "pt", "es", 0.3, TEXTS[0])
+    fig, note = mlm.on_mlm_live(stack, "pt", "es", 0.3, TEXTS[0])
     assert [p for p in fig.data[0].x] == [0.0, 0.25, 0.3, 0.5, 0.75, 1.0]
     assert "merged (λ = 0.30)" in note
-    fig, note = ui.on_sweep_tab(stack, "pt", "es", "topic")
+    fig, note = sweep.on_sweep_tab(stack, "pt", "es", "topic")
     assert "95 % CI" in note and fig.data[1].error_y.array is not None
 
 

@@ -331,7 +331,7 @@ def _gain(points, lo, hi):
 
 def test_the_sweep_tab_reads_the_shipped_measurements(variant_stack):
     """The page's measured comparisons and the low-resource plot, from the bundle's result files."""
-    from langarith import ui
+    from langarith.page import sweep
 
     res = variant_stack.bundle.root / "results"
     res.mkdir(exist_ok=True)
@@ -347,9 +347,9 @@ def test_the_sweep_tab_reads_the_shipped_measurements(variant_stack):
     (res / "lowres.json").write_text(json.dumps({"shipped": ["es@100k"], "languages": {"es": {
         "partner": "en", "tokens": {"100000": 100_000, "full": 600_000},
         "points": {k: {"topic": pt, "mlm": pt, "tagging": None} for k in ("100000", "full")}}}}))
-    note, fig, low = ui.on_measured(variant_stack, "pt")
+    note, fig, low = sweep.on_measured(variant_stack, "pt")
     assert "+0.4** points [+1.0" not in note and "**+0.4** points [-1.0, +1.4] (inside its interval)" in note
     assert "**-2.5** points [-4.0, -0.5] (clear)" in note  # the ensemble: clearly worse here
     assert "es 0.70, en 0.30" in note and "**+1.0** points [+0.2, +1.8] (clear)" in note
     assert "es@100k" in low and fig is not None and len(fig.data) == 2
-    assert ui.measured_note(variant_stack, "nl") == ""  # nothing measured for nl
+    assert sweep.measured_note(variant_stack, "nl") == ""  # nothing measured for nl

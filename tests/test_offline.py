@@ -167,7 +167,7 @@ def test_build_demo_is_offline_without_the_environment_setting(stack, guard, mon
     start (``gr.Blocks(analytics_enabled=False)`` in ui.py), not only when app.py is the entry."""
     from gradio_client import Client
 
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     with monkeypatch.context() as m:
         m.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)

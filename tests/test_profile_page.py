@@ -19,7 +19,7 @@ def test_page_serves_hub_profiles(hub_cache, profile, target, source):
 
     from langarith import profiles
     from langarith.model import LanguageStack
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     stack = LanguageStack(profiles.load_profile(profile, cache_dir=hub_cache), device="cpu")
     demo = build_demo(stack).queue()

@@ -147,7 +147,7 @@ def test_page_answers_questions_for_qa_profiles(xlmr):
     from gradio_client import Client
 
     import conftest
-    from langarith.ui import build_demo
+    from langarith.page import build_demo
 
     demo = build_demo(xlmr).queue()
     port = conftest.free_port()

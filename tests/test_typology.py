@@ -178,7 +178,7 @@ def test_agreement_includes_the_adapters_own_signal(stack):
 
 def test_weights_text_fills_the_nway_panel_and_sums_to_one():
     text = typology.weights_text({"es": 0.6667, "fr": 0.2222, "it": 0.1111})
-    from langarith.ui import parse_weights
+    from langarith.page.common import parse_weights
 
     w = parse_weights(text)
     assert list(w) == ["es", "fr", "it"] and sum(w.values()) == pytest.approx(1.0, abs=1e-9)
@@ -214,14 +214,14 @@ def test_export_typology_from_the_command_line(tiny_bundle, tmp_path):
 
 
 def test_page_handlers_without_a_page(stack):
-    from langarith import ui_typology
-    from langarith.ui import build_demo, parse_weights
+    from langarith.page import build_demo, method, similarity
+    from langarith.page.common import parse_weights
 
-    fig, notes = ui_typology.typology_heatmap(stack, "family")
+    fig, notes = similarity.typology_heatmap(stack, "family")
     assert list(fig.data[0].x) == ["en", "es", "de", "pt", "nl"]
-    md = ui_typology.typology_ranks(stack, "pt", progress=lambda *a, **k: None)
+    md = similarity.typology_ranks(stack, "pt", progress=lambda *a, **k: None)
     assert "typology: family" in md and "-MLM loss" in md and "Spearman" in md
-    text, method, note = ui_typology.fill_weights(stack, "pt", "family", 2, 0.1)
+    text, method, note = method.fill_weights(stack, "pt", "family", 2, 0.1)
     expected = typology.merge_weights(stack, "pt", "family", 2, 0.1)
     assert method == "nway" and parse_weights(text) == pytest.approx(expected, abs=1e-3)
     assert "TYPOLOGY" not in note and "merged = " in note

@@ -1,0 +1,357 @@
+"""What every panel of the page shares: the error guard, the GPU boundary, the queue's lanes,
+the merge-method values as one object, the shared controls, and small formatting helpers.
+
+Panels import this module and the layers below; no panel imports another (``demo.build_demo``
+chains them).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import astuple, dataclass, fields
+
+import gradio as gr
+
+from .. import hosting, share, tasks, typology
+from ..arithmetic import MergeError
+from ..model import BundleError, InputError, LanguageStack
+
+BAD_INPUT = (InputError, MergeError, BundleError)
+FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
+PRIVATE = dict(api_visibility="private")  # events that only serve the page itself
+
+
+def guarded(fn):
+    """Bad input becomes a red toast with the engine's message; the app stays up. (A generator
+    stays a generator: Gradio streams those.)"""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def frames(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except BAD_INPUT as e:
+                raise gr.Error(str(e)) from None
+        return frames
+
+    @functools.wraps(fn)  # Gradio reads the signature (gr.Progress parameters) through this
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BAD_INPUT as e:
+            raise gr.Error(str(e)) from None
+    return wrapper
+
+
+# --- the GPU boundary ---------------------------------------------------------------------------
+# On ZeroGPU a decorated call runs in a forked worker that receives its arguments pickled. The
+# stack must never be one of them (it holds an RLock, and it would be copied whole): the one
+# decorated function, ``_run_model``, is module-level, takes a handler's name and the visitor's
+# inputs only, and finds the stack in ``_SERVED`` (set by ``serve``; a forked worker inherits it).
+
+_MODEL_HANDLERS: dict[str, tuple] = {}  # name -> (fn(stack, ...), duration: seconds or callable)
+_SERVED: dict = {}
+
+
+def model_handler(duration):
+    """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
+    boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
+    callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it."""
+    def mark(fn):
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        _MODEL_HANDLERS[name] = (fn, duration)
+        fn.model_handler = name
+        return fn
+    return mark
+
+
+def is_model_handler(fn) -> bool:
+    return getattr(fn, "model_handler", None) in _MODEL_HANDLERS
+
+
+def _run_model(name: str, *inputs, **kwargs):
+    fn, _ = _MODEL_HANDLERS[name]
+    return fn(_SERVED["stack"], *inputs, **kwargs)
+
+
+def _stream_model(name: str, *inputs, **kwargs):
+    """The same for a handler that yields frames (``spaces.GPU`` streams a generator)."""
+    fn, _ = _MODEL_HANDLERS[name]
+    yield from fn(_SERVED["stack"], *inputs, **kwargs)
+
+
+def _gpu_seconds(name: str, *inputs, **kwargs):
+    duration = _MODEL_HANDLERS[name][1]
+    return duration(*inputs, **kwargs) if callable(duration) else duration
+
+
+def serve(stack: LanguageStack) -> None:
+    """The stack the model handlers run on, and the GPU-decorated runner (decorated here, not at
+    import, so that ``hosting.SPACES_GPU`` as set when the page is built is the one used)."""
+    _SERVED["stack"] = stack
+    _SERVED["run"] = hosting.gpu(_gpu_seconds)(_run_model)
+    _SERVED["stream"] = hosting.gpu(_gpu_seconds)(_stream_model)
+
+
+def served_stack() -> LanguageStack:
+    return _SERVED["stack"]
+
+
+# --- the queue's lanes --------------------------------------------------------------------------
+# Model events share one group sized for one model; every CPU-only event has its own limit, so
+# precomputed figures and the page's own bookkeeping never wait behind the model.
+MODEL_LANE = dict(concurrency_id="model", concurrency_limit=hosting.MODEL_CONCURRENCY)
+CPU_LANE = dict(concurrency_limit=4)
+
+
+def lane(fn) -> dict:
+    return MODEL_LANE if is_model_handler(fn) else CPU_LANE
+
+
+# --- the merge method's values: one object, one list of controls --------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    """The method panel's values, one field per control, in the panel's order. Adding a method
+    parameter: a field here (its default is what a handler called without the page uses), its
+    line in ``recipe``/``from_recipe``, and its control in ``method.layout``."""
+    method: str = "linear"
+    weights_text: str = ""  # N-way: "en: 0.5, es: 0.3, it: 0.2"
+    density: float = 0.5  # TIES, DARE
+    seed: int = 0  # DARE
+    extrapolate: bool = False
+    lam_layers: str = ""  # per-layer λ anchors, bottom → top
+    lam_inv: float | None = None  # per-layer λ: the invertible adapter's (None: λ)
+    typology_set: str | None = None  # typology merge: URIEL feature set, k, T (None: defaults)
+    typology_k: float | None = None
+    typology_t: float | None = None
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def values(self) -> tuple:
+        return astuple(self)
+
+    @property
+    def merges_linearly(self) -> bool:
+        """Plain λ·A + (1−λ)·B (or the ensemble, which merges nothing): the engine's fast path."""
+        return self.method in ("linear", tasks.ENSEMBLE) and not self.extrapolate
+
+    def recipe(self, target: str, source: str | None, lam: float) -> share.Recipe:
+        m = self.method
+        nway, layered = m == "nway", m == "layer_gradient"
+        if m == tasks.ENSEMBLE:  # nothing is merged: its recipe is the linear one at the same λ
+            m = "linear"
+        typology = dict(typology=self.typology_set or None,
+                        k=None if self.typology_k is None else int(self.typology_k),
+                        temperature=None if self.typology_t is None else float(self.typology_t))
+        return share.Recipe(target=target, source=source or None, lam=lam,
+                            method="linear" if nway else m,
+                            density=float(self.density) if m in ("ties", "dare") else None,
+                            seed=int(self.seed or 0),
+                            weights=parse_weights(self.weights_text) if nway else {},
+                            allow_extrapolation=bool(self.extrapolate),
+                            lam_layers=share.parse_anchors(self.lam_layers) if layered else None,
+                            lam_inv=self.lam_inv if layered else None,
+                            **(typology if m == "typology" else {}))
+
+    def merge(self, stack: LanguageStack, target: str, source: str | None, lam: float):
+        """The engine's merge of this method, or None for the plain linear one."""
+        return None if self.merges_linearly else self.recipe(target, source, lam).merge(stack)
+
+    @classmethod
+    def from_recipe(cls, r: share.Recipe, defaults: "Method") -> "Method":
+        """A recipe's method in the panel's terms (fields it does not set: ``defaults``)."""
+        return cls(method="nway" if r.weights else r.method,
+                   weights_text=", ".join(f"{c}: {w:g}" for c, w in r.weights.items()),
+                   density=r.density or defaults.density, seed=r.seed,
+                   extrapolate=r.allow_extrapolation,
+                   lam_layers=", ".join(f"{t:g}" for t in r.lam_layers or ()),
+                   lam_inv=r.lam if r.lam_inv is None else r.lam_inv,
+                   typology_set=r.typology or defaults.typology_set,
+                   typology_k=defaults.typology_k if r.k is None else r.k,
+                   typology_t=defaults.typology_t if r.temperature is None else r.temperature)
+
+
+LINEAR = Method()  # a handler called without the page: the plain linear merge
+PANEL = Method(lam_inv=0.5, typology_set=typology.DEFAULT_FEATURE_SET,  # the controls' start values
+               typology_k=typology.DEFAULT_K, typology_t=typology.DEFAULT_TEMPERATURE)
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """The Method radio's (label, name) pairs: the merge-method registry's (``arithmetic.METHODS``,
+    which the model, the recipe and the CLI read too), plus the two page-level choices that are
+    not weight merges: the N-way sum after linear, the output ensemble before typology."""
+    from ..arithmetic import method_choices as registry
+
+    out = list(registry())
+    names = [n for _, n in out]
+    out.insert(names.index("linear") + 1, ("N-way weighted sum", "nway"))
+    names = [n for _, n in out]
+    out.insert(names.index("typology"), ("output ensemble (λ·A-stack + (1−λ)·B-stack)", tasks.ENSEMBLE))
+    return out
+
+
+METHOD_CHOICES = method_choices()
+
+
+@dataclass
+class MethodControls:
+    """The method panel's components, one per ``Method`` field, under the same names."""
+    components: dict
+
+    def __post_init__(self):
+        missing = set(Method.names()) - set(self.components)
+        if missing:
+            raise ValueError(f"the method panel lacks controls for {sorted(missing)}")
+
+    @property
+    def inputs(self) -> list:
+        return [self.components[n] for n in Method.names()]
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["components"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# --- binding a handler to the page ----------------------------------------------------------------
+
+
+def bind(fn, stack: LanguageStack):
+    """``fn(stack, ...)`` as an event handler of the other inputs. A real function with the
+    signature minus ``stack`` (Gradio reads it for gr.Progress, gr.Request and gr.SelectData),
+    where a ``Method`` parameter stands for the method panel's controls, one parameter each.
+    A model handler runs through the GPU boundary with the visitor's inputs only."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[1:]
+    flat = []
+    for p in params:
+        if isinstance(p.default, Method):
+            flat += [inspect.Parameter(n, p.POSITIONAL_OR_KEYWORD, default=v)
+                     for n, v in zip(Method.names(), p.default.values())]
+        else:
+            flat.append(p)
+    flat_sig = sig.replace(parameters=flat)
+    name = getattr(fn, "model_handler", None) if is_model_handler(fn) else None
+
+    def call(args, kwargs) -> list:
+        got = flat_sig.bind(*args, **kwargs)
+        got.apply_defaults()
+        a = got.arguments
+        return [Method(*(a[n] for n in Method.names())) if isinstance(p.default, Method)
+                else a[p.name] for p in params]
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            if name is not None:
+                yield from _SERVED["stream"](name, *call(args, kwargs))
+            else:
+                yield from fn(stack, *call(args, kwargs))
+    else:
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            if name is not None:
+                return _SERVED["run"](name, *call(args, kwargs))
+            return fn(stack, *call(args, kwargs))
+
+    handler.__signature__ = flat_sig
+    return handler
+
+
+def event(stack: LanguageStack, fn, inputs, outputs, **kw) -> dict:
+    """The keyword arguments of one event (``trigger(**event(...))`` or ``.then(**...)``): the
+    bound handler in its lane of the queue."""
+    return dict(fn=bind(fn, stack), inputs=inputs, outputs=outputs, **lane(fn), **kw)
+
+
+# --- the shared controls ------------------------------------------------------------------------
+
+
+class Controls:
+    """The components several panels read: filled in by the panel that lays each one out
+    (header: target, source, lam, task, setting, premise, link_note; compare: text, mask_text,
+    example; method: method)."""
+    target = source = lam = task = setting = premise = premise_more = link_note = None
+    text = mask_text = example = None
+    method: MethodControls | None = None
+
+    @property
+    def pair(self) -> list:
+        return [self.target, self.source, self.lam]
+
+
+# --- small helpers ----------------------------------------------------------------------------------
+
+
+def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> list[tuple[str, str]]:
+    out = []
+    for code, lang in stack.bundle.languages.items():
+        if with_adapter_only and (not lang.has_adapter or lang.is_variant):
+            continue  # a low-resource variant is never a source
+        tag = "" if lang.has_adapter else " · zero-shot, no adapter"
+        if lang.is_variant:
+            tag = " · low-resource variant"
+        out.append((f"{lang.name} ({code}, {lang.family}){tag}", code))
+    return out
+
+
+def first_target(stack: LanguageStack) -> str:
+    """The page opens on a zero-shot target when there is one: the paper's hardest case."""
+    langs = stack.bundle.languages
+    return ([c for c in langs if not langs[c].has_adapter] + [c for c in langs if langs[c].has_adapter])[0]
+
+
+def task_choices(stack: LanguageStack) -> list[tuple[str, str]]:
+    """The page's tasks: classification (topic) and tagging (spans); QA has its own tab."""
+    return [(t.title, t.name) for t in stack.bundle.tasks.values()
+            if t.kind in ("classification", "tagging")]
+
+
+def task_kind(stack: LanguageStack, task_name: str | None) -> str | None:
+    """"classification", "tagging", or None (a fill-mask-only profile)."""
+    if not task_choices(stack):
+        return None
+    return stack.bundle.task(task_name or task_choices(stack)[0][1]).kind
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"en: 0.5, es: 0.3, it: 0.2"`` -> {"en": 0.5, ...}; a clear error otherwise."""
+    out: dict[str, float] = {}
+    for part in (text or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        code, sep, w = part.partition(":")
+        if not sep:
+            raise InputError(f"write N-way weights as code: weight, got {part.strip()!r}")
+        try:
+            out[code.strip()] = float(w)
+        except ValueError:
+            raise InputError(f"weight of {code.strip()!r} is not a number: {w.strip()!r}") from None
+    if len(out) < 2:
+        raise InputError("N-way merging needs at least two languages, e.g. en: 0.5, es: 0.3, it: 0.2")
+    return out
+
+
+def pts(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def gain_line(name: str, g: dict) -> str:
+    """``+0.4 points [−1.1, +1.9] (P(gain > 0) = 0.71)``, and whether that is a win at all.
+    (The page's one gain-with-interval sentence; ``stats`` gets a shared formatter.)"""
+    lo, hi = g["ci95"]
+    verdict = ("a gain" if lo > 0 else "a loss" if hi < 0 else "inside its interval: not a clear gain")
+    return (f"{name}: **{pts(g['points'])}** points, 95 % CI [{pts(lo)}, {pts(hi)}], "
+            f"share of resamples with a gain {g['p_positive']:.2f} — {verdict}")
+
+
+def ci_words(g: dict, unit: str = "points", digits: int = 1) -> str:
+    """A gain in brief: ``**+0.4** points [-1.0, +1.4] (inside its interval)``."""
+    lo, hi = g["ci95"]
+    verdict = "clear" if lo > 0 or hi < 0 else "inside its interval"
+    return f"**{g['points']:+.{digits}f}** {unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({verdict})"

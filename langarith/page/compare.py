@@ -1,0 +1,251 @@
+"""The comparison: the text, the formula, the task predictions of A alone, the merge and B alone
+(labels or tagged spans), fill-mask, and the per-layer plots of weights and hidden states."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import gradio as gr
+
+from .. import analysis, plots, tasks
+from ..model import InputError, LanguageStack
+from .common import (CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, event, first_target,
+                     guarded, model_handler, task_kind)
+
+WHO = ("A", "merged", "B")
+
+
+def _names(a: str, b: str, lam: float, merged: str = "merged") -> dict[str, str]:
+    return {"A": f"A = {a} alone", "merged": f"{merged} (λ = {lam:.2f})", "B": f"B = {b} alone"}
+
+
+@dataclass
+class Shown:
+    """What one comparison shows: formula, the λ it shows, the three label and span columns."""
+    formula: str
+    lam: float
+    labels: list
+    spans: list
+    notice: str | None = None
+    shift: dict | None = None
+
+
+def _hidden() -> list:
+    return [gr.update(visible=False) for _ in WHO]  # one dict each: Gradio consumes them
+
+
+def _classification(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+    cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
+    shown = lam if merge is None else cmp.lam
+    names = _names(a, b, shown)
+    labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
+              for w in WHO]
+    return Shown(cmp.formula, shown, labels, _hidden(), shift=cmp.hidden_shift)
+
+
+def _tagging(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+    from .. import ner
+
+    lam = tasks.check_lambda(lam)
+    cmp = ner.compare_ner(stack, text, target, b, lam, task_name)
+    names = _names(a, b, lam)
+    spans = [gr.update(value=cmp.highlighted(w), label=names[w], visible=True) for w in WHO]
+    return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), spans, notice=cmp.notice)
+
+
+def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+    lam = tasks.check_lambda(lam)
+    return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), _hidden())
+
+
+@dataclass(frozen=True)
+class KindView:
+    predict: Callable  # (stack, text, target, a, b, lam, task_name, merge) -> Shown
+    all_methods: bool  # every method of the panel, or λ·A + (1−λ)·B only
+
+
+KINDS = {"classification": KindView(_classification, True), "tagging": KindView(_tagging, False),
+         None: KindView(_fill_mask_only, False)}
+
+
+def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full: bool):
+    """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
+    mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(
+        tasks.clean_text(text)[0], stack.tokenizer.mask_token)
+    cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name,
+                                 mask_text=mtext if full else None)
+    names = _names(cmp.a, cmp.b, cmp.lam, "output ensemble")
+    labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
+              for w in WHO]
+    merged_says = cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)]
+    head = (f"### `{cmp.formula}`\n\nThe weight merge at the same λ predicts **{merged_says}**; "
+            f"the ensemble runs the encoder twice (A's stack and B's).")
+    if not full:
+        return (head, *labels, *_hidden())
+    fill = [gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
+            for w, n in (("A", cmp.a), ("merged", "ensemble"), ("B", cmp.b))]
+    weights = {cmp.a: cmp.lam, cmp.b: 1.0 - cmp.lam}  # plots: the weight merge at this λ
+    rows = analysis.weight_geometry(stack, cmp.a, cmp.b, cmp.lam)
+    shift = tasks.hidden_shift(stack, tasks.clean_text(text)[0], cmp.a, weights)
+    return (head, *labels, *_hidden(), *fill, plots.geometry_figure(rows, cmp.a, cmp.b, cmp.lam),
+            plots.hidden_shift_figure(shift, cmp.a, cmp.lam))
+
+
+def compare_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method,
+                 task_name, full: bool):
+    """The page's comparison: the formula and the task predictions of A, the merge and B
+    (labels or spans); with ``full``, also fill-mask and the weight and hidden-state plots."""
+    view = KINDS[task_kind(stack, task_name)]
+    if method.method == tasks.ENSEMBLE:
+        if not view.all_methods:
+            raise InputError("the output ensemble is shown for classification tasks only for now")
+        return _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full)
+    merge = method.merge(stack, target, source, lam)
+    if merge is not None and not view.all_methods:
+        raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
+    text, notice = tasks.clean_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    s = view.predict(stack, text, target, a, b, lam, task_name, merge)
+    notice = s.notice or notice
+    head = f"### `{s.formula}`" + (f"\n\n*{notice}*" if notice else "")
+    if not full:
+        return (head, *s.labels, *s.spans)
+    if notice:
+        gr.Warning(notice)
+    weights = merge if merge is not None else {a: s.lam, b: 1.0 - s.lam}
+    shift = s.shift if s.shift is not None else tasks.hidden_shift(stack, text, a, weights)
+    mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, stack.tokenizer.mask_token)
+    mtext, _ = tasks.clean_text(mtext)
+    fill = [gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
+            for adapter, name in ((a, a), (weights, "merged"), (b, b))]
+    rows = analysis.weight_geometry(stack, a, b, s.lam, merge=merge)
+    return (head, *s.labels, *s.spans, *fill, plots.geometry_figure(rows, a, b, s.lam),
+            plots.hidden_shift_figure(shift, a, s.lam))
+
+
+@model_handler(duration=20)
+@guarded
+def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+               mask_text: str, method: Method = LINEAR, task_name: str | None = None,
+               progress=gr.Progress(track_tqdm=True)):
+    """The merge (linear by default, or any method of the panel) beside A and B alone: task
+    predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
+    downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
+    return compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+
+
+@model_handler(duration=10)
+@guarded
+def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: str, mask_text: str,
+            method: Method = LINEAR, task_name: str | None = None):
+    """While the slider is dragged: the formula and the three predictions only (A's and B's are
+    cached, so one forward); fill-mask and the plots follow on release."""
+    return compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=False)
+
+
+ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
+ANIMATE_PAUSE_S = 0.3  # between frames, so that a class can follow
+
+
+@model_handler(duration=lambda *_, **__: 5 + 2 * len(ANIMATE_LAMBDAS))
+@guarded
+def on_animate(stack: LanguageStack, target: str, source: str, text: str, mask_text: str,
+               method: Method = LINEAR, task_name: str | None = None):
+    """Walk λ from 0 to 1: each frame sets the slider (the curve's marker follows it) and shows
+    the formula and the three predictions (one forward a frame: A's and B's are cached)."""
+    for i, lam in enumerate(ANIMATE_LAMBDAS):
+        if i:
+            time.sleep(ANIMATE_PAUSE_S)
+        yield (lam, *compare_view(stack, target, source, lam, text, mask_text, method, task_name,
+                                  full=False))
+
+
+def layout_text(stack: LanguageStack, c: Controls) -> None:
+    """The text and the target's examples (sets ``c.text``, ``c.example``)."""
+    first = first_target(stack)
+    first_text = (stack.bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
+    with gr.Row():
+        c.text = gr.Textbox(value=first_text, label="Text — Shift+Enter to run", lines=2, max_lines=4,
+                            elem_id="text", scale=3)
+        c.example = gr.Dropdown(list(stack.bundle.languages[first].examples), value=first_text or None,
+                                label="Examples in the target language", scale=2, elem_id="example")
+
+
+def layout_predictions(stack: LanguageStack) -> dict:
+    """Formula and the three prediction columns, A | merged | B (labels and spans)."""
+    head = gr.Markdown(elem_id="formula")
+    # Both kinds of prediction are rendered when the bundle has the task: the first comparison
+    # hides the other kind (a component first rendered hidden did not reliably come back in
+    # Gradio 6.17 when the task picker switched).
+    kinds = {t.kind for t in stack.bundle.tasks.values()}
+    with gr.Row():
+        labels = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
+                           elem_id=f"pred-{w.lower()}", visible="classification" in kinds or not kinds)
+                  for w in WHO]
+    with gr.Row():  # entities, with the spans the merge changed marked
+        spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
+                                    elem_id=f"spans-{w.lower()}", combine_adjacent=True,
+                                    visible="tagging" in kinds) for w in WHO]
+    return dict(head=head, labels=labels, spans=spans)
+
+
+def layout_fill(stack: LanguageStack, c: Controls) -> dict:
+    """The fill-mask probe and its top tokens under A, the merge and B (sets ``c.mask_text``)."""
+    first = first_target(stack)
+    first_text = (stack.bundle.languages[first].examples or (FALLBACK_TEXT,))[0]
+    mask = stack.tokenizer.mask_token
+    gr.Markdown("### Fill-mask: the MLM head through A, the merge and B")
+    c.mask_text = gr.Textbox(value=tasks.mask_a_word(first_text, mask),
+                             label=f"Fill-mask probe (uses {mask}; Enter to run)", elem_id="mask-text")
+    with gr.Row():
+        fills = [gr.Label(label=f"fill-mask, {w}", num_top_classes=5, elem_id=f"fill-{e}")
+                 for w, e in (("A", "a"), ("merged", "merged"), ("B", "b"))]
+    return dict(fills=fills)
+
+
+def layout_plots() -> dict:
+    gr.Markdown("### How the merge moved the weights and the hidden states, layer by layer")
+    geometry = gr.Plot(label="Per-layer weights", elem_id="geometry")
+    hidden = gr.Plot(label="Per-layer hidden states", elem_id="hidden")
+    linear_api = gr.Button(visible=False)  # the /compare endpoint: the five plain inputs
+    return dict(geometry=geometry, hidden=hidden, linear_api=linear_api)
+
+
+def inputs(c: Controls) -> list:
+    """The comparison's inputs: pair, text, probe, the method panel's controls, the task."""
+    return [*c.pair, c.text, c.mask_text, *c.method.inputs, c.task]
+
+
+def outputs(p: dict) -> list:
+    return [p["head"], *p["labels"], *p["spans"], *p["fills"], p["geometry"], p["hidden"]]
+
+
+def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
+    """The full comparison, as a step after any change."""
+    return event(stack, on_compare, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
+
+
+QUIET = dict(trigger_mode="always_last", show_progress="hidden")
+
+
+def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
+    """The slider: predictions follow it while dragging (only the latest pending update runs:
+    no queue of stale work), the full comparison on release; ``follow.text``/``follow.lam``
+    chain what follows a new text or a released λ; ``animate``: the tour's button."""
+    c.lam.input(**event(stack, on_drag, inputs(c), outputs(p)[:7]), api_name="compare_drag",
+                **QUIET, **PRIVATE)
+    follow.lam(c.lam.release(**event(stack, on_compare, inputs(c), outputs(p)),
+                             api_name="compare_recipe", **QUIET), released=True)
+    p["linear_api"].click(**event(stack, on_compare, inputs(c)[:5], outputs(p)), api_name="compare")
+    mask = stack.tokenizer.mask_token
+    follow.text(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
+                                [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))
+    follow.text(c.text.submit(lambda t: tasks.mask_a_word(t or "", mask), c.text, c.mask_text,
+                              api_name="mask_probe", **CPU_LANE, **PRIVATE))
+    c.mask_text.submit(**run_event(stack, c, p))
+    frames = [c.lam, p["head"], *p["labels"], *p["spans"]]
+    follow.lam(animate.click(**event(stack, on_animate, [c.target, c.source, c.text, c.mask_text,
+                                                         *c.method.inputs, c.task], frames),
+                             api_name="animate", **PRIVATE))

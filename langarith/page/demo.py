@@ -1,0 +1,94 @@
+"""``build_demo``: the header, the first screen (predictions beside the held-out curve), the tabs;
+each panel's layout and events; and how the panels follow each other (what runs after a new
+pair, a new text, a drag and a λ set), so that no panel imports another."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..model import LanguageStack
+from . import answers, compare, flips, header, keep, method, mlm, similarity, sweep, tour
+from .common import PRIVATE, Controls, serve
+
+class Follow:
+    """What runs after an event, by what it changed. The model steps are chained (one visitor's
+    comparison, then the masked-LM loss of its text); the precomputed ones (flips, held-out curve,
+    sweep tab) are CPU-only events of their own that never wait behind the model."""
+
+    def __init__(self, run: dict, live: dict, precomputed: list[dict], on_lam: list[dict]):
+        self.run, self.live, self.precomputed, self.on_lam = run, live, precomputed, on_lam
+
+    def pair(self, dep) -> None:
+        """A new pair (target, source, task): everything."""
+        dep.then(**self.run).then(**self.live)
+        for step in self.precomputed:
+            dep.then(**step)
+
+    def text(self, dep) -> None:
+        """A new text: its predictions and its masked-LM loss."""
+        dep.then(**self.run).then(**self.live)
+
+    def lam(self, dep, released: bool = False) -> None:
+        """λ set by the page (a tour step, the animation) or released on the slider (whose event
+        is the comparison itself): the comparison, then the text's loss; the flips."""
+        public = dict(api_name="mlm_live", api_visibility="public") if released else {}
+        (dep if released else dep.then(**self.run)).then(**{**self.live, **public})
+        for step in self.on_lam:
+            dep.then(**(step if released else {**step, **PRIVATE}))
+
+
+def build_demo(stack: LanguageStack) -> gr.Blocks:
+    serve(stack)  # the model handlers' stack, behind the GPU boundary
+    c = Controls()
+    # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
+    with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
+        header.layout(stack, c)
+        tour_panel = tour.layout()
+        with gr.Row(equal_height=False):  # the first screen: predictions beside the curve
+            with gr.Column(scale=5):
+                compare.layout_text(stack, c)
+                shown = compare.layout_predictions(stack)
+            with gr.Column(scale=4):
+                mlm_panel = mlm.layout_heldout()
+        with gr.Tabs():
+            with gr.Tab("Merge: details", id="merge"):
+                method_panel = method.layout(stack, c)
+                flips_panel = flips.layout()
+                mlm_panel.update(mlm.layout_live())
+                shown.update(compare.layout_fill(stack, c))
+                shown.update(compare.layout_plots())
+            if answers.has_qa(stack):
+                with gr.Tab("Question answering", id="qa"):
+                    qa_panel = answers.layout(stack)
+            with gr.Tab("λ sweep", id="sweep") as sweep_tab:
+                sweep_panel = sweep.layout()
+            with gr.Tab("Similarity", id="similarity") as sim_tab:
+                sim_panel = similarity.layout(stack)
+            with gr.Tab("Keep & share", id="share"):
+                keep_panel = keep.layout()
+
+        # --- how the panels follow each other ----------------------------------------------
+        run = compare.run_event(stack, c, shown)
+        heldout = mlm.heldout_event(stack, c, mlm_panel, api_name="mlm_heldout", **PRIVATE)
+        follow = Follow(
+            run=run, live=mlm.live_event(stack, c, mlm_panel, **PRIVATE),
+            precomputed=[flips.flips_event(stack, c, flips_panel, **PRIVATE), heldout,
+                         *sweep.shipped_events(stack, c, sweep_panel)],
+            on_lam=[flips.flips_event(stack, c, flips_panel, api_name="flips")])
+        # The curve's marker follows every λ the slider shows: dragged, released, set by the tour.
+        c.lam.change(**heldout, trigger_mode="always_last", show_progress="hidden")
+        c.lam.input(**flips.flips_event(stack, c, flips_panel, api_name="flips_drag", **PRIVATE),
+                    trigger_mode="always_last", show_progress="hidden")
+
+        header.wire(stack, c, follow, demo)
+        method.wire(stack, c, method_panel, run)
+        compare.wire(stack, c, shown, follow, tour_panel["animate"])
+        tour.wire(stack, c, tour_panel, follow.lam)
+        flips.wire(stack, c, flips_panel, follow)
+        mlm.wire(stack, c, mlm_panel)
+        if answers.has_qa(stack):
+            answers.wire(stack, c, qa_panel)
+        sweep.wire(stack, c, sweep_panel, sweep_tab)
+        similarity.wire(stack, c, sim_panel, sim_tab)
+        keep.wire(stack, c, keep_panel, run)
+    return demo

@@ -1,0 +1,124 @@
+"""Where the merge matters: on the target's eval items at the current λ (the precomputed grid's
+nearest point), what the merge fixes and breaks against A and B, and the items whose prediction
+differs; picking a row puts its text in the box. Reads the bundle's stored predictions only."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import results, tasks
+from ..model import InputError, LanguageStack
+from .common import PRIVATE, Controls, event, guarded, task_kind
+
+FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
+COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]
+
+
+def _empty():
+    return gr.update(value=[], headers=FLIP_COLUMNS)
+
+
+def _classification_flips(stack, target, source, lam, task_name):
+    try:
+        f = results.flips(stack, target, source, lam, "dev")
+    except InputError as e:
+        return f"*{e}*", _empty()
+    shown = f"λ = {f['lam']:g}" + ("" if abs(f["lam"] - lam) < 1e-9 else
+                                   f" (the precomputed grid's nearest point to {lam:.2f})")
+    md = (f"On the **{f['n']} {target} dev items** at {shown}: the merge gets "
+          f"**{f['fixed_vs_a']}** right that A = {f['a']} alone gets wrong and **{f['broken_vs_a']}** "
+          f"the reverse (net {f['fixed_vs_a'] - f['broken_vs_a']:+d}); against B = {f['b']}: "
+          f"**{f['fixed_vs_b']}** fixed, **{f['broken_vs_b']}** broken "
+          f"(net {f['fixed_vs_b'] - f['broken_vs_b']:+d}). {f['n_differ']} items get different labels "
+          f"from A, the merge and B; {len(f['rows'])} are listed, the merge's wins first. "
+          "Pick a row to try its text.")
+    return md, gr.update(value=[[r[c] for c in FLIP_COLUMNS] for r in f["rows"]], headers=FLIP_COLUMNS)
+
+
+def spans_of(words: list[str], tags: list[str]) -> str:
+    """BIO tags as ``TYPE: words; ...`` (a cell of the flips table)."""
+    spans, cur = [], None
+    for w, t in zip(words, tags):
+        if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur[0] != t[2:])):
+            cur = [t[2:], [w]]
+            spans.append(cur)
+        elif t.startswith("I-"):
+            cur[1].append(w)
+        else:
+            cur = None
+    return "; ".join(f"{k}: {' '.join(ws)}" for k, ws in spans) or "—"
+
+
+def _tagging_flips(stack, target, source, lam, task_name):
+    from .. import ner
+
+    try:
+        rows = ner.flips(stack, target, lam, task_name, limit=50)
+    except InputError as e:
+        return f"*{e}*", _empty()
+    table = [[spans_of(r["words"], r["gold"]),
+              *(spans_of(r["words"], r["tags"][w]) for w in ("A", "merged", "B")),
+              " ".join(r["words"])[:140]] for r in rows]
+    md = (f"{len(rows)} {target} test sentences whose spans differ between A, the merge at "
+          f"λ = {round(lam, 1):g} and B, the merge's biggest wins over A first. Pick a row to try it.")
+    return md, gr.update(value=table, headers=FLIP_COLUMNS)
+
+
+def _no_flips(stack, target, source, lam, task_name):
+    return "No labelled eval set in this profile (see the λ sweep tab).", _empty()
+
+
+def _classification_text(stack, target, source, lam, task_name, row):
+    f = results.flips(stack, target, source, lam, "dev")
+    return f["texts"][f["rows"][row]["key"]] if row < len(f["rows"]) else None
+
+
+def _tagging_text(stack, target, source, lam, task_name, row):
+    from .. import ner
+
+    rows = ner.flips(stack, target, lam, task_name, limit=50)
+    return " ".join(rows[row]["words"]) if row < len(rows) else None
+
+
+FLIPS = {"classification": _classification_flips, "tagging": _tagging_flips}  # else _no_flips
+ROW_TEXT = {"classification": _classification_text, "tagging": _tagging_text}
+
+
+@guarded
+def on_flips(stack: LanguageStack, target: str, source: str, lam: float, task_name: str | None = None):
+    """Where the merge matters at this λ: counts of items the merge fixes and breaks against A and
+    against B, and the items whose prediction differs between A, the merge and B."""
+    return FLIPS.get(task_kind(stack, task_name), _no_flips)(stack, target, source, lam, task_name)
+
+
+@guarded
+def on_pick_flip(stack: LanguageStack, target: str, source: str, lam: float,
+                 task_name: str | None, evt: gr.SelectData):
+    """A picked row of the flips table: its full text (the table shows it cut short) into the
+    text box, with a fill-mask probe."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    text_of = ROW_TEXT.get(task_kind(stack, task_name))
+    full = text_of(stack, target, source, lam, task_name, row) if text_of and row is not None else None
+    if full is None:
+        return gr.update(), gr.update()
+    return full, tasks.mask_a_word(full, stack.tokenizer.mask_token)
+
+
+def layout() -> dict:
+    gr.Markdown("### Where the merge matters: the eval items whose prediction it changes")
+    note = gr.Markdown(elem_id="flips-note")
+    # Fixed shares of the width, text last and widest: with long cells in every column (spans of
+    # the tagging task) the table wraps instead of pushing the merged and B columns out of view.
+    table = gr.Dataframe(headers=FLIP_COLUMNS, interactive=False, wrap=True, max_height=320,
+                         column_widths=COLUMN_WIDTHS, elem_id="flips")
+    return dict(note=note, table=table)
+
+
+def flips_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
+    return event(stack, on_flips, [*c.pair, c.task], [p["note"], p["table"]], **kw)
+
+
+def wire(stack: LanguageStack, c: Controls, p: dict, follow) -> None:
+    """A picked row is a new text: ``follow.text`` runs its comparison."""
+    follow.text(p["table"].select(**event(stack, on_pick_flip, [*c.pair, c.task], [c.text, c.mask_text]),
+                              api_name="pick_flip", **PRIVATE))

@@ -1,0 +1,173 @@
+"""The page's header: title, the pickers (target, source B, λ, task), what setting the pair is
+in, the premise of the task, and a link's restored view."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import results, share, tasks
+from ..model import InputError, LanguageStack
+from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded,
+                     language_choices, pts, task_choices, task_kind)
+
+TITLE = "## langarith · language arithmetic for MAD-X adapters: `merged = λ·A + (1−λ)·B`"
+LINE = ("A language adapter without training: two trained ones mixed parameter by parameter "
+        "([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737)).")
+INTRO = """\
+Pick a target language (one without an adapter of its own is marked *zero-shot*: A is then
+English, the task's training language; a target with its own adapter is the *enhancement*
+setting: A is that adapter), a related source language B and λ. The page merges the two adapters
+live and shows the task predictions of the merged stack beside each adapter alone; the curve
+beside them is the masked-LM loss of held-out text of the target language over λ (no labels
+needed): where it dips below both ends, the merge models the language better than either
+adapter. Below: the eval items whose prediction the merge changes, the masked-LM loss of the
+text in the box, fill-mask, and how the merge moved the weights and hidden states layer by
+layer. The tabs hold the λ sweep with bootstrap intervals, language similarity and typology,
+and the export of the merged adapter.
+"""
+
+
+def _premise(stack: LanguageStack, task_name: str | None) -> dict | None:
+    """The premise's numbers: own adapter vs English on each language's test set."""
+    prem = results.bundle_results(stack).get("premise") or {}
+    if task_kind(stack, task_name) != "classification" or not prem:
+        return None
+    diffs = {c: v["own_minus_en"] for c, v in prem.items()}
+    return dict(lo=min(d["points"] for d in diffs.values()), hi=max(d["points"] for d in diffs.values()),
+                clear=[c for c, d in diffs.items() if d["ci95"][0] > 0], k=len(diffs),
+                n=next(iter(prem.values()))["n"])
+
+
+def premise_line(stack: LanguageStack, task_name: str | None) -> str:
+    """The premise in one line, beside the task."""
+    p = _premise(stack, task_name)
+    if p is None:
+        return ""
+    return (f"**Premise:** this task barely depends on the language adapter (own vs English: "
+            f"{pts(p['lo'])} to {pts(p['hi'])} points), so read its gains with their intervals.")
+
+
+def premise_note(stack: LanguageStack, task_name: str | None) -> str:
+    """What a reader must know before reading any gain: how much this task depends on the
+    language adapter at all (own adapter vs the English one, on each language's test set)."""
+    p = _premise(stack, task_name)
+    if p is None:
+        return ""
+    return (f"On this task, a language's own adapter scores {pts(p['lo'])} to {pts(p['hi'])} "
+            f"accuracy points against the English adapter on that language's test set "
+            f"(n = {p['n']} each; clearly better, 95 % CI above 0, for "
+            f"{', '.join(p['clear']) if p['clear'] else 'none'} of {p['k']}). The topic of a help "
+            "paragraph barely depends on the language adapter, so no mix of two adapters can move "
+            "accuracy much: small gains are read with their intervals. What the merge does "
+            "to the language itself shows in the masked-LM curve, which needs no labels.")
+
+
+@guarded
+def on_target(stack: LanguageStack, target: str, current: str | None = None, note: str | None = None):
+    """A new target: the suggested source, its examples, a first text on which the merge changes
+    the prediction (from the dev set), and whether this is zero-shot or enhancement. A source
+    restored from a link (``note``) is kept when it suits the target."""
+    bundle = stack.bundle
+    a = tasks.baseline_language(stack, target)
+    source = tasks.suggested_source(stack, target)
+    if (note or "").startswith("Restored") and current in bundle.adapter_languages() and current != a:
+        source = current
+    ex = list(bundle.language(target).examples)
+    first = results.first_example(stack, target)
+    where = ""
+    if first:
+        where = " The first text is **from the dev set; the merge changes this prediction.**"
+        ex = [first] + [e for e in ex if e != first]
+    text = ex[0] if ex else FALLBACK_TEXT
+    lang = bundle.language(target)
+    setting = "zero-shot" if a != target else "enhancement"
+    if lang.is_variant:
+        setting = (f"low-resource: this {bundle.language(lang.text_language).name} adapter saw only "
+                   f"{lang.tokens:,} tokens of text; the full one is `{lang.text_language}`")
+    suggested = tasks.suggested_source(stack, target)
+    info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
+        (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).") + where
+    return (gr.update(value=source), gr.update(choices=ex, value=text if ex else None),
+            text, tasks.mask_a_word(text, stack.tokenizer.mask_token), info)
+
+
+def on_url(stack: LanguageStack, request: gr.Request):
+    """``?target=pt&source=es&lam=0.7`` restores a view (``&lam_layers=0.2,0.8&lam_inv=0.5`` the
+    per-layer method with its anchors); a bad link says why and is ignored."""
+    params = dict(request.query_params) if request else {}
+    keep = (gr.update(),) * 6
+    if "target" not in params:
+        return (*keep, "")
+    try:
+        r = share.from_query(params)
+        stack.bundle.language(r.target)
+        if r.source and not stack.bundle.language(r.source).has_adapter:
+            raise InputError(f"{r.source} has no adapter")
+        layered = r.method == "layer_gradient"
+        if layered:
+            from ..arithmetic import layer_lambdas
+
+            layer_lambdas(r.lam_layers, stack.n_layers)  # bad anchors: refused here, with the reason
+        # No source in the link: the target's suggested one (not whatever the page showed before)
+        return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam,
+                "layer_gradient" if layered else gr.update(),
+                ", ".join(f"{t:g}" for t in r.lam_layers) if layered else gr.update(),
+                r.lam_inv if layered and r.lam_inv is not None else gr.update(),
+                f"Restored from the link: {r.target}.")
+    except BAD_INPUT as e:
+        gr.Warning(f"ignored the link's parameters: {e}")
+        return (*keep, f"Link ignored: {e}")
+
+
+def layout(stack: LanguageStack, c: Controls) -> None:
+    """Title in one line (the longer text one click away), the pickers, the task with its
+    premise beside it, the pair's setting."""
+    bundle = stack.bundle
+    first = first_target(stack)
+    shown = task_choices(stack)
+    first_task = shown[0][1] if shown else None
+    gr.Markdown(TITLE, elem_id="title")
+    with gr.Row(equal_height=True):
+        gr.Markdown(LINE, elem_id="intro-line")
+        gr.Markdown(f"Bundle **{bundle.name}** · device `{stack.device}`", elem_id="bundle-info")
+    with gr.Accordion("What this page shows", open=False, elem_id="about"):
+        gr.Markdown(INTRO)
+    with gr.Row():
+        c.target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
+                               elem_id="target", scale=2)
+        c.source = gr.Dropdown(language_choices(stack, with_adapter_only=True),
+                               value=tasks.suggested_source(stack, first),
+                               label="Source language B (related, with an adapter)", elem_id="source",
+                               scale=2)
+        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=3)
+    with gr.Row(equal_height=True):
+        c.task = gr.Radio(shown, value=first_task, label="Task", elem_id="task", visible=len(shown) > 1,
+                          scale=2)
+        with gr.Column(scale=3):
+            c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
+            with gr.Accordion("Why this matters", open=False, elem_id="premise-more"):
+                c.premise_more = gr.Markdown(premise_note(stack, first_task), elem_id="premise-note")
+    c.setting = gr.Markdown(elem_id="setting")
+    c.link_note = gr.Markdown(elem_id="link-note")
+
+
+def target_event(stack: LanguageStack, c: Controls) -> dict:
+    """A new target (or task): the suggested source, the first text and the setting."""
+    return event(stack, on_target, [c.target, c.source, c.link_note],
+                 [c.source, c.example, c.text, c.mask_text, c.setting])
+
+
+def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
+    """``follow.pair(event)`` appends what follows a new pair (the other panels' steps)."""
+    follow.pair(c.target.change(**target_event(stack, c), api_name="set_target"))
+    c.target.input(lambda: "", None, c.link_note, api_name="clear_link", **CPU_LANE, **PRIVATE)
+    c.task.change(lambda t: (premise_line(stack, t), premise_note(stack, t)), c.task,
+                  [c.premise, c.premise_more], api_name="task_note", **CPU_LANE, **PRIVATE)
+    follow.pair(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
+    follow.pair(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE,
+                               **PRIVATE))
+    m = c.method
+    load = demo.load(**event(stack, on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
+                                                   m.lam_inv, c.link_note]),
+                     api_name="from_link", **PRIVATE)
+    follow.pair(load.then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))

@@ -1,0 +1,62 @@
+"""Keep & share: download the merged adapter (a zip of a folder that ``adapters``'
+``load_adapter`` loads) and its JSON recipe; load a recipe to restore the page."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from .. import share, tasks
+from ..model import InputError, LanguageStack
+from .common import LINEAR, PANEL, Controls, Method, event, guarded, model_handler
+
+
+@model_handler(duration=30)  # the merge is written through the model's live slot, then saved
+@guarded
+def on_export(stack: LanguageStack, target, source, lam, method: Method = LINEAR):
+    recipe = method.recipe(target, source, lam)
+    out = Path(tempfile.mkdtemp(prefix="langarith-export-"))
+    info = share.export(stack, recipe, out)
+    link = share.to_query(recipe)
+    return info["zip"], info["recipe"], f"Exported `{info['formula']}`. Link to this view: `{link}`"
+
+
+@guarded
+def on_load_recipe(stack: LanguageStack, file):
+    """A recipe file back into the page: the pair, λ and every method control, and a note."""
+    if file is None:
+        raise InputError("choose a recipe file first")
+    path = Path(file if isinstance(file, str) else file.name)
+    if path.stat().st_size > share.MAX_RECIPE_BYTES:
+        raise InputError("that file is too large to be a recipe")
+    r = share.Recipe.from_json(path.read_bytes())
+    r.merge(stack)  # validates languages, method and weights against this bundle
+    m = Method.from_recipe(r, PANEL)
+    return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam, *m.values(),
+            f"Loaded recipe for **{r.target}** ({m.method}).")
+
+
+def layout() -> dict:
+    gr.Markdown("Download the merged adapter (a folder that `adapters`' `load_adapter` "
+                "loads) and its JSON recipe; load a recipe to restore the page. A link "
+                "`?target=pt&source=es&lam=0.7` reproduces a view.")
+    export = gr.Button("Export the current merge", elem_id="export")
+    with gr.Row():
+        zip_file = gr.File(label="merged adapter (zip)", elem_id="zip-file")
+        recipe_file = gr.File(label="recipe (JSON)", elem_id="recipe-file")
+    export_note = gr.Markdown(elem_id="export-note")
+    upload = gr.File(label="load a recipe", file_types=[".json"], elem_id="upload")
+    load_note = gr.Markdown(elem_id="load-note")
+    return dict(export=export, zip_file=zip_file, recipe_file=recipe_file, export_note=export_note,
+                upload=upload, load_note=load_note)
+
+
+def wire(stack: LanguageStack, c: Controls, p: dict, run: dict) -> None:
+    """``run``: the comparison, re-run after a recipe is loaded."""
+    p["export"].click(**event(stack, on_export, [*c.pair, *c.method.inputs],
+                              [p["zip_file"], p["recipe_file"], p["export_note"]]), api_name="export")
+    p["upload"].upload(**event(stack, on_load_recipe, p["upload"],
+                               [*c.pair, *c.method.inputs, p["load_note"]]),
+                       api_name="load_recipe").then(**run)

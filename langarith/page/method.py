@@ -1,0 +1,99 @@
+"""The merge-method accordion: the Method radio and one control per ``Method`` field (density,
+seed, N-way weights, extrapolation, per-layer λ with its plot, the typology merge's feature set,
+k and T, with a button that fills the typology weights into the N-way panel)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import plots, share, tasks, typology
+from ..model import LanguageStack
+from .common import (CPU_LANE, PANEL, PRIVATE, Controls, MethodControls, event, guarded,
+                     method_choices)
+
+FEATURE_CHOICES = [(f"{name} ({vec}, {measure})", name)
+                   for name, (vec, measure) in typology.FEATURE_SETS.items()]
+
+
+@guarded
+def on_layer_plot(stack: LanguageStack, lam, lam_layers, lam_inv, extrapolate=False):
+    """The λ-per-layer plot of the panel's anchors (empty anchors: λ everywhere)."""
+    from ..arithmetic import layer_lambdas
+
+    anchors = share.parse_anchors(lam_layers) or [lam]
+    lams = layer_lambdas(anchors, stack.n_layers, allow_extrapolation=bool(extrapolate))
+    return plots.layer_lambda_figure(lams, lam if lam_inv is None else lam_inv)
+
+
+def lam_range(extrapolate: bool):
+    """Extrapolation widens the slider to [-1, 2]."""
+    return gr.update(minimum=-1 if extrapolate else 0, maximum=2 if extrapolate else 1)
+
+
+@guarded
+def fill_weights(stack: LanguageStack, target: str, feature_set: str, k: float, temperature: float):
+    """The typology merge's weights into the N-way panel (method switched to N-way)."""
+    w = typology.merge_weights(stack, target, feature_set, int(k), float(temperature))
+    note = (f"Typology merge for **{target}** ({feature_set}, k = {int(k)}, T = {float(temperature):g}): "
+            f"`{tasks.formula(w)}`. The N-way panel now holds these weights (press Enter in it to apply).")
+    return typology.weights_text(w), "nway", note
+
+
+def layout(stack: LanguageStack, c: Controls):
+    """The accordion; sets ``c.method`` (the ``Method`` fields' controls). Returns the panel's
+    own components (layer plot, typology fill button and note)."""
+    d = PANEL
+    with gr.Accordion("Merge method", open=False):
+        with gr.Row():
+            method = gr.Radio(method_choices(), value=d.method, label="Method", elem_id="method")
+            density = gr.Slider(0.05, 1, value=d.density, step=0.05, label="density (TIES, DARE)",
+                                elem_id="density")
+            seed = gr.Number(d.seed, precision=0, label="seed (DARE)", elem_id="seed")
+        with gr.Row():
+            weights_text = gr.Textbox(d.weights_text, label="N-way weights (up to 4 languages)",
+                                      placeholder="en: 0.5, es: 0.3, it: 0.2", elem_id="weights")
+            extrapolate = gr.Checkbox(d.extrapolate, label="allow extrapolation (λ outside [0, 1]); "
+                                      "results may be unreliable", elem_id="extrapolate")
+        with gr.Row():  # per-layer λ: anchors from the bottom layer to the top
+            lam_layers = gr.Textbox(d.lam_layers, label=f"per-layer λ anchors, bottom → top "
+                                    f"({stack.n_layers} layers; Enter to apply)",
+                                    placeholder="0.2, 0.5, 0.8", elem_id="lam-layers")
+            lam_inv = gr.Slider(0, 1, value=d.lam_inv, step=0.05, label="λ_inv (invertible "
+                                "adapter, per-layer λ)", elem_id="lam-inv")
+            layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
+        with gr.Row():
+            typology_set = gr.Dropdown(FEATURE_CHOICES, value=d.typology_set,
+                                       label="typology merge: URIEL feature set",
+                                       elem_id="typology-merge-set")
+            typology_k = gr.Slider(1, 4, value=d.typology_k, step=1, label="k (most similar adapters)",
+                                   elem_id="typology-k")
+            typology_t = gr.Slider(0.01, 1, value=d.typology_t, step=0.01,
+                                   label="temperature T (wᵢ ∝ exp(simᵢ / T))", elem_id="typology-t")
+            fill = gr.Button("Fill typology weights into the N-way panel", elem_id="typology-fill")
+        note = gr.Markdown(elem_id="typology-note")
+    c.method = MethodControls(dict(
+        method=method, weights_text=weights_text, density=density, seed=seed,
+        extrapolate=extrapolate, lam_layers=lam_layers, lam_inv=lam_inv, typology_set=typology_set,
+        typology_k=typology_k, typology_t=typology_t))
+    return dict(layer_plot=layer_plot, fill=fill, note=note)
+
+
+def wire(stack: LanguageStack, c: Controls, own: dict, run: dict) -> None:
+    """``run``: the comparison's event, re-run when a method control changes."""
+    m = c.method
+    for comp in (m.method, m.extrapolate):
+        comp.change(lam_range, m.extrapolate, c.lam, api_name="lam_range", **CPU_LANE,
+                    **PRIVATE).then(**run)
+    m.density.release(**run)
+    m.typology_set.change(**run)
+    for comp in (m.typology_k, m.typology_t):
+        comp.release(**run)
+    layer_in = [c.lam, m.lam_layers, m.lam_inv, m.extrapolate]
+    m.lam_layers.submit(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+                        api_name="layer_plot").then(**run)
+    m.lam_inv.release(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+                      api_name="layer_plot_inv", **PRIVATE).then(**run)
+    m.weights_text.submit(**run)
+    m.seed.submit(**run)
+    own["fill"].click(**event(stack, fill_weights, [c.target, m.typology_set, m.typology_k, m.typology_t],
+                              [m.weights_text, m.method, own["note"]]), api_name="typology_weights")

@@ -1,0 +1,109 @@
+"""How well the merge models the language (masked-LM loss, no labels): the precomputed curve over
+λ on held-out target-language text, the same curve live for the text in the box, and the
+weight merge against the output ensemble on that text."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import plots, results, tasks
+from ..model import LanguageStack
+from .common import Controls, event, guarded, model_handler
+
+
+@guarded
+def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
+    """The precomputed masked-LM curve of held-out target-language text, shown at once."""
+    b = source or tasks.suggested_source(stack, target)
+    curve = results.mlm_summary(stack, target, b)
+    if curve is None:
+        return None, (f"No precomputed masked-LM curve for {target} with B = {b}; "
+                      "the live curve for the text in the box is beside it.")
+    h = curve["halves"]
+    s = h["second"]
+    best = min(s["a"], s["b"])
+    verdict = ("lower than both single adapters" if s["merged"] < best else
+               "not lower than the better single adapter")
+    md = (f"λ chosen on the first half of the held-out {target} text: **{h['best_lam_first']:g}**; "
+          f"on the second half the merge's loss is **{s['merged']:.3f}** vs A = {curve['a']} {s['a']:.3f}, "
+          f"B = {curve['b']} {s['b']:.3f}: {verdict} ({s['merged'] - best:+.3f}; "
+          f"{curve['n_texts']} paragraphs no adapter was trained on, {curve['n_tokens']} masked tokens).")
+    return plots.mlm_figure(curve, f"Masked-LM loss of held-out {target} text over λ", lam,
+                            height=330), md
+
+
+def _grid(lam: float) -> list[float]:
+    return sorted({*tasks.MLM_LIVE_LAMBDAS, round(lam, 6)})
+
+
+@model_handler(duration=20)
+@guarded
+def on_mlm_live(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+                progress=gr.Progress()):
+    """The masked-LM loss of the text in the box at 5 λ values and the current one (A and B
+    alone are cached per text, so a new λ costs one scoring pass)."""
+    texts, _ = tasks.mlm_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    lam = tasks.check_lambda(lam)
+    progress(0, desc="masked-LM loss over λ")
+    curve = tasks.mlm_curve(stack, texts, a, b, _grid(lam),
+                            progress=lambda i, n, m: progress(i / n, desc=m))
+    loss = {p["lam"]: p["loss"] for p in curve["points"]}
+    md = (f"Masked-LM loss of this text ({curve['n_tokens']} tokens, every 5th masked in turn): "
+          f"A = {a} **{loss[1.0]:.3f}** · merged (λ = {lam:.2f}) **{loss[round(lam, 6)]:.3f}** · "
+          f"B = {b} **{loss[0.0]:.3f}** (lower: the stack predicts the text's own words better).")
+    return plots.mlm_figure(curve, "Masked-LM loss of this text over λ", lam), md
+
+
+@model_handler(duration=30)  # two stacks per λ
+@guarded
+def on_mlm_ensemble(stack: LanguageStack, target: str, source: str, lam: float, text: str):
+    """Masked-LM loss of the text over λ: weight merge vs output ensemble (mixed distributions)."""
+    texts, _ = tasks.mlm_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    lam = tasks.check_lambda(lam)
+    merge = tasks.mlm_curve(stack, texts, a, b, _grid(lam))
+    ens = tasks.ensemble_mlm_curve(stack, texts, a, b, _grid(lam))
+    at = {p["lam"]: p["loss"] for p in ens["points"]}[round(lam, 6)]
+    mt = {p["lam"]: p["loss"] for p in merge["points"]}[round(lam, 6)]
+    md = (f"At λ = {lam:.2f}: weight merge **{mt:.3f}**, output ensemble **{at:.3f}** "
+          f"(equal at λ = 0 and 1, where both are one adapter).")
+    return plots.merge_vs_ensemble_mlm_figure(merge, ens, "Masked-LM loss of this text: merge vs "
+                                              "ensemble", lam), md
+
+
+def layout_heldout() -> dict:
+    """The first screen's curve: held-out text of the target over λ, the slider's λ marked."""
+    heldout = gr.Plot(label="masked-LM loss of held-out text over λ (lower: the merge models the "
+                      "language better)", elem_id="mlm-heldout")
+    heldout_note = gr.Markdown(elem_id="mlm-heldout-note")
+    return dict(heldout=heldout, heldout_note=heldout_note)
+
+
+def layout_live() -> dict:
+    """Below: the same curve for the text in the box, and merge vs output ensemble."""
+    gr.Markdown("### The masked-LM loss of the text in the box over λ")
+    with gr.Row():
+        live = gr.Plot(label="this text", elem_id="mlm-live")
+        ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
+    with gr.Row():
+        live_note = gr.Markdown(elem_id="mlm-live-note")
+        with gr.Column():
+            ens_run = gr.Button("Masked-LM loss of this text: weight merge vs output ensemble",
+                                elem_id="mlm-ensemble-run", size="sm")
+            ens_note = gr.Markdown(elem_id="mlm-ensemble-note")
+    return dict(live=live, live_note=live_note, ens_run=ens_run, ens=ens, ens_note=ens_note)
+
+
+def live_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
+    return event(stack, on_mlm_live, [*c.pair, c.text], [p["live"], p["live_note"]], **kw)
+
+
+def heldout_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
+    """Precomputed: a CPU-only event, never behind the model."""
+    return event(stack, on_mlm_heldout, c.pair, [p["heldout"], p["heldout_note"]], **kw)
+
+
+def wire(stack: LanguageStack, c: Controls, p: dict) -> None:
+    p["ens_run"].click(**event(stack, on_mlm_ensemble, [*c.pair, c.text], [p["ens"], p["ens_note"]]),
+                       api_name="mlm_ensemble")
