@@ -398,3 +398,42 @@ def test_slot_write_benchmark_runs_and_finds_the_flat_lerp_wrong_after_a_move(st
     assert r["stats"]["checked"].n == 4 and r["stats"]["repoint"].n == 2
     assert stack.slot.aliased() and all(f.aliased() for f in stack.flat.values())
     assert "| tiny (" in "\n".join(run.slot_write_section([r]))
+
+
+def test_the_pages_model_handlers_through_the_standin_equal_the_same_calls_without_it(
+        stack, monkeypatch):
+    """The page's own GPU boundary (``page.common.bind`` → ``_SERVED['run']``) under the stand-in:
+    a forked worker, pickled inputs and results, every tensor moved on its own. The drag update
+    gives the same texts as the same call in this process, and its merged output follows λ."""
+    from langarith import hosting
+    from langarith import tasks
+    from langarith.page import common, compare
+
+    tasks.clear_cache(stack)
+    target = next(c for c, lang in stack.bundle.languages.items() if not lang.has_adapter)
+    text = (stack.bundle.language(target).examples or ("hola mundo",))[0]
+    mask = stack.tokenizer.mask_token
+
+    def texts(out):
+        return [x for x in out if isinstance(x, str)]
+
+    import inspect
+
+    def gpu(**kw):  # the stand-in copies spaces' regular-function wrapper; streams stay local
+        return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
+
+    monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
+    common.serve(stack)
+    try:
+        handler = common.bind(compare.on_drag, stack)
+        scramble(stack)
+        through = [texts(handler(target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
+    finally:
+        common._SERVED["run"].shutdown()
+        monkeypatch.setattr(hosting, "SPACES_GPU", None)
+        common.serve(stack)
+    # the same calls in this process, after the worker's (its memo would otherwise go along)
+    direct = [texts(compare.on_drag(stack, target, None, lam, text, f"{mask} mundo"))
+              for lam in (0.2, 0.8)]
+    assert through == direct and through[0]
+    assert through[0] != through[1]  # the merge reached the model in the worker: λ shows
