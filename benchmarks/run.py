@@ -616,6 +616,40 @@ def slider_release_fn(demo):
     return None
 
 
+def bench_concurrent(url: str, target: str, source: str, text: str, mask_text: str,
+                     clients: int = 16, per_client: int = 2) -> dict:
+    """``clients`` gradio_client clients at once, ``per_client`` /compare calls each with distinct
+    λ: latency p50/p95 and how many answers differ from the same request made alone."""
+    import threading
+
+    from gradio_client import Client
+
+    lams = [round(0.01 + 0.98 * i / (clients * per_client - 1), 4) for i in range(clients * per_client)]
+    alone = Client(url, verbose=False)
+    refs = {lam: alone.predict(target, source, lam, text, mask_text, api_name="/compare") for lam in lams}
+    conns = [Client(url, verbose=False) for _ in range(clients)]
+    lat, got, errors = Stat(), {}, []
+    start = threading.Barrier(clients)
+
+    def work(t):
+        try:
+            start.wait()
+            for lam in lams[t::clients]:
+                s = time.perf_counter()
+                got[lam] = conns[t].predict(target, source, lam, text, mask_text, api_name="/compare")
+                lat.samples.append(time.perf_counter() - s)
+        except Exception as e:  # noqa: BLE001 - counted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(600)
+    return {"clients": clients, "requests": len(lams), "latency": lat, "errors": len(errors),
+            "differing": sum(got.get(lam) != refs[lam] for lam in lams)}
+
+
 def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> dict:
     """Slider release → new predictions and plots, against the app launched in this process; and,
     to see where the time goes, the page's compare handler called directly and through
@@ -648,6 +682,8 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
             client.predict(target, source, 0.5, text, mask_text, api_name="/compare")
             out["api"] = Stat([timed(client.predict, target, source, lam, text, mask_text,
                                      api_name="/compare") for lam in grid[1:]])
+        if api_calls:  # 16 concurrent clients: each answer must equal the same request alone
+            out["concurrent"] = bench_concurrent(url, target, source, text, mask_text)
         in_server = Stat()
         if release_fn is not None:  # time the slider's handler as Gradio runs it, during the moves
             import functools
@@ -925,6 +961,11 @@ def render(res: dict) -> str:
                   f"40 mouse moves over λ 0.05 → 0.95; distinct λ values whose predictions were painted before the release, {len(rates)} runs): "
                   + ", ".join(f"{r:.1f}" for r in rates) + f" updates/s; target ≥ {TARGET_DRAG_RATE} → "
                   f"{yes(min(rates) >= TARGET_DRAG_RATE)} (slowest run)."]
+        if b.get("concurrent"):
+            cc = b["concurrent"]
+            L += ["", f"{cc['clients']} concurrent clients, {cc['requests']} `/compare` calls with distinct λ: "
+                  f"latency {cc['latency'].fmt('s')}, p95 {percentile(cc['latency'].samples, 0.95):.3f} s; "
+                  f"errors {cc['errors']}, answers differing from the same request alone {cc['differing']}."]
         if "handler" in b or "api" in b:
             L += ["", "Where the time goes (same app, same inputs, λ different on every call):", "",
                   "| step | latency |", "|---|---|"]
