@@ -188,7 +188,7 @@ def stage_train(build: Build, dest: Path) -> dict:
         sched = schedule(build, arm)
         paras = training_paragraphs(build, code)
         if build.smoke:
-            paras = paras[:200]
+            paras = paras[:1000]  # room for the 5 k-token share and its held-out share
         n_share = size if not build.smoke else size // 100
         chosen, n_tok = share(tok, paras, n_share)
         rows = train.pack_sequences(tok, chosen, sched.seq_len)
