@@ -394,7 +394,7 @@ def stage_eval(build: Build, dest: Path) -> dict:
     def earlier(code: str, arm: str, key: str):
         """The point a previous run shipped for this language, arm and share (or None)."""
         row = previous.get(code, {})
-        return (row.get("points") if arm == "equal_compute" else row.get("converged", {})).get(key)
+        return (row.get("points" if arm == "equal_compute" else "converged") or {}).get(key)
 
     own = res.get("own_adapter", {})
     trained = json.loads((train_dir(build) / "stats.json").read_text())
