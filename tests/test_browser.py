@@ -196,3 +196,26 @@ def test_tour_walks_its_steps_and_the_curve_marker_follows_the_slider(stack, pag
                                arg=f"{float(v):.2f}")
     errors = page.locator(".toast-body.error")
     assert errors.count() == before, [errors.nth(k).inner_text() for k in range(errors.count())]
+
+
+def test_the_label_free_lambda_moves_the_slider_and_says_how_it_did(stack, page):
+    """Issue 22: the button beside λ sets the masked-LM minimum of the target's unlabelled text;
+    the comparison and the curve's marker follow, and one line compares it with the dev λ."""
+    from langarith import lambda_rules
+
+    page.get_by_label("Help paragraph → application").check()  # the topic task
+    task = next(t.name for t in stack.bundle.tasks.values() if t.kind == "classification")
+    want = lambda_rules.label_free_lambda(stack, "pt", "es", task)
+    assert want["ok"], want["message"]
+    box = page.locator("#lam input[type=number]")
+    box.fill("0.85" if want["lam"] != 0.85 else "0.15")
+    box.press("Tab")
+    page.locator("#label-free").click()
+    page.wait_for_function("() => (document.querySelector('#label-free-note')?.innerText || '').includes('Label-free λ')")
+    assert page.locator("#label-free-note").inner_text().strip() == want["message"].replace("**", "")
+    page.wait_for_function("v => document.querySelector('#lam input[type=number]').value == v", arg=f"{want['lam']:g}")
+    lam = f"{want['lam']:.2f}"
+    page.wait_for_function("v => (document.querySelector('#formula')?.innerText || '').includes('merged = ' + v)", arg=lam)
+    page.wait_for_function("v => (document.querySelector('#mlm-heldout')?.innerText || '').includes('current λ = ' + v)",
+                           arg=lam)
+

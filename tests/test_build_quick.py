@@ -52,14 +52,18 @@ def test_the_low_resource_stage_trains_ships_and_measures_its_variants(built):
     out = built.out
     manifest = json.loads((out / "manifest.json").read_text())
     variants = {lang["code"]: lang for lang in manifest["languages"] if "@" in lang["code"]}
-    assert set(variants) == {"es@100k", "es@500k"}
+    both_arms = {"es@100k", "es@500k", "es@100k-conv", "es@500k-conv"}  # equal compute, converged
+    assert set(variants) == both_arms
     assert variants["es@100k"]["text"] == "es" and variants["es@100k"]["tokens"] == 100_000
+    assert variants["es@100k-conv"]["text"] == "es" and variants["es@100k-conv"]["tokens"] == 100_000
     assert (out / "adapters" / "es@100k" / "adapter_config.json").is_file()
     low = json.loads((out / "results" / "lowres.json").read_text())
     assert set(low["languages"]["es"]["points"]) == {"100000", "500000", "full"}
     assert low["languages"]["es"]["tokens"]["100000"] >= 1000  # --quick: 1 % of each share
+    assert set(low["languages"]["es"]["converged"]) == {"100000", "500000"}
+    assert low["paper_arm"] == "converged" and set(low["arms"]) == {"equal_compute", "converged"}
     results = json.loads((out / "results" / "results.json").read_text())
-    assert set(results["low_resource"]) == {"es@100k", "es@500k"}
+    assert set(results["low_resource"]) == both_arms
     assert (out / "results" / "sweeps" / "libreoffice" / "es@100k.json").is_file()
 
 

@@ -235,6 +235,28 @@ def test_label_free_lambda_on_the_tiny_bundle(stack):
         assert bad["ok"] is False and bad["lam"] is None and words in bad["message"], bad
 
 
+def test_the_pages_label_free_control_on_every_target_of_the_shipped_bundle(shipped):
+    """Issue 22: "use the label-free λ" beside the slider moves λ to the ``mlm`` rule's λ, the one
+    ``sweep --rule mlm`` prints, on every target with a sweep, for both tasks; elsewhere λ stays
+    and the line says why."""
+    from langarith.page import header
+
+    res = json.loads((ASSETS / "results" / "results.json").read_text())
+    swept = [t for s in ("zero_shot", "enhancement", "low_resource") for t in res[s]]
+    assert len(swept) >= 18
+    for task in ("libreoffice", "libreoffice_spans"):
+        for target in shipped.bundle.languages:
+            lam, line = header.on_label_free(shipped, target, None, task)
+            if target in swept:
+                rule = lr.sweep_rule(shipped, target, None, task, "mlm")["rule"]
+                assert lam == rule["lam"], (target, task)
+                assert f"Label-free λ = {lam:g}" in line and "dev-chosen λ" in line and "n = " in line
+            else:  # a source language: no sweep of its own
+                assert lam == {"__type__": "update"} and "no precomputed" in line, (target, line)
+    lam, line = header.on_label_free(shipped, "pt", "fr", "libreoffice")
+    assert lam == {"__type__": "update"} and "with source fr" in line
+
+
 def test_mlm_texts_command_and_the_redrawn_paragraphs(tiny_bundle, tmp_path):
     """``python -m langarith.mlm_texts`` writes per-paragraph sums that reproduce the shipped
     curve; with them the bootstrap redraws the paragraphs."""

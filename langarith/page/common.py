@@ -274,9 +274,10 @@ def event(stack: LanguageStack, fn, inputs, outputs, **kw) -> dict:
 
 class Controls:
     """The components several panels read: filled in by the panel that lays each one out
-    (header: target, source, lam, task, setting, premise, link_note; compare: text, mask_text,
-    example; method: method)."""
-    target = source = lam = task = setting = premise = premise_more = link_note = None
+    (header: target, source, lam, label_free, label_free_note, task, setting, premise, link_note;
+    compare: text, mask_text, example; method: method)."""
+    target = source = lam = label_free = label_free_note = task = setting = premise = None
+    premise_more = link_note = None
     text = mask_text = example = None
     method: MethodControls | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import results, share, tasks
+from .. import lambda_rules, results, share, tasks
 from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, pts, task_choices, task_kind)
@@ -91,6 +91,16 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
             text, tasks.mask_a_word(text, stack.tokenizer.mask_token), info)
 
 
+@guarded
+def on_label_free(stack: LanguageStack, target: str, source: str | None, task_name: str | None = None):
+    """"Use the label-free λ": the slider goes to the masked-LM minimum of the target's unlabelled
+    held-out text (``lambda_rules``' ``mlm`` rule), and one line says how that λ did on the test
+    set against the dev-chosen one. Where the bundle lacks the curve or the sweep, λ stays and the
+    line says why."""
+    r = lambda_rules.label_free_lambda(stack, target, source, task_name)
+    return (r["lam"] if r["ok"] else gr.update()), r["message"]
+
+
 def on_url(stack: LanguageStack, request: gr.Request):
     """``?target=pt&source=es&lam=0.7`` restores a view (``&lam_layers=0.2,0.8&lam_inv=0.5`` the
     per-layer method with its anchors); a bad link says why and is ignored."""
@@ -140,6 +150,9 @@ def layout(stack: LanguageStack, c: Controls) -> None:
                                label="Source language B (related, with an adapter)", elem_id="source",
                                scale=2)
         c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=3)
+        swept = any(results.bundle_results(stack).get(s) for s in results.SETTINGS)
+        c.label_free = gr.Button("use the label-free λ", size="sm", elem_id="label-free", scale=1,
+                                 min_width=120, visible=swept)  # a hub profile ships no sweeps
     with gr.Row(equal_height=True):
         c.task = gr.Radio(shown, value=first_task, label="Task", elem_id="task", visible=len(shown) > 1,
                           scale=2)
@@ -147,6 +160,7 @@ def layout(stack: LanguageStack, c: Controls) -> None:
             c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
             with gr.Accordion("Why this matters", open=False, elem_id="premise-more"):
                 c.premise_more = gr.Markdown(premise_note(stack, first_task), elem_id="premise-note")
+    c.label_free_note = gr.Markdown(elem_id="label-free-note")
     c.setting = gr.Markdown(elem_id="setting")
     c.link_note = gr.Markdown(elem_id="link-note")
 
@@ -166,6 +180,12 @@ def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
     follow.pair(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
     follow.pair(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE,
                                **PRIVATE))
+    # The label-free λ is set like a tour step (the comparison and the flips follow); its line
+    # belongs to one pair and task, so a new one clears it.
+    follow.lam(c.label_free.click(**event(stack, on_label_free, [c.target, c.source, c.task],
+                                          [c.lam, c.label_free_note]), api_name="label_free_lambda"))
+    gr.on([c.target.change, c.source.change, c.task.change], lambda: "", None, c.label_free_note,
+          api_name="clear_label_free", **CPU_LANE, **PRIVATE)
     m = c.method
     load = demo.load(**event(stack, on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
                                                    m.lam_inv, c.link_note]),
