@@ -114,7 +114,8 @@ def test_model_handlers_cross_the_gpu_boundary_without_the_stack(stack, gpu_demo
 def test_model_events_share_one_concurrency_group(stack, gpu_demo):
     from langarith import hosting
 
-    model = {"compare", "compare_recipe", "compare_drag", "sweep", "ensemble_sweep", "mlm_live",
+    model = {"compare", "fill_mask", "fill_mask_probe", "compare_recipe", "compare_drag", "sweep",
+             "ensemble_sweep", "mlm_live",
              "mlm_ensemble", "export", "rank_sources", "typology_ranks", "animate"}
     cpu = {"set_target", "sweep_tab", "measured", "layer_plot", "typology", "similarity", "flips",
            "mlm_heldout", "load_recipe", "from_link", "task_note", "pick_flip"}
@@ -125,7 +126,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
             assert f.concurrency_id != "model" and f.concurrency_limit, f.api_name
     assert not [f.api_name for f in gpu_demo.fns.values()
                 if f.concurrency_id == "model" and f.api_name not in model
-                and not f.api_name.startswith(("refresh", "on_mlm_live"))]
+                and not f.api_name.startswith(("refresh", "fill_mask_step", "on_mlm_live"))]
 
 
 def test_method_values_are_one_object(stack):

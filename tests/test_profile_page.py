@@ -31,15 +31,15 @@ def test_page_serves_hub_profiles(hub_cache, profile, target, source):
         mask = f"Angela Merkel met Emmanuel Macron in {stack.tokenizer.mask_token} ."
         out = client.predict(target, source, 0.3, text, mask, api_name="/compare")
         assert "0.30·" in out[0] and f"·{source}" in out[0]
-        head, la, lm, lb, pa, pm, pb, fa, fm, fb, geo, hid = out
+        head, la, lm, lb, pa, pm, pb, geo, hid = out
+        fa, fm, fb = client.predict(target, source, 0.3, text, mask, api_name="/fill_mask")
         if profile == "mbert-ner":
             # HighlightedText: the text's segments, reassembled, are the input text
             segs = _value(pm)
             assert "".join(seg["token"] for seg in segs).replace(" ", "") == text.replace(" ", "")
         fm = _value(fm)
         assert fm["label"] and len(fm["confidences"]) == 5
-        out1 = client.predict(target, source, 1.0, text, mask, api_name="/compare")
-        fa1, fm1 = out1[7], out1[8]
+        fa1, fm1, _ = client.predict(target, source, 1.0, text, mask, api_name="/fill_mask")
         assert _value(fm1)["label"] == _value(fa1)["label"]  # λ = 1: the merge is A
     finally:
         demo.close()

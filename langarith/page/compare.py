@@ -70,12 +70,9 @@ KINDS = {"classification": KindView(_classification, True), "tagging": KindView(
          None: KindView(_fill_mask_only, False)}
 
 
-def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full: bool):
+def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
-    mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(
-        tasks.clean_text(text)[0], stack.tokenizer.mask_token)
-    cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name,
-                                 mask_text=mtext if full else None)
+    cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name)
     names = _names(cmp.a, cmp.b, cmp.lam, "output ensemble")
     labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
               for w in WHO]
@@ -84,24 +81,22 @@ def _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, fu
             f"the ensemble runs the encoder twice (A's stack and B's).")
     if not full:
         return (head, *labels, *_hidden())
-    fill = [gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
-            for w, n in (("A", cmp.a), ("merged", "ensemble"), ("B", cmp.b))]
     weights = {cmp.a: cmp.lam, cmp.b: 1.0 - cmp.lam}  # plots: the weight merge at this λ
     rows = analysis.weight_geometry(stack, cmp.a, cmp.b, cmp.lam)
     shift = tasks.hidden_shift(stack, tasks.clean_text(text)[0], cmp.a, weights)
-    return (head, *labels, *_hidden(), *fill, plots.geometry_figure(rows, cmp.a, cmp.b, cmp.lam),
+    return (head, *labels, *_hidden(), plots.geometry_figure(rows, cmp.a, cmp.b, cmp.lam),
             plots.hidden_shift_figure(shift, cmp.a, cmp.lam))
 
 
-def compare_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method,
-                 task_name, full: bool):
+def compare_view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool):
     """The page's comparison: the formula and the task predictions of A, the merge and B
-    (labels or spans); with ``full``, also fill-mask and the weight and hidden-state plots."""
+    (labels or spans); with ``full``, also the weight and hidden-state plots. (Fill-mask is its
+    own event, ``fill_view``: the predictions are painted before its three MLM forwards.)"""
     view = KINDS[task_kind(stack, task_name)]
     if method.method == tasks.ENSEMBLE:
         if not view.all_methods:
             raise InputError("the output ensemble is shown for classification tasks only for now")
-        return _compare_ensemble(stack, target, source, lam, text, mask_text, task_name, full)
+        return _compare_ensemble(stack, target, source, lam, text, task_name, full)
     merge = method.merge(stack, target, source, lam)
     if merge is not None and not view.all_methods:
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
@@ -116,13 +111,27 @@ def compare_view(stack: LanguageStack, target, source, lam, text, mask_text, met
         gr.Warning(notice)
     weights = merge if merge is not None else {a: s.lam, b: 1.0 - s.lam}
     shift = s.shift if s.shift is not None else tasks.hidden_shift(stack, text, a, weights)
+    rows = analysis.weight_geometry(stack, a, b, s.lam, merge=merge)
+    return (head, *s.labels, *s.spans, plots.geometry_figure(rows, a, b, s.lam),
+            plots.hidden_shift_figure(shift, a, s.lam))
+
+
+def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method, task_name):
+    """Fill-mask: the MLM head's top tokens for the probe under A, the merge (or the output
+    ensemble) and B. The probe is the text with a word masked when the box is empty."""
+    text, _ = tasks.clean_text(text)
     mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, stack.tokenizer.mask_token)
     mtext, _ = tasks.clean_text(mtext)
-    fill = [gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
-            for adapter, name in ((a, a), (weights, "merged"), (b, b))]
-    rows = analysis.weight_geometry(stack, a, b, s.lam, merge=merge)
-    return (head, *s.labels, *s.spans, *fill, plots.geometry_figure(rows, a, b, s.lam),
-            plots.hidden_shift_figure(shift, a, s.lam))
+    if method.method == tasks.ENSEMBLE:
+        cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name, mask_text=mtext)
+        return tuple(gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
+                     for w, n in (("A", cmp.a), ("merged", "ensemble"), ("B", cmp.b)))
+    lam = tasks.check_lambda(lam)
+    merge = method.merge(stack, target, source, lam)
+    a, b = tasks.merge_pair(stack, target, source)
+    weights = merge if merge is not None else {a: lam, b: 1.0 - lam}
+    return tuple(gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
+                 for adapter, name in ((a, a), (weights, "merged"), (b, b)))
 
 
 @model_handler(duration=20)
@@ -131,9 +140,18 @@ def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text:
                mask_text: str, method: Method = LINEAR, task_name: str | None = None,
                progress=gr.Progress(track_tqdm=True)):
     """The merge (linear by default, or any method of the panel) beside A and B alone: task
-    predictions (labels or spans), fill-mask, the weight and hidden-state plots. (A hub profile
-    downloads a language's adapter the first time it is picked: its tqdm bar shows here.)"""
-    return compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+    predictions (labels or spans), the weight and hidden-state plots. (A hub profile downloads a
+    language's adapter the first time it is picked: its tqdm bar shows here.) ``mask_text`` is
+    unused here (fill-mask is ``on_fill_mask``): it keeps the endpoints' inputs as they were."""
+    return compare_view(stack, target, source, lam, text, method, task_name, full=True)
+
+
+@model_handler(duration=10)
+@guarded
+def on_fill_mask(stack: LanguageStack, target: str, source: str, lam: float, text: str,
+                 mask_text: str, method: Method = LINEAR, task_name: str | None = None):
+    """Fill-mask under A, the merge and B: an event of its own after the comparison."""
+    return fill_view(stack, target, source, lam, text, mask_text, method, task_name)
 
 
 @model_handler(duration=10)
@@ -142,7 +160,7 @@ def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: st
             method: Method = LINEAR, task_name: str | None = None):
     """While the slider is dragged: the formula and the three predictions only (A's and B's are
     cached, so one forward); fill-mask and the plots follow on release."""
-    return compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=False)
+    return compare_view(stack, target, source, lam, text, method, task_name, full=False)
 
 
 ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
@@ -158,8 +176,7 @@ def on_animate(stack: LanguageStack, target: str, source: str, text: str, mask_t
     for i, lam in enumerate(ANIMATE_LAMBDAS):
         if i:
             time.sleep(ANIMATE_PAUSE_S)
-        yield (lam, *compare_view(stack, target, source, lam, text, mask_text, method, task_name,
-                                  full=False))
+        yield (lam, *compare_view(stack, target, source, lam, text, method, task_name, full=False))
 
 
 def layout_text(stack: LanguageStack, c: Controls) -> None:
@@ -219,12 +236,17 @@ def inputs(c: Controls) -> list:
 
 
 def outputs(p: dict) -> list:
-    return [p["head"], *p["labels"], *p["spans"], *p["fills"], p["geometry"], p["hidden"]]
+    return [p["head"], *p["labels"], *p["spans"], p["geometry"], p["hidden"]]
 
 
 def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
     """The full comparison, as a step after any change."""
     return event(stack, on_compare, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
+
+
+def fill_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
+    """Fill-mask, as a step after the comparison (or on its own, for a new probe)."""
+    return event(stack, on_fill_mask, inputs(c), p["fills"], **{"api_name": "fill_mask_step", **PRIVATE, **kw})
 
 
 QUIET = dict(trigger_mode="always_last", show_progress="hidden")
@@ -239,12 +261,13 @@ def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
     follow.lam(c.lam.release(**event(stack, on_compare, inputs(c), outputs(p)),
                              api_name="compare_recipe", **QUIET), released=True)
     p["linear_api"].click(**event(stack, on_compare, inputs(c)[:5], outputs(p)), api_name="compare")
+    p["linear_api"].click(**event(stack, on_fill_mask, inputs(c)[:5], p["fills"]), api_name="fill_mask")
     mask = stack.tokenizer.mask_token
     follow.text(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
                                 [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))
     follow.text(c.text.submit(lambda t: tasks.mask_a_word(t or "", mask), c.text, c.mask_text,
                               api_name="mask_probe", **CPU_LANE, **PRIVATE))
-    c.mask_text.submit(**run_event(stack, c, p))
+    c.mask_text.submit(**fill_event(stack, c, p, api_name="fill_mask_probe"))
     frames = [c.lam, p["head"], *p["labels"], *p["spans"]]
     follow.lam(animate.click(**event(stack, on_animate, [c.target, c.source, c.text, c.mask_text,
                                                          *c.method.inputs, c.task], frames),

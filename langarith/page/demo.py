@@ -12,27 +12,33 @@ from .common import PRIVATE, Controls, serve
 
 class Follow:
     """What runs after an event, by what it changed. The model steps are chained (one visitor's
-    comparison, then the masked-LM loss of its text); the precomputed ones (flips, held-out curve,
-    sweep tab) are CPU-only events of their own that never wait behind the model."""
+    comparison, then fill-mask, then the masked-LM loss of its text: the predictions are painted
+    first); the precomputed ones (flips, held-out curve, sweep tab) are CPU-only events of their
+    own that never wait behind the model."""
 
-    def __init__(self, run: dict, live: dict, precomputed: list[dict], on_lam: list[dict]):
-        self.run, self.live, self.precomputed, self.on_lam = run, live, precomputed, on_lam
+    def __init__(self, run: dict, fill: dict, live: dict, precomputed: list[dict], on_lam: list[dict]):
+        self.run, self.fill, self.live = run, fill, live
+        self.precomputed, self.on_lam = precomputed, on_lam
+
+    def compared(self, dep) -> None:
+        """After a comparison re-run by the method panel or a loaded recipe: fill-mask."""
+        dep.then(**self.fill)
 
     def pair(self, dep) -> None:
         """A new pair (target, source, task): everything."""
-        dep.then(**self.run).then(**self.live)
+        dep.then(**self.run).then(**self.fill).then(**self.live)
         for step in self.precomputed:
             dep.then(**step)
 
     def text(self, dep) -> None:
-        """A new text: its predictions and its masked-LM loss."""
-        dep.then(**self.run).then(**self.live)
+        """A new text: its predictions, fill-mask and its masked-LM loss."""
+        dep.then(**self.run).then(**self.fill).then(**self.live)
 
     def lam(self, dep, released: bool = False) -> None:
         """λ set by the page (a tour step, the animation) or released on the slider (whose event
-        is the comparison itself): the comparison, then the text's loss; the flips."""
+        is the comparison itself): the comparison, fill-mask, the text's loss; the flips."""
         public = dict(api_name="mlm_live", api_visibility="public") if released else {}
-        (dep if released else dep.then(**self.run)).then(**{**self.live, **public})
+        (dep if released else dep.then(**self.run)).then(**self.fill).then(**{**self.live, **public})
         for step in self.on_lam:
             dep.then(**(step if released else {**step, **PRIVATE}))
 
@@ -71,7 +77,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         run = compare.run_event(stack, c, shown)
         heldout = mlm.heldout_event(stack, c, mlm_panel, api_name="mlm_heldout", **PRIVATE)
         follow = Follow(
-            run=run, live=mlm.live_event(stack, c, mlm_panel, **PRIVATE),
+            run=run, fill=compare.fill_event(stack, c, shown), live=mlm.live_event(stack, c, mlm_panel, **PRIVATE),
             precomputed=[flips.flips_event(stack, c, flips_panel, **PRIVATE), heldout,
                          *sweep.shipped_events(stack, c, sweep_panel)],
             on_lam=[flips.flips_event(stack, c, flips_panel, api_name="flips")])
@@ -81,7 +87,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                     trigger_mode="always_last", show_progress="hidden")
 
         header.wire(stack, c, follow, demo)
-        method.wire(stack, c, method_panel, run)
+        method.wire(stack, c, method_panel, run, follow.compared)
         compare.wire(stack, c, shown, follow, tour_panel["animate"])
         tour.wire(stack, c, tour_panel, follow.lam)
         flips.wire(stack, c, flips_panel, follow)
@@ -90,5 +96,5 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
             answers.wire(stack, c, qa_panel)
         sweep.wire(stack, c, sweep_panel, sweep_tab)
         similarity.wire(stack, c, sim_panel, sim_tab)
-        keep.wire(stack, c, keep_panel, run)
+        keep.wire(stack, c, keep_panel, run, follow.compared)
     return demo

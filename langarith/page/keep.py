@@ -53,10 +53,10 @@ def layout() -> dict:
                 upload=upload, load_note=load_note)
 
 
-def wire(stack: LanguageStack, c: Controls, p: dict, run: dict) -> None:
-    """``run``: the comparison, re-run after a recipe is loaded."""
+def wire(stack: LanguageStack, c: Controls, p: dict, run: dict, after) -> None:
+    """``run``: the comparison, re-run after a recipe is loaded; ``after(event)``: what follows it."""
     p["export"].click(**event(stack, on_export, [*c.pair, *c.method.inputs],
                               [p["zip_file"], p["recipe_file"], p["export_note"]]), api_name="export")
-    p["upload"].upload(**event(stack, on_load_recipe, p["upload"],
-                               [*c.pair, *c.method.inputs, p["load_note"]]),
-                       api_name="load_recipe").then(**run)
+    after(p["upload"].upload(**event(stack, on_load_recipe, p["upload"],
+                                     [*c.pair, *c.method.inputs, p["load_note"]]),
+                             api_name="load_recipe").then(**run))

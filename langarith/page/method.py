@@ -78,22 +78,23 @@ def layout(stack: LanguageStack, c: Controls):
     return dict(layer_plot=layer_plot, fill=fill, note=note)
 
 
-def wire(stack: LanguageStack, c: Controls, own: dict, run: dict) -> None:
-    """``run``: the comparison's event, re-run when a method control changes."""
+def wire(stack: LanguageStack, c: Controls, own: dict, run: dict, after) -> None:
+    """``run``: the comparison's event, re-run when a method control changes; ``after(event)``
+    chains what follows a comparison (fill-mask)."""
     m = c.method
     for comp in (m.method, m.extrapolate):
-        comp.change(lam_range, m.extrapolate, c.lam, api_name="lam_range", **CPU_LANE,
-                    **PRIVATE).then(**run)
-    m.density.release(**run)
-    m.typology_set.change(**run)
+        after(comp.change(lam_range, m.extrapolate, c.lam, api_name="lam_range", **CPU_LANE,
+                          **PRIVATE).then(**run))
+    after(m.density.release(**run))
+    after(m.typology_set.change(**run))
     for comp in (m.typology_k, m.typology_t):
-        comp.release(**run)
+        after(comp.release(**run))
     layer_in = [c.lam, m.lam_layers, m.lam_inv, m.extrapolate]
-    m.lam_layers.submit(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
-                        api_name="layer_plot").then(**run)
-    m.lam_inv.release(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
-                      api_name="layer_plot_inv", **PRIVATE).then(**run)
-    m.weights_text.submit(**run)
-    m.seed.submit(**run)
+    after(m.lam_layers.submit(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+                              api_name="layer_plot").then(**run))
+    after(m.lam_inv.release(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+                            api_name="layer_plot_inv", **PRIVATE).then(**run))
+    after(m.weights_text.submit(**run))
+    after(m.seed.submit(**run))
     own["fill"].click(**event(stack, fill_weights, [c.target, m.typology_set, m.typology_k, m.typology_t],
                               [m.weights_text, m.method, own["note"]]), api_name="typology_weights")
