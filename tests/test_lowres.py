@@ -353,3 +353,19 @@ def test_the_sweep_tab_reads_the_shipped_measurements(variant_stack):
     assert "es 0.70, en 0.30" in note and "**+1.0** points [+0.2, +1.8] (clear)" in note
     assert "es@100k" in low and fig is not None and len(fig.data) == 2
     assert sweep.measured_note(variant_stack, "nl") == ""  # nothing measured for nl
+
+
+def test_the_setting_line_says_which_arm_a_variant_belongs_to(variant_stack, monkeypatch):
+    """Issue 21: the page says whether a variant is the paper's setting (little text, trained to
+    convergence) or the equal-compute arm (little training)."""
+    import dataclasses
+
+    from langarith.page import header
+
+    info = header.on_target(variant_stack, "es@100k")[4]
+    assert "100,000 tokens" in info and "little training" in info and "not the paper's setting" in info
+    langs = dict(variant_stack.bundle.languages)
+    langs["es@100k"] = dataclasses.replace(langs["es@100k"], arm="converged")
+    monkeypatch.setattr(variant_stack.bundle, "languages", langs)
+    info = header.on_target(variant_stack, "es@100k")[4]
+    assert "trained to convergence" in info and "the paper's setting" in info and "little training" not in info

@@ -27,6 +27,11 @@ and the export of the merged adapter.
 """
 
 
+# A low-resource variant's arm, in the setting line: which of the two lessons it belongs to.
+ARM_LINE = {"converged": "trained to convergence on it (the paper's setting: little text)",
+            None: "with little training (equal compute for either share, not the paper's setting)"}
+
+
 def _premise(stack: LanguageStack, task_name: str | None) -> dict | None:
     """The premise's numbers: own adapter vs English on each language's test set."""
     prem = results.bundle_results(stack).get("premise") or {}
@@ -83,7 +88,8 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
     setting = "zero-shot" if a != target else "enhancement"
     if lang.is_variant:
         setting = (f"low-resource: this {bundle.language(lang.text_language).name} adapter saw only "
-                   f"{lang.tokens:,} tokens of text; the full one is `{lang.text_language}`")
+                   f"{lang.tokens:,} tokens of text, {ARM_LINE.get(lang.arm, ARM_LINE[None])}; the "
+                   f"full one is `{lang.text_language}`")
     suggested = tasks.suggested_source(stack, target)
     info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
         (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).") + where
