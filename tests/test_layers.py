@@ -147,3 +147,34 @@ def test_the_bundle_build_is_acyclic_and_its_stages_share_constants_not_each_oth
         assert "langarith.bundle.build" not in g[mod], mod
     assert g["langarith.bundle.constants"] <= {"langarith.bundle.corpus"}
     assert "langarith.cli" not in g["langarith.bundle.report"]
+
+
+def summary() -> str:
+    """The tree by layer with line counts, and the arrows between layers and page modules:
+    ``python tests/test_layers.py`` (what the README's layout section and issue notes quote)."""
+    g = graph()
+    lines = {module_name(f): len(f.read_text(encoding="utf-8").splitlines())
+             for f in sorted(PACKAGE.rglob("*.py"))}
+    names = {0: "package", 1: "1 arithmetic, statistics", 2: "2 model, adapters", 3: "3 tasks, analysis",
+             4: "4 presentation", 5: "bundle build"}
+    out = []
+    for n, title in names.items():
+        mods = sorted(m for m in g if layer(m) == n)
+        out.append(f"{title}: {sum(lines[m] for m in mods):,} lines in {len(mods)} modules")
+        out += [f"  {m.removeprefix('langarith.')} {lines[m]}" for m in mods]
+    arrows: dict[tuple[int, int], int] = {}
+    for a, deps in g.items():
+        for b in deps:
+            arrows[layer(a), layer(b)] = arrows.get((layer(a), layer(b)), 0) + 1
+    out.append("import arrows between layers (from -> to: count):")
+    out += [f"  {names[a]} -> {names[b]}: {k}" for (a, b), k in sorted(arrows.items()) if a != b]
+    page = sorted(m for m in g if m.startswith("langarith.page."))
+    inner = [f"  {a.split('.')[-1]} -> {b.split('.')[-1]}" for a in page for b in sorted(g[a]) if b in page]
+    out.append("arrows inside the page package:")
+    out += inner
+    out.append(f"import cycles: {len(cycles(g))}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(summary())

@@ -1,0 +1,121 @@
+"""Screenshots of the page's first screen and of each tour step, for a reader who wants to see what
+a class sees (issue 20): the embedded bundle, Debian chromium through playwright.
+
+    python docs/screens.py [--out DIR] [--size 1400x1000]
+
+writes ``first-<target>[-<task>].png`` (the viewport only: what is on screen without scrolling)
+and ``tour-<n>.png``, and prints, per shot, the page's elements that are fully inside the
+viewport, top to bottom, as JSON on stdout (logs on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 180_000
+# The first screen's parts, by elem_id, in the order a reader meets them.
+PARTS = ["title", "target", "source", "lam", "label-free", "task", "premise", "setting", "tour",
+         "text", "formula", "pred-a", "pred-merged", "pred-b", "spans-a", "spans-merged", "spans-b",
+         "mlm-heldout", "flips-note"]
+SHOTS = [("pt", None), ("sl", None), ("pt", "libreoffice_spans"), ("nl@100k", None),
+         ("nl@100k-conv", None)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def on_screen(page) -> list[str]:
+    """The PARTS that are visible and wholly inside the viewport, top to bottom."""
+    return page.evaluate("""parts => {
+      const h = window.innerHeight, out = [];
+      for (const id of parts) {
+        const el = document.getElementById(id);
+        if (!el || el.offsetParent === null) continue;
+        const r = el.getBoundingClientRect();
+        if (r.height > 0 && r.top >= 0 && r.bottom <= h) out.push([r.top, id]);
+      }
+      return out.sort((a, b) => a[0] - b[0]).map(x => x[1]);
+    }""", PARTS)
+
+
+def settled(page, lam: str | None = None) -> None:
+    """The comparison and the held-out curve drawn (at ``lam`` when given)."""
+    page.wait_for_function("() => (document.querySelector('#formula')?.innerText || '').includes('merged =')")
+    page.wait_for_selector("#mlm-heldout svg.main-svg")
+    if lam is not None:
+        page.wait_for_function("v => (document.querySelector('#formula')?.innerText || '').includes('merged = ' + v)",
+                               arg=lam)
+    page.wait_for_timeout(1500)  # let the follow-up events (fill-mask, flips) paint
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="/tmp/langarith-screens")
+    ap.add_argument("--size", default="1400x1000")
+    args = ap.parse_args(argv)
+    width, height = (int(v) for v in args.size.split("x"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from playwright.sync_api import sync_playwright
+
+    from langarith import hosting
+    from langarith.model import LanguageStack
+    from langarith.page import build_demo
+
+    stack = LanguageStack(REPO / "assets" / "bundle")
+    port = free_port()
+    demo = build_demo(stack).queue(**hosting.QUEUE)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    report: dict = {"size": args.size, "first_screen": {}, "tour": {}}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(TIMEOUT_MS)
+            for target, task in SHOTS:
+                if target not in stack.bundle.languages:
+                    print(f"skipped {target}: not in this bundle", file=sys.stderr)
+                    continue
+                url = f"http://127.0.0.1:{port}/?target={target}" + (f"&task={task}" if task else "")
+                page.goto(url, wait_until="domcontentloaded")
+                if task:  # the task picker (a link does not carry the task)
+                    settled(page)
+                    page.get_by_label(stack.bundle.task(task).title).check()
+                    page.wait_for_selector("#spans-merged", state="visible")
+                settled(page)
+                name = f"first-{target}" + (f"-{task}" if task else "")
+                page.screenshot(path=str(out / f"{name}.png"))
+                report["first_screen"][name] = on_screen(page)
+                print(f"wrote {out / name}.png", file=sys.stderr)
+            page.goto(f"http://127.0.0.1:{port}/?target=pt", wait_until="domcontentloaded")
+            settled(page)
+            for i in range(1, 6):
+                page.locator(f"#tour-{i}").click()
+                page.wait_for_function("i => (document.querySelector('#tour-note')?.innerText || '').startsWith(i + ' ·')",
+                                       arg=str(i))
+                settled(page)
+                page.screenshot(path=str(out / f"tour-{i}.png"))
+                report["tour"][i] = {"note": page.locator("#tour-note").inner_text().strip(),
+                                     "lam": page.locator("#lam input[type=number]").input_value(),
+                                     "on_screen": on_screen(page)}
+            browser.close()
+    finally:
+        demo.close()
+    print(json.dumps(report, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
