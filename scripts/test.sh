@@ -6,4 +6,4 @@ source "$(dirname "$0")/setup.sh"  # also cd's to the repository root
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
-PYTHONPATH=. .venv/bin/python -m pytest -q tests "$@"
+PYTHONPATH=. .venv/bin/python -m pytest -q --durations=15 tests "$@"
