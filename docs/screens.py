@@ -11,6 +11,7 @@ viewport, top to bottom, as JSON on stdout (logs on stderr).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/langarith-screens")
     ap.add_argument("--size", default="1400x1000")
+    ap.add_argument("--no-tour", action="store_true", help="the first screens only")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     out = Path(args.out)
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
                 print(f"wrote {out / name}.png", file=sys.stderr)
             page.goto(f"http://127.0.0.1:{port}/?target=pt", wait_until="domcontentloaded")
             settled(page)
-            for i in range(1, 6):
+            for i in range(1, 6 if not args.no_tour else 1):
                 page.locator(f"#tour-{i}").click()
                 page.wait_for_function("i => (document.querySelector('#tour-note')?.innerText || '').startsWith(i + ' ·')",
                                        arg=str(i))
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
                                      "on_screen": on_screen(page)}
             browser.close()
     finally:
-        demo.close()
+        with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server ..." there
+            demo.close()
     print(json.dumps(report, ensure_ascii=False, indent=1))
     return 0
 

@@ -277,7 +277,7 @@ class Controls:
     (header: target, source, lam, label_free, label_free_note, task, setting, premise, link_note;
     compare: text, mask_text, example; method: method)."""
     target = source = lam = label_free = label_free_note = task = setting = premise = None
-    premise_more = link_note = None
+    premise_more = premise_box = link_note = None
     text = mask_text = example = None
     method: MethodControls | None = None
 

@@ -143,11 +143,11 @@ def layout(stack: LanguageStack, c: Controls) -> None:
     shown = task_choices(stack)
     first_task = shown[0][1] if shown else None
     gr.Markdown(TITLE, elem_id="title")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True):  # one row: every pixel of height goes to the first screen
         gr.Markdown(LINE, elem_id="intro-line")
         gr.Markdown(f"Bundle **{bundle.name}** · device `{stack.device}`", elem_id="bundle-info")
-    with gr.Accordion("What this page shows", open=False, elem_id="about"):
-        gr.Markdown(INTRO)
+        with gr.Accordion("What this page shows", open=False, elem_id="about"):
+            gr.Markdown(INTRO)
     with gr.Row():
         c.target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
                                elem_id="target", scale=2)
@@ -164,11 +164,13 @@ def layout(stack: LanguageStack, c: Controls) -> None:
                           scale=2)
         with gr.Column(scale=3):
             c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
-            with gr.Accordion("Why this matters", open=False, elem_id="premise-more"):
+            with gr.Accordion("Why this matters", open=False, elem_id="premise-more",
+                              visible=bool(premise_note(stack, first_task))) as c.premise_box:
                 c.premise_more = gr.Markdown(premise_note(stack, first_task), elem_id="premise-note")
     c.label_free_note = gr.Markdown(elem_id="label-free-note")
-    c.setting = gr.Markdown(elem_id="setting")
-    c.link_note = gr.Markdown(elem_id="link-note")
+    with gr.Row():
+        c.setting = gr.Markdown(elem_id="setting", scale=4)
+        c.link_note = gr.Markdown(elem_id="link-note", scale=1)
 
 
 def target_event(stack: LanguageStack, c: Controls) -> dict:
@@ -181,8 +183,9 @@ def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
     """``follow.pair(event)`` appends what follows a new pair (the other panels' steps)."""
     follow.pair(c.target.change(**target_event(stack, c), api_name="set_target"))
     c.target.input(lambda: "", None, c.link_note, api_name="clear_link", **CPU_LANE, **PRIVATE)
-    c.task.change(lambda t: (premise_line(stack, t), premise_note(stack, t)), c.task,
-                  [c.premise, c.premise_more], api_name="task_note", **CPU_LANE, **PRIVATE)
+    c.task.change(lambda t: (premise_line(stack, t), premise_note(stack, t),
+                             gr.update(visible=bool(premise_note(stack, t)))), c.task,
+                  [c.premise, c.premise_more, c.premise_box], api_name="task_note", **CPU_LANE, **PRIVATE)
     follow.pair(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
     follow.pair(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE,
                                **PRIVATE))
