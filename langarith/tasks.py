@@ -237,7 +237,9 @@ def single_prediction(stack: LanguageStack, text: str, adapter: str, task: str):
     for one text: they do not depend on λ, so the stack's memo keeps them."""
     def compute():
         probs, hidden, mask = classify(stack, [text], adapter, task, hidden_states=True)
-        return probs[0].tolist(), hidden, mask
+        # Cloned here, outside inference mode: inference tensors cannot have their storage
+        # replaced, which ZeroGPU does to every tensor of a process it forks a worker from.
+        return probs[0].tolist(), [h.clone() for h in hidden], mask.clone()
 
     return memo(stack).get("single", (text, adapter, task), compute)
 

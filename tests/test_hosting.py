@@ -437,3 +437,34 @@ def test_the_pages_model_handlers_through_the_standin_equal_the_same_calls_witho
               for lam in (0.2, 0.8)]
     assert through == direct and through[0]
     assert through[0] != through[1]  # the merge reached the model in the worker: λ shows
+
+
+def test_the_handlers_through_the_standin_with_the_memo_filled_before_the_fork(stack, monkeypatch):
+    """A worker forked from a process whose memo already holds unmerged predictions (hidden
+    states included) moves those tensors too, and answers as the same calls here do."""
+    from langarith import hosting
+    from langarith import tasks
+    from langarith.page import common, compare
+
+    target = next(c for c, lang in stack.bundle.languages.items() if not lang.has_adapter)
+    text = (stack.bundle.language(target).examples or ("hola mundo",))[0]
+    mask = stack.tokenizer.mask_token
+    texts = lambda out: [x for x in out if isinstance(x, str)]  # noqa: E731
+    direct = [texts(compare.on_drag(stack, target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
+    assert tasks.memo(stack).size("single") >= 2  # A's and B's predictions are in the memo
+
+    import inspect
+
+    def gpu(**kw):
+        return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
+
+    monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
+    common.serve(stack)
+    try:
+        handler = common.bind(compare.on_drag, stack)
+        through = [texts(handler(target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
+    finally:
+        common._SERVED["run"].shutdown()
+        monkeypatch.setattr(hosting, "SPACES_GPU", None)
+        common.serve(stack)
+    assert through == direct and through[0] != through[1]
