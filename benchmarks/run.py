@@ -929,7 +929,7 @@ def render(res: dict) -> str:
               "| call | latency |", "|---|---|"]
         names = {"compare_cold": "`tasks.compare` cold (merged + A + B)",
                  "compare_warm": "`tasks.compare` warm (merged only)",
-                 "compare_warm_fill_mask": "`tasks.compare` warm, with the fill-mask probe (as the page)",
+                 "compare_warm_fill_mask": "`tasks.compare` warm, with the fill-mask probe (the page's two events together)",
                  "classify_32": "`tasks.classify`, batch of 32 eval texts, merged adapter"}
         for k, s in p.items():
             L.append(f"| {names.get(k, k)} | {s.fmt()} |")
@@ -971,7 +971,7 @@ def render(res: dict) -> str:
                   "| step | latency |", "|---|---|"]
             if "handler" in b:
                 L.append(f"| the page's `compare` handler (linear merge) called directly: comparison "
-                         f"with fill-mask, weight geometry, 2 plotly figures | {b['handler'].fmt('s')} |")
+                         f"and weight geometry, 2 plotly figures (fill-mask is its own event since issue 20) | {b['handler'].fmt('s')} |")
             if "handler_in_server" in b:
                 L.append(f"| the slider's release handler as Gradio ran it during the drags below "
                          f"(worker thread) "
