@@ -182,7 +182,7 @@ def bench_merge(stack, name: str, repeats: int, fast_per_round: int = 5, warmup:
     Each round: ``fast_per_round`` calls of the live slot and of the flat lerp, one call of
     ``average_adapter`` and one of the load_state_dict loop. ``repeats`` rounds in all.
     """
-    from langarith.model import _language_params
+    from langarith.model import language_params
 
     langs = stack.bundle.adapter_languages()
     a = a or stack.bundle.task_language
@@ -229,7 +229,7 @@ def bench_merge(stack, name: str, repeats: int, fast_per_round: int = 5, warmup:
     want = {k: v for k, v in stack.slot.state_dict().items()}
     diffs = {}
     for key, adapter in (("average_adapter", "m"), ("load_state_dict", "m_lsd")):
-        got = _language_params(ref, adapter)
+        got = language_params(ref, adapter)
         if set(got) != set(want):
             diffs[key] = float("inf")
             continue
@@ -254,7 +254,7 @@ def bench_slot_write(stack, name: str, repeats: int, per_round: int = 5) -> dict
     """λ·A + (1−λ)·B into the slot four ways, interleaved; and whether each is still right after
     a per-tensor move. ``write_merge`` (the engine's call, with its checks) and the one-time
     re-point (``live`` after a split) are timed beside them."""
-    from langarith.model import MERGED, _language_params
+    from langarith.model import MERGED, language_params
 
     a = stack.bundle.task_language
     b = next(c for c in stack.bundle.adapter_languages() if c != a)
@@ -265,7 +265,7 @@ def bench_slot_write(stack, name: str, repeats: int, per_round: int = 5) -> dict
         torch.lerp(fb.flat, fa.flat, lam, out=slot.flat)
 
     def checked(lam):  # the kernel now: the views check, then the same lerp
-        (xa, xb), out = stack._live([a, b])
+        (xa, xb), out = stack.live_buffers([a, b])
         torch.lerp(xb, xa, lam, out=out)
 
     def foreach(lam):
@@ -300,7 +300,7 @@ def bench_slot_write(stack, name: str, repeats: int, per_round: int = 5) -> dict
             split_views([fa, fb, slot])
             want = {k: torch.lerp(fb.params[k], fa.params[k], lam) for k in slot.keys}
             fn(lam)
-            got = _language_params(stack.model, MERGED)
+            got = language_params(stack.model, MERGED)
             return all(torch.allclose(got[k], want[k], rtol=0, atol=1e-6) for k in slot.keys)
 
         correct = {k: right(fn) for k, fn in fns.items()}
@@ -667,8 +667,9 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
         target, source, text = page_defaults(stack)
         mask_text = tasks.mask_a_word(text)
         grid = slider_targets(api_calls + 1)
-        handler = next((f.fn for f in demo.fns.values() if getattr(f, "api_name", None) == "compare"),
-                       None)
+        from langarith.page import common, compare
+
+        handler = common.bind(compare.on_compare, stack)  # what /compare runs, without the queue
         release_fn = slider_release_fn(demo)
         if handler is not None and api_calls:
             for lam in (0.5, 0.45, 0.55):  # the first calls are slow (lazy imports, first shapes)

@@ -302,7 +302,7 @@ class Merge:
 # --- the model with a live merged slot --------------------------------------------------------
 
 
-def _language_params(model, name: str) -> dict[str, torch.nn.Parameter]:
+def language_params(model, name: str) -> dict[str, torch.nn.Parameter]:
     """Parameters of one language adapter, by adapter-name-free key (layer adapters + invertible)."""
     pat = re.compile(rf"(\.adapters|\binvertible_adapters)\.{re.escape(name)}\.")
     out = {}
@@ -504,14 +504,14 @@ class LanguageStack:
         model.eval().requires_grad_(False).to(self.device)  # the new slot starts in train mode
         self.model = model
         self.flat: dict[str, FlatAdapter] = {
-            code: FlatAdapter(_language_params(model, code)) for code in self.adapter_config
+            code: FlatAdapter(language_params(model, code)) for code in self.adapter_config
         }
         for code, fa in self.flat.items():  # every pair must line up for any merge to work
             if self.adapter_config[code] == self.adapter_config[first]:  # else check_mergeable refuses
                 check_compatible(self.flat[first].views, fa.views, names=[first, code])
         if "_init" in model.adapters_config:
-            self._init = FlatAdapter(_language_params(model, "_init"))
-        self.slot = FlatAdapter(_language_params(model, MERGED))
+            self._init = FlatAdapter(language_params(model, "_init"))
+        self.slot = FlatAdapter(language_params(model, MERGED))
         self.lock = threading.RLock()
         _STACKS.add(self)
         self.weights: dict[str, float] = {}
@@ -522,7 +522,7 @@ class LanguageStack:
         """The language adapters' shared initialisation (None when the bundle has none)."""
         return None if self._init is None else self._init.live().state_dict()
 
-    def _live(self, codes) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def live_buffers(self, codes) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The flat buffers of ``codes`` and of the slot, each checked to still be what the model
         computes with (re-pointed if a per-tensor move split them). Caller holds the lock."""
         return [self.flat[c].live().flat for c in codes], self.slot.live().flat
@@ -544,7 +544,7 @@ class LanguageStack:
             load_adapter_checked(self.model, folder, code, **self._lang_kwargs)
             self.model.eval().requires_grad_(False).to(self.device)
             self.adapter_config[code] = _comparable_config(self.model.adapters_config.get(code))
-            fa = FlatAdapter(_language_params(self.model, code))
+            fa = FlatAdapter(language_params(self.model, code))
             first = self.bundle.task_language
             if self.adapter_config[code] == self.adapter_config[first]:
                 check_compatible(self.flat[first].views, fa.views, names=[first, code])
@@ -577,7 +577,7 @@ class LanguageStack:
         rest = 1.0 - sum(ws)
         if abs(rest) > 1e-9 and self._init is None:
             raise MergeError("weights that do not sum to 1 need the bundle's shared adapter init")
-        flats, out = self._live(codes)
+        flats, out = self.live_buffers(codes)
         if len(codes) == 2 and abs(rest) < 1e-9:
             torch.lerp(flats[1], flats[0], ws[0], out=out)
         elif len(codes) == 1 and abs(rest) < 1e-9:
@@ -634,7 +634,7 @@ class LanguageStack:
                              allow_extrapolation=ext)
         lam_inv = check_lambda(lam if merge.lam_inv is None else merge.lam_inv,
                                allow_extrapolation=ext)
-        (fa, fb), out = self._live([a, b])
+        (fa, fb), out = self.live_buffers([a, b])
         for start, stop, layer in self.slot.layer_runs:
             w = lam_inv if layer is None else lams[layer]
             torch.lerp(fb[start:stop], fa[start:stop], w, out=out[start:stop])

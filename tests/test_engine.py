@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from langarith import tasks
 from langarith.arithmetic import MergeError
-from langarith.model import MERGED, BundleError, InputError, _language_params, load_adapter_checked
+from langarith.model import MERGED, BundleError, InputError, language_params, load_adapter_checked
 
 PT_TEXT = "insira uma fórmula na célula"
 ES_TEXT = "formatee el párrafo y el estilo de página"
@@ -34,7 +34,7 @@ def adapter_file(bundle: Path, code: str) -> dict[str, torch.Tensor]:
 
 def slot(stack) -> dict[str, torch.Tensor]:
     """The live slot as the model's own parameters (not the FlatAdapter bookkeeping)."""
-    return {k: p.detach().clone() for k, p in _language_params(stack.model, MERGED).items()}
+    return {k: p.detach().clone() for k, p in language_params(stack.model, MERGED).items()}
 
 
 def inv_keys(sd) -> list[str]:
@@ -81,7 +81,7 @@ def test_merge_equals_hand_computation_and_average_adapter(stack, tiny_bundle, f
                            use_safetensors=True)
     model.base_model.average_adapter("avg", ["en", "es"], weights=[lam, 1 - lam],
                                      normalize_weights=False, overwrite_ok=True)
-    avg = {k: p.detach() for k, p in _language_params(model, "avg").items()}
+    avg = {k: p.detach() for k, p in language_params(model, "avg").items()}
     assert set(avg) == set(live)
     assert len(inv_keys(avg)) == 8
     for k in avg:
@@ -123,7 +123,7 @@ def test_three_way_and_extrapolated_merges(stack, tiny_bundle):
 
 
 def test_merges_are_in_place(stack):
-    params = _language_params(stack.model, MERGED)
+    params = language_params(stack.model, MERGED)
     assert len(params) == 16
     flat_ptr = stack.slot.flat.data_ptr()
     ptrs = {k: p.data_ptr() for k, p in params.items()}
@@ -136,7 +136,7 @@ def test_merges_are_in_place(stack):
     for lam in (0.1, 0.9, 0.5, 0.0, 1.0):
         tasks.classify(stack, [PT_TEXT], {"en": lam, "es": 1 - lam}, "topic")
         assert stack.slot.flat.data_ptr() == flat_ptr
-        now = _language_params(stack.model, MERGED)
+        now = language_params(stack.model, MERGED)
         assert {k: p.data_ptr() for k, p in now.items()} == ptrs
         seen.append(stack.slot.flat.clone())
     assert sorted(stack.model.adapters_config.adapters) == adapters_before
@@ -381,7 +381,7 @@ def test_saved_merge_loads_in_fresh_model_and_reproduces_predictions(stack, tiny
 
     model = fresh_model(task=True)
     model.load_adapter(str(out), load_as="pt_merged", set_active=False, use_safetensors=True)
-    loaded = _language_params(model, "pt_merged")
+    loaded = language_params(model, "pt_merged")
     a, b = adapter_file(tiny_bundle, "en"), adapter_file(tiny_bundle, "es")
     for k in a:
         torch.testing.assert_close(loaded[k].double(), 0.3 * a[k].double() + 0.7 * b[k].double(),

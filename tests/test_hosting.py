@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import zerogpu_standin
 from langarith import arithmetic, hosting, tasks
-from langarith.model import MERGED, InputError, Merge, _language_params
+from langarith.model import MERGED, InputError, Merge, language_params
 
 TEXTS = ["insira uma fórmula na célula", "formatee el párrafo y el estilo de página"]
 
@@ -37,7 +37,7 @@ RECIPES = {
 
 def slot_params(stack) -> dict[str, torch.Tensor]:
     """The slot as the model computes with it: its own parameters, not the flat bookkeeping."""
-    return {k: p.detach().cpu().clone() for k, p in _language_params(stack.model, MERGED).items()}
+    return {k: p.detach().cpu().clone() for k, p in language_params(stack.model, MERGED).items()}
 
 
 def merge_and_predict(stack, names):
