@@ -228,8 +228,12 @@ def cmd_languages(args) -> list:
         raise SystemExit(_missing_bundle(path))
     else:
         b = Bundle.load(path)
+    def variant(lang) -> dict:  # a low-resource variant: whose text, how much, which arm
+        return ({"variant_of": lang.text_language, "tokens": lang.tokens,
+                 "arm": lang.arm or "equal_compute"} if lang.is_variant else {})
+
     return [{"code": c, "name": lang.name, "family": lang.family,
-             "has_adapter": lang.has_adapter, "source": lang.source}
+             "has_adapter": lang.has_adapter, "source": lang.source, **variant(lang)}
             for c, lang in b.languages.items()]
 
 

@@ -369,3 +369,12 @@ def test_the_setting_line_says_which_arm_a_variant_belongs_to(variant_stack, mon
     monkeypatch.setattr(variant_stack.bundle, "languages", langs)
     info = header.on_target(variant_stack, "es@100k")[4]
     assert "trained to convergence" in info and "the paper's setting" in info and "little training" not in info
+
+
+def test_the_languages_command_lists_a_variant_with_its_text_tokens_and_arm(variant_stack, capsys):
+    from langarith import cli
+
+    assert cli.main(["languages", "--bundle", str(variant_stack.bundle.root)]) in (0, None)
+    rows = {r["code"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["es@100k"]["variant_of"] == "es" and rows["es@100k"]["tokens"] == 100_000
+    assert rows["es@100k"]["arm"] == "equal_compute" and "variant_of" not in rows["es"]
