@@ -403,12 +403,15 @@ def stage_eval(build: Build, dest: Path) -> dict:
     for code, partner in pairs(build).items():
         rows: dict[str, dict] = {arm: {} for arm in ARMS}
         for v, c, size, arm in all_variants(build):
-            if c != code or v not in stack.bundle.languages:
+            if c != code:
                 continue
-            if not measured_here(v) and earlier(code, arm, str(size)):
-                rows[arm][str(size)] = earlier(code, arm, str(size))
+            kept = earlier(code, arm, str(size))
+            # Measured by an earlier run and not here, or measured but not shipped (its weights
+            # are not in this bundle): its point stays in the table.
+            if kept and (v not in stack.bundle.languages or not measured_here(v)):
+                rows[arm][str(size)] = kept
                 continue
-            if not selected(v, code):
+            if v not in stack.bundle.languages or not selected(v, code):
                 continue
             r = measure(v, v, code, partner)
             sweep = {**r["sweep"], "own": own.get(code, {}).get("accuracy"),
