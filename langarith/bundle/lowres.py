@@ -61,7 +61,7 @@ STEPS = 200  # per variant on every device: equal compute for both shares (see t
 # CHECK_EVERY steps; the best check's weights are kept.
 ARMS = {"equal_compute": "", "converged": "-conv"}  # arm: suffix of its variant codes
 PAPER_ARM = "converged"
-MAX_STEPS = 1000  # the full adapters' number of steps (their GPU schedule)
+MAX_STEPS = 1000  # the full adapters' step budget (their GPU schedule; batch 16 here, 96 there)
 CHECK_EVERY = 25  # one held-out check per checkpoint
 PATIENCE = 4  # checks without improvement before stopping (100 steps)
 VAL_TOKENS = 6_000  # the held-out share of own text that decides when to stop
