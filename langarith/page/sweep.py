@@ -186,9 +186,11 @@ def on_measured(stack: LanguageStack, target: str):
     note = ""
     if low:
         shipped = ", ".join(low.get("shipped", [])) or "none"
-        note = ("**Under-trained adapters:** each point is a language adapter trained on that many "
+        note = ("**Low-resource adapters:** each point is a language adapter trained on that many "
                 "tokens of its own text (A), merged with a related full adapter (B); the y axis is the "
-                "merge's gain over the better of the two, with 95 % intervals (0 = no gain). "
+                "merge's gain over the better of the two, with 95 % intervals (0 = no gain). Solid: "
+                "trained to convergence on its little text (the paper's setting); dotted: little "
+                "training (200 steps). "
                 f"Selectable as targets on this page: {shipped}.")
     return measured_note(stack, target), fig, note
 
