@@ -96,6 +96,19 @@ def weighted_sum(state_dicts: Sequence[StateDict], weights: Sequence[float],
     return {k: sum(w * sd[k] for w, sd in zip(ws, state_dicts)) for k in state_dicts[0]}
 
 
+def row_merge(tensors: Sequence[torch.Tensor], row_weights: torch.Tensor) -> torch.Tensor:
+    """One merge per row of a batch: ``out[r] = Σ_l row_weights[r, l] · tensors[l]``
+    ([rows, *shape]). The batched form of ``weighted_sum`` for one tensor: a batch in which every
+    visitor has their own λ shares one forward pass, each row computing with its own merge."""
+    if row_weights.ndim != 2 or row_weights.shape[1] != len(tensors):
+        raise MergeError(f"{len(tensors)} tensors but row weights of shape {tuple(row_weights.shape)}")
+    w = row_weights.to(tensors[0].dtype)
+    out = w[:, 0].reshape(-1, *[1] * tensors[0].ndim) * tensors[0]
+    for l in range(1, len(tensors)):
+        out = out + w[:, l].reshape(-1, *[1] * tensors[l].ndim) * tensors[l]
+    return out
+
+
 def language_vector(adapter: StateDict, init: StateDict) -> dict[str, torch.Tensor]:
     """τ = θ − init: what training on one language added to the shared initialisation."""
     check_compatible(adapter, init, names=["adapter", "init"])

@@ -67,6 +67,9 @@ class Memo:
     def get(self, kind: str, key: Hashable, compute: Callable[[], T]) -> T:
         return self._maps[kind].get(key, compute)
 
+    def has(self, kind: str, key: Hashable) -> bool:
+        return key in self._maps[kind]
+
     def size(self, kind: str) -> int:
         return len(self._maps[kind])
 

@@ -37,7 +37,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from .arithmetic import MergeError, check_compatible, check_weights, merge_method
+from .arithmetic import MergeError, check_compatible, check_weights, merge_method, row_merge
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +378,41 @@ class FlatAdapter:
         return [tuple(r) for r in runs]
 
 
+class RowMix:
+    """The slot's linear maps computing one merge per batch row, while a batch runs.
+
+    Every tensor of a MAD-X language adapter is the weight or bias of a linear map (the bottleneck's
+    ``adapter_down.0`` and ``adapter_up``, the invertible adapter's ``F.0``, ``F.2``, ``G.0``,
+    ``G.2``), so the merge of row r is ``Σ_l w[r, l]·W_l`` applied to that row alone: the exact
+    live-slot merge, only per row, and rows with different λ (or pairs) share one encoder pass.
+    ``adapters`` has no per-row merge, hence this: each of the slot's ``nn.Linear`` modules gets an
+    instance ``forward`` for the duration of ``LanguageStack.use_rows`` (under the lock), removed
+    after. ``select(index)``: which row of the weights each input row is (the masked-LM head's
+    reverse invertible pass sees one input row per masked token)."""
+
+    def __init__(self, model, weights: torch.Tensor, sources: list["FlatAdapter"]):
+        self.model, self.weights, self.index = model, weights, None
+        self._sources = sources
+
+    def select(self, index: torch.Tensor | None) -> None:
+        self.index = index
+
+    def current(self, n: int) -> torch.Tensor:
+        w = self.weights if self.index is None else self.weights[self.index]
+        if w.shape[0] != n:
+            raise RuntimeError(f"a batch of {n} rows against {w.shape[0]} rows of merge weights")
+        return w
+
+    def linear(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [rows, ..., in] through row r's merge of the linear map ``key``."""
+        w = self.current(x.shape[0])
+        weight = row_merge([s.views[key + ".weight"] for s in self._sources], w)  # [rows, out, in]
+        bias = row_merge([s.views[key + ".bias"] for s in self._sources], w)  # [rows, out]
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+        return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
 def _rename_head(model, old: str, new: str) -> None:
     """Rename a prediction head (the ``default`` head converted from a *ForMaskedLM checkpoint)."""
     if old not in model.heads:
@@ -687,6 +722,44 @@ class LanguageStack:
             stack = Stack(name, *before, task) if task else Stack(name)
             self.model.set_active_adapters(stack)
             yield self.model
+
+    @contextlib.contextmanager
+    def use_rows(self, rows: "list[Mapping[str, float]]", task: str | None = None) -> Iterator[RowMix]:
+        """Hold the lock with ``Stack(merged[, task])`` active, the slot computing row r of a
+        batch with the merge ``rows[r]`` (weights by language; each summing to 1, as the live
+        slot's). Yields the ``RowMix`` (its ``model``; ``select`` for a pass whose input rows are
+        not the batch's rows)."""
+        from adapters.composition import Stack
+
+        codes = sorted({c for r in rows for c in r})
+        for r in rows:
+            check_weights(list(r.values()))
+        with self.lock:
+            self.check_mergeable(codes)
+            sources = [self.flat[c].live() for c in codes]
+            weights = torch.tensor([[float(r.get(c, 0.0)) for c in codes] for r in rows],
+                                   dtype=sources[0].flat.dtype, device=sources[0].flat.device)
+            mix = RowMix(self.model, weights, sources)
+            patched = []
+            try:
+                for key, module in self._slot_linears():
+                    module.forward = functools.partial(mix.linear, key)
+                    patched.append(module)
+                before = [n for n, _ in self.bundle.task(task).stack_before] if task else []
+                self.model.set_active_adapters(Stack(MERGED, *before, task) if task else Stack(MERGED))
+                yield mix
+            finally:
+                for module in patched:
+                    del module.forward  # back to nn.Linear.forward over the slot's own weights
+
+    def _slot_linears(self) -> list[tuple[str, torch.nn.Linear]]:
+        """The slot's linear maps, by the adapter-name-free key of their parameters."""
+        pat = re.compile(rf"(\.adapters|\binvertible_adapters)\.{re.escape(MERGED)}\.")
+        out = [(pat.sub(r"\1.", name, count=1), m) for name, m in self.model.named_modules()
+               if isinstance(m, torch.nn.Linear) and pat.search(name + ".")]
+        if {k + s for k, _ in out for s in (".weight", ".bias")} != set(self.slot.keys):
+            raise MergeError("the merged slot has tensors outside linear maps: it cannot merge per row")
+        return out
 
     def language_state_dict(self, code: str) -> dict[str, torch.Tensor]:
         self.check_mergeable([code])

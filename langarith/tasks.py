@@ -137,12 +137,13 @@ def classify(stack: LanguageStack, texts: list[str], adapter, task: str | None =
     return probs, [h.float().cpu() for h in out.hidden_states], mask
 
 
-def masked_logits(model, enc: dict, positions: torch.Tensor) -> torch.Tensor:
+def masked_logits(model, enc: dict, positions: torch.Tensor, rows=None) -> torch.Tensor:
     """Vocabulary logits at ``positions`` [M, 2] only, through the active language adapter.
 
     The head is applied by hand in the order of ``adapters``' masked-LM head (its layers, then
     the invertible adapter in reverse, then the decoder): the library computes logits for every
-    token, and the decoder (vocabulary × hidden) dominates the cost of a short text."""
+    token, and the decoder (vocabulary × hidden) dominates the cost of a short text. ``rows``:
+    the ``model.RowMix`` of a batch with one merge per row (``LanguageStack.use_rows``)."""
     hidden = model.base_model(**enc)[0]
     h = hidden[positions[:, 0], positions[:, 1]]
     head = model.heads["mlm"]
@@ -150,7 +151,14 @@ def masked_logits(model, enc: dict, positions: torch.Tensor) -> torch.Tensor:
         h = head[i](h)
     inv = model.base_model.get_invertible_adapter()
     if inv is not None:
-        h = inv(h.unsqueeze(0), rev=True).squeeze(0)  # NICE splits the last dim of [B, T, H]
+        # One input row per masked token ([M, 1, H]; NICE splits the last dim only), so that a
+        # batch with one merge per row reverses each token through its own row's merge.
+        if rows is not None:
+            base = rows.index
+            rows.select(positions[:, 0] if base is None else base[positions[:, 0]])
+        h = inv(h.unsqueeze(1), rev=True).squeeze(1)
+        if rows is not None:
+            rows.select(base)
     return head[len(head) - 1](h)
 
 
@@ -274,6 +282,110 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
         cmp.fill_mask = {"merged": fill_mask(stack, mtext, weights),
                          "A": fill_mask(stack, mtext, a), "B": fill_mask(stack, mtext, b)}
     return cmp
+
+
+# --- many visitors in one forward pass: one merge per row -----------------------------------------
+# Each request is (text, A, B, λ) with its own λ (and pair); ``LanguageStack.use_rows`` makes row r
+# compute with λ_r·A_r + (1−λ_r)·B_r, so a batch of visitors costs one padded pass, not one each.
+# Answers equal the same requests one by one (the live slot) to float tolerance.
+
+
+def row_weights(a: str, b: str, lam: float) -> dict[str, float]:
+    """The merge of one row, as ``mlm_curve`` writes it (so that memo keys agree)."""
+    return {a: lam, b: round(1.0 - lam, 10)}
+
+
+@torch.inference_mode()
+def classify_rows(stack: LanguageStack, texts: list[str], rows: list[dict], task: str | None = None):
+    """Label probabilities [n, labels] and hidden states of text i under merge ``rows[i]``."""
+    task = stack.bundle.task(task).name
+    enc = _encode(stack, texts)
+    with stack.use_rows(rows, task) as mix:
+        out = mix.model(**enc, head=task, output_hidden_states=True)
+    mask = enc["attention_mask"].bool().cpu()
+    return out.logits.float().softmax(-1).cpu(), [h.float().cpu() for h in out.hidden_states], mask
+
+
+def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None = None) -> list:
+    """``compare`` for many (text, target, source, λ) requests of one task in one merged pass
+    (A's and B's predictions come from the memo, as for one request). Each answer is a
+    ``Comparison``, or the ``InputError``/``MergeError`` that request alone would raise."""
+    from .arithmetic import MergeError
+
+    task_ = stack.bundle.task(task)
+    out: list = [None] * len(requests)
+    todo = []
+    for i, (text, target, source, lam) in enumerate(requests):
+        try:
+            text, notice = clean_text(text)
+            lam = check_lambda(lam)
+            a, b = merge_pair(stack, target, source)
+            pa, ha, mask = single_prediction(stack, text, a, task_.name)
+            pb, _, _ = single_prediction(stack, text, b, task_.name)
+            todo.append((i, text, target, a, b, lam, notice, pa, pb, ha, mask))
+        except (InputError, MergeError) as e:
+            out[i] = e
+    if todo:
+        probs, hidden, masks = classify_rows(stack, [t[1] for t in todo],
+                                             [row_weights(t[3], t[4], t[5]) for t in todo], task_.name)
+        for r, (i, text, target, a, b, lam, notice, pa, pb, ha, mask) in enumerate(todo):
+            n = int(mask.sum())  # this row's tokens: the padding of the batch is not its own
+            hm = [h[r:r + 1, :n] for h in hidden]
+            out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula({a: lam, b: 1.0 - lam}),
+                                labels=list(task_.labels),
+                                probs={"merged": probs[r].tolist(), "A": pa, "B": pb},
+                                hidden_shift=_hidden_shift(hm, ha, mask[0:1]), notice=notice)
+    return out
+
+
+@torch.inference_mode()
+def fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int = 5) -> list:
+    """``fill_mask`` of text i under merge ``rows[i]``, all in one pass: a list of top-k lists."""
+    mask = stack.tokenizer.mask_token
+    for t in texts:
+        if mask not in t:
+            raise InputError(f"the fill-mask text needs a {mask} token")
+    enc = _encode(stack, texts)
+    first = []
+    for r in range(len(texts)):
+        pos = (enc["input_ids"][r] == stack.tokenizer.mask_token_id).nonzero()
+        if len(pos) == 0:
+            raise InputError(f"the {mask} token was cut off: put it earlier in the text")
+        first.append([r, int(pos[0, 0])])
+    with stack.use_rows(rows, None) as mix:
+        probs = masked_logits(mix.model, enc, torch.tensor(first, device=stack.device),
+                              rows=mix).float().softmax(-1).cpu()
+    out = []
+    for p in probs:
+        top = p.topk(k)
+        tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+        out.append([(t.replace("▁", "") or t, float(v)) for t, v in zip(tokens, top.values)])
+    return out
+
+
+@torch.inference_mode()
+def mlm_token_losses_rows(stack: LanguageStack, texts: list[str], rows: list[dict]) -> list:
+    """``mlm_token_losses([text_i], rows[i])`` for every i, in shared passes, filling the memo
+    under the same keys: a list of (sums, counts) per text."""
+    import numpy as np
+
+    m = memo(stack)
+    keys = [((t,), _adapter_key(r)) for t, r in zip(texts, rows)]
+    got = {i: m.get("mlm_loss", key, lambda: None) for i, key in enumerate(keys) if m.has("mlm_loss", key)}
+    todo = [i for i in range(len(keys)) if got.get(i) is None]
+    if todo:
+        sums, counts = np.zeros(len(todo)), np.zeros(len(todo))
+        with stack.use_rows([rows[i] for i in todo], None) as mix:
+            for inputs, att, where, true, text_idx, row_text in _mlm_batches(stack, [texts[i] for i in todo]):
+                mix.select(row_text)
+                logits = masked_logits(mix.model, {"input_ids": inputs, "attention_mask": att}, where,
+                                       rows=mix)
+                loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
+                np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
+                np.add.at(counts, text_idx.cpu().numpy(), 1)
+        for j, i in enumerate(todo):
+            got[i] = m.get("mlm_loss", keys[i], lambda j=j: (sums[j:j + 1].copy(), counts[j:j + 1].copy()))
+    return [got[i] for i in range(len(keys))]
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -462,7 +574,8 @@ MLM_CHUNK = 16  # texts per forward: length-sorted chunks pad little
 def _mlm_batches(stack: LanguageStack, texts: list[str]):
     """The deterministic masking of ``mlm_loss``: for each text and offset k < 5, one copy with
     every token at position ≡ k (mod 5) masked (special tokens never). Yields (inputs, attention,
-    masked positions [M, 2], their true ids, the text index of each masked token)."""
+    masked positions [M, 2], their true ids, the text index of each masked token and of each
+    input row)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     any_maskable = False
     for s in range(0, len(order), MLM_CHUNK):
@@ -482,7 +595,7 @@ def _mlm_batches(stack: LanguageStack, texts: list[str]):
             sub = pos[rows]
             inputs = ids[rows].masked_fill(sub, stack.tokenizer.mask_token_id)
             where = sub.nonzero()
-            yield inputs, att[rows], where, ids[rows][sub], index[rows[where[:, 0]]]
+            yield inputs, att[rows], where, ids[rows][sub], index[rows[where[:, 0]]], index[rows]
     if not any_maskable:
         raise InputError("the text has no word tokens to mask (only special tokens or spaces)")
 
@@ -500,7 +613,7 @@ def _mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
 
     sums, counts = np.zeros(len(texts)), np.zeros(len(texts))
     with stack.use(adapter, None) as model:
-        for inputs, att, where, true, text_idx in _mlm_batches(stack, texts):
+        for inputs, att, where, true, text_idx, _ in _mlm_batches(stack, texts):
             logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where)
             loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
             np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
@@ -714,7 +827,7 @@ def mlm_token_logprobs(stack: LanguageStack, texts: list[str], adapter):
 
     logp, which = [], []
     with stack.use(adapter, None) as model:
-        for inputs, att, where, true, text_idx in _mlm_batches(stack, texts):
+        for inputs, att, where, true, text_idx, _ in _mlm_batches(stack, texts):
             logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where)
             logp.append(logits.float().log_softmax(-1).gather(1, true[:, None])[:, 0].cpu().numpy())
             which.append(text_idx.cpu().numpy())
