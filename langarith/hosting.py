@@ -31,6 +31,9 @@ F = TypeVar("F", bound=Callable)
 # ZeroGPU a second concurrent call of the same decorated function forks a second worker that
 # copies the whole model to the GPU again.
 MODEL_CONCURRENCY = 1
+# The most visitors' calls of one model event served by one batched call (one forward pass):
+# a class. On ZeroGPU a batch is one GPU call (the quota of its first visitor is checked).
+MAX_BATCH = 32
 # ``demo.queue(**QUEUE)``: at most 64 events waiting (further ones are refused at once with
 # "queue full" instead of piling up threads); events outside the model group (target change,
 # precomputed tables, plots) keep 2 workers each, so they never wait behind the model.

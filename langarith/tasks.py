@@ -364,28 +364,43 @@ def fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: 
 
 
 @torch.inference_mode()
-def mlm_token_losses_rows(stack: LanguageStack, texts: list[str], rows: list[dict]) -> list:
-    """``mlm_token_losses([text_i], rows[i])`` for every i, in shared passes, filling the memo
-    under the same keys: a list of (sums, counts) per text."""
+def mlm_token_losses_rows(stack: LanguageStack, requests: list[tuple]) -> list:
+    """``mlm_token_losses(texts, adapter)`` for many (texts, adapter) requests (an adapter: a
+    language code or a merge's weights) in shared passes, one merge per request, filling the
+    memo under the same keys: a list of (sums, counts) per request."""
     import numpy as np
 
     m = memo(stack)
-    keys = [((t,), _adapter_key(r)) for t, r in zip(texts, rows)]
+    keys = [(tuple(texts), _adapter_key(adapter)) for texts, adapter in requests]
     got = {i: m.get("mlm_loss", key, lambda: None) for i, key in enumerate(keys) if m.has("mlm_loss", key)}
     todo = [i for i in range(len(keys)) if got.get(i) is None]
     if todo:
-        sums, counts = np.zeros(len(todo)), np.zeros(len(todo))
-        with stack.use_rows([rows[i] for i in todo], None) as mix:
-            for inputs, att, where, true, text_idx, row_text in _mlm_batches(stack, [texts[i] for i in todo]):
-                mix.select(row_text)
+        flat, owner = [], []  # every text of every request, and which request it belongs to
+        for j, i in enumerate(todo):
+            flat += list(requests[i][0])
+            owner += [j] * len(requests[i][0])
+        owner_t = torch.tensor(owner, device=stack.device)
+        rows = [{requests[i][1]: 1.0} if isinstance(requests[i][1], str) else dict(requests[i][1]) for i in todo]
+        sums, counts = np.zeros(len(flat)), np.zeros(len(flat))
+        with stack.use_rows(rows, None) as mix:
+            for inputs, att, where, true, text_idx, row_text in _mlm_batches(stack, flat):
+                mix.select(owner_t[row_text])
                 logits = masked_logits(mix.model, {"input_ids": inputs, "attention_mask": att}, where,
                                        rows=mix)
                 loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
                 np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
                 np.add.at(counts, text_idx.cpu().numpy(), 1)
+        owner_a = np.array(owner)
         for j, i in enumerate(todo):
-            got[i] = m.get("mlm_loss", keys[i], lambda j=j: (sums[j:j + 1].copy(), counts[j:j + 1].copy()))
+            part = owner_a == j
+            got[i] = m.get("mlm_loss", keys[i], lambda part=part: (sums[part].copy(), counts[part].copy()))
     return [got[i] for i in range(len(keys))]
+
+
+def mlm_curve_requests(texts: list[str], a: str, b: str, lambdas) -> list[tuple]:
+    """The (texts, adapter) requests ``mlm_curve`` makes for a λ grid (for ``mlm_token_losses_rows``)."""
+    return [(texts, a if lam == 1.0 else b if lam == 0.0 else row_weights(a, b, lam))
+            for lam in check_grid(lambdas)]
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -642,7 +657,7 @@ def mlm_curve(stack: LanguageStack, texts: list[str], a: str, b: str, lambdas=ML
     stack.check_mergeable([a, b])
     sums, counts, points = [], [], []
     for i, lam in enumerate(lambdas):
-        adapter = a if lam == 1.0 else b if lam == 0.0 else {a: lam, b: round(1.0 - lam, 10)}
+        adapter = a if lam == 1.0 else b if lam == 0.0 else row_weights(a, b, lam)
         s, c = mlm_token_losses(stack, texts, adapter)
         sums.append(s.tolist())
         counts.append(c.tolist())

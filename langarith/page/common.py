@@ -53,14 +53,18 @@ _MODEL_HANDLERS: dict[str, tuple] = {}  # name -> (fn(stack, ...), duration: sec
 _SERVED: dict = {}
 
 
-def model_handler(duration):
+def model_handler(duration, batched: bool = False):
     """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
     boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
-    callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it."""
+    callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it.
+    ``batched``: the handler takes the waiting calls of its event together (each input a list,
+    one list per output back; Gradio's ``batch=True``): one GPU call and one forward pass serve
+    every visitor in the batch."""
     def mark(fn):
         name = f"{fn.__module__}.{fn.__qualname__}"
         _MODEL_HANDLERS[name] = (fn, duration)
         fn.model_handler = name
+        fn.batched = batched
         return fn
     return mark
 
@@ -104,8 +108,54 @@ MODEL_LANE = dict(concurrency_id="model", concurrency_limit=hosting.MODEL_CONCUR
 CPU_LANE = dict(concurrency_limit=4)
 
 
+# A batch: the calls of one event waiting when the model is free (Gradio does not wait for a
+# batch to fill), at most a class's worth, so one pass stays about half a second on 2 cores.
+BATCH = dict(batch=True, max_batch_size=hosting.MAX_BATCH)
+
+
 def lane(fn) -> dict:
-    return MODEL_LANE if is_model_handler(fn) else CPU_LANE
+    if not is_model_handler(fn):
+        return CPU_LANE
+    return {**MODEL_LANE, **(BATCH if getattr(fn, "batched", False) else {})}
+
+
+# --- batched handlers: one visitor per row --------------------------------------------------------
+
+
+def per_row(n: int, value) -> list:
+    """A batched input as a list of ``n`` (an input the event does not send is its default)."""
+    return list(value) if isinstance(value, (list, tuple)) else [value] * n
+
+
+def method_rows(method: "Method", n: int) -> list["Method"]:
+    """A batch's method panel values (each field a list, or a default) as one ``Method`` a row."""
+    return [Method(*vals) for vals in zip(*(per_row(n, v) for v in method.values()))]
+
+
+def batch_answer(rows: list, n_outputs: int) -> list[list]:
+    """Per-row answers (tuples of outputs, or the bad-input error of that row) as Gradio's
+    batched return: one list per output. A lone request's error is a red toast, as unbatched;
+    in a batch it cannot be (one error would fail every visitor's answer), so that row's first
+    output carries the message and its other outputs stay as they were."""
+    if len(rows) == 1 and isinstance(rows[0], Exception):
+        raise gr.Error(str(rows[0])) from None
+    out = [list() for _ in range(n_outputs)]
+    for r in rows:
+        if isinstance(r, Exception):
+            r = (f"**Not run:** {r}", *[gr.update() for _ in range(n_outputs - 1)])
+        for col, v in zip(out, r):
+            col.append(v)
+    return out
+
+
+def each_row(fn, *args):
+    """``fn(*args)``, or the bad-input error it raised (the row's answer in a batch)."""
+    try:
+        return fn(*args)
+    except BAD_INPUT as e:
+        return e
+    except gr.Error as e:
+        return InputError(e.message)
 
 
 # --- the merge method's values: one object, one list of controls --------------------------------

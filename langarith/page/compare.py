@@ -11,8 +11,9 @@ import gradio as gr
 
 from .. import analysis, plots, tasks
 from ..model import InputError, LanguageStack
-from .common import (CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, event, first_target,
-                     guarded, model_handler, task_kind)
+from .common import BAD_INPUT
+from .common import (CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, batch_answer, each_row,
+                     event, first_target, guarded, method_rows, model_handler, per_row, task_kind)
 
 WHO = ("A", "merged", "B")
 
@@ -36,8 +37,10 @@ def _hidden() -> list:
     return [gr.update(visible=False) for _ in WHO]  # one dict each: Gradio consumes them
 
 
-def _classification(stack, text, target, a, b, lam, task_name, merge) -> Shown:
-    cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
+def _classification(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
+    if isinstance(done, Exception):
+        raise done
+    cmp = done or tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
     shown = lam if merge is None else cmp.lam
     names = _names(a, b, shown)
     labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
@@ -45,7 +48,7 @@ def _classification(stack, text, target, a, b, lam, task_name, merge) -> Shown:
     return Shown(cmp.formula, shown, labels, _hidden(), shift=cmp.hidden_shift)
 
 
-def _tagging(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
     from .. import ner
 
     lam = tasks.check_lambda(lam)
@@ -55,14 +58,14 @@ def _tagging(stack, text, target, a, b, lam, task_name, merge) -> Shown:
     return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), spans, notice=cmp.notice)
 
 
-def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
     lam = tasks.check_lambda(lam)
     return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), _hidden())
 
 
 @dataclass(frozen=True)
 class KindView:
-    predict: Callable  # (stack, text, target, a, b, lam, task_name, merge) -> Shown
+    predict: Callable  # (stack, text, target, a, b, lam, task_name, merge, done) -> Shown
     all_methods: bool  # every method of the panel, or λ·A + (1−λ)·B only
 
 
@@ -88,10 +91,12 @@ def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
             plots.hidden_shift_figure(shift, cmp.a, cmp.lam))
 
 
-def compare_view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool):
+def compare_view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool,
+                 done: "tasks.Comparison | Exception | None" = None):
     """The page's comparison: the formula and the task predictions of A, the merge and B
     (labels or spans); with ``full``, also the weight and hidden-state plots. (Fill-mask is its
-    own event, ``fill_view``: the predictions are painted before its three MLM forwards.)"""
+    own event, ``fill_view``: the predictions are painted before its three MLM forwards.)
+    ``done``: the comparison already computed in a batch (``compare_rows``)."""
     view = KINDS[task_kind(stack, task_name)]
     if method.method == tasks.ENSEMBLE:
         if not view.all_methods:
@@ -102,7 +107,7 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
     a, b = tasks.merge_pair(stack, target, source)
-    s = view.predict(stack, text, target, a, b, lam, task_name, merge)
+    s = view.predict(stack, text, target, a, b, lam, task_name, merge, done)
     notice = s.notice or notice
     head = f"### `{s.formula}`" + (f"\n\n*{notice}*" if notice else "")
     if not full:
@@ -116,12 +121,19 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
             plots.hidden_shift_figure(shift, a, s.lam))
 
 
-def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method, task_name):
-    """Fill-mask: the MLM head's top tokens for the probe under A, the merge (or the output
-    ensemble) and B. The probe is the text with a word masked when the box is empty."""
+def probe(stack: LanguageStack, text, mask_text) -> str:
+    """The fill-mask probe: the box's, else the text with a word masked."""
     text, _ = tasks.clean_text(text)
     mtext = mask_text if mask_text and mask_text.strip() else tasks.mask_a_word(text, stack.tokenizer.mask_token)
-    mtext, _ = tasks.clean_text(mtext)
+    return tasks.clean_text(mtext)[0]
+
+
+def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method, task_name,
+              merged_fill=None):
+    """Fill-mask: the MLM head's top tokens for the probe under A, the merge (or the output
+    ensemble) and B. The probe is the text with a word masked when the box is empty.
+    ``merged_fill``: the merge's tokens already computed in a batch (``fill_mask_rows``)."""
+    mtext = probe(stack, text, mask_text)
     if method.method == tasks.ENSEMBLE:
         cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name, mask_text=mtext)
         return tuple(gr.update(value=dict(cmp.fill_mask[w]), label=f"fill-mask, {n}")
@@ -130,7 +142,12 @@ def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method
     merge = method.merge(stack, target, source, lam)
     a, b = tasks.merge_pair(stack, target, source)
     weights = merge if merge is not None else {a: lam, b: 1.0 - lam}
-    return tuple(gr.update(value=dict(tasks.fill_mask(stack, mtext, adapter)), label=f"fill-mask, {name}")
+    def tokens(adapter):
+        if merged_fill is not None and adapter is weights:
+            return merged_fill
+        return tasks.fill_mask(stack, mtext, adapter)
+
+    return tuple(gr.update(value=dict(tokens(adapter)), label=f"fill-mask, {name}")
                  for adapter, name in ((a, a), (weights, "merged"), (b, b)))
 
 
@@ -161,6 +178,79 @@ def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: st
     """While the slider is dragged: the formula and the three predictions only (A's and B's are
     cached, so one forward); fill-mask and the plots follow on release."""
     return compare_view(stack, target, source, lam, text, method, task_name, full=False)
+
+
+# --- the batched handlers: every visitor waiting on an event in one forward pass ------------------
+
+
+def _linear_rows(stack, methods, targets, task_names) -> list[int]:
+    """Rows whose merge is the plain λ·A + (1−λ)·B of a classification task: these share one
+    pass (``tasks.compare_rows``); other methods write the live slot, one row at a time."""
+    return [i for i, m in enumerate(methods)
+            if m.merges_linearly and m.method != tasks.ENSEMBLE
+            and each_row(task_kind, stack, task_names[i]) == "classification"]
+
+
+def compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full: bool) -> list:
+    n = len(target)
+    source, lam, text, task_name = (per_row(n, v) for v in (source, lam, text, task_name))
+    methods = method_rows(method, n)
+    done: dict = {}
+    fast = _linear_rows(stack, methods, target, task_name)
+    for task in {task_name[i] for i in fast}:
+        idx = [i for i in fast if task_name[i] == task]
+        got = tasks.compare_rows(stack, [(text[i], target[i], source[i], lam[i]) for i in idx], task)
+        done.update(zip(idx, got))
+    rows = [each_row(compare_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i],
+                     full, done.get(i)) for i in range(n)]
+    return batch_answer(rows, 9 if full else 7)
+
+
+@model_handler(duration=30, batched=True)
+def on_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                    method: Method = LINEAR, task_name=None):
+    """``on_compare`` for every visitor waiting on the event (each input a list): the plain
+    linear merges of the batch in one forward pass, one merge per row."""
+    return compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+
+
+@model_handler(duration=20, batched=True)
+def on_drag_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                 method: Method = LINEAR, task_name=None):
+    """``on_drag`` batched: predictions only."""
+    return compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=False)
+
+
+def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) -> list:
+    """Fill-mask of a batch: A's and B's from the memo, the linear merges in one pass."""
+    n = len(target)
+    source, lam, text, mask_text, task_name = (per_row(n, v) for v in (source, lam, text, mask_text, task_name))
+    methods = method_rows(method, n)
+    merged: dict = {}
+    fast = []
+    for i, m in enumerate(methods):
+        if m.merges_linearly and m.method != tasks.ENSEMBLE:
+            try:
+                a, b = tasks.merge_pair(stack, target[i], source[i])
+                fast.append((i, probe(stack, text[i], mask_text[i]),
+                             tasks.row_weights(a, b, tasks.check_lambda(lam[i]))))
+            except BAD_INPUT:
+                pass  # that row's own call below reports it
+    if fast:
+        try:
+            got = tasks.fill_mask_rows(stack, [p for _, p, _ in fast], [w for _, _, w in fast])
+            merged = {i: g for (i, _, _), g in zip(fast, got)}
+        except BAD_INPUT:
+            merged = {}  # e.g. a probe whose mask was cut off: each row on its own says which
+    return [each_row(fill_view, stack, target[i], source[i], lam[i], text[i], mask_text[i], methods[i],
+                     task_name[i], merged.get(i)) for i in range(n)]
+
+
+@model_handler(duration=20, batched=True)
+def on_fill_mask_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                      method: Method = LINEAR, task_name=None):
+    """``on_fill_mask`` batched."""
+    return batch_answer(fill_rows(stack, target, source, lam, text, mask_text, method, task_name), 3)
 
 
 ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
@@ -241,12 +331,12 @@ def outputs(p: dict) -> list:
 
 def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
     """The full comparison, as a step after any change."""
-    return event(stack, on_compare, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
+    return event(stack, on_compare_rows, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
 
 
 def fill_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
     """Fill-mask, as a step after the comparison (or on its own, for a new probe)."""
-    return event(stack, on_fill_mask, inputs(c), p["fills"], **{"api_name": "fill_mask_step", **PRIVATE, **kw})
+    return event(stack, on_fill_mask_rows, inputs(c), p["fills"], **{"api_name": "fill_mask_step", **PRIVATE, **kw})
 
 
 QUIET = dict(trigger_mode="always_last", show_progress="hidden")
@@ -256,12 +346,12 @@ def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
     """The slider: predictions follow it while dragging (only the latest pending update runs:
     no queue of stale work), the full comparison on release; ``follow.text``/``follow.lam``
     chain what follows a new text or a released λ; ``animate``: the tour's button."""
-    c.lam.input(**event(stack, on_drag, inputs(c), outputs(p)[:7]), api_name="compare_drag",
+    c.lam.input(**event(stack, on_drag_rows, inputs(c), outputs(p)[:7]), api_name="compare_drag",
                 **QUIET, **PRIVATE)
-    follow.lam(c.lam.release(**event(stack, on_compare, inputs(c), outputs(p)),
+    follow.lam(c.lam.release(**event(stack, on_compare_rows, inputs(c), outputs(p)),
                              api_name="compare_recipe", **QUIET), released=True)
-    p["linear_api"].click(**event(stack, on_compare, inputs(c)[:5], outputs(p)), api_name="compare")
-    p["linear_api"].click(**event(stack, on_fill_mask, inputs(c)[:5], p["fills"]), api_name="fill_mask")
+    p["linear_api"].click(**event(stack, on_compare_rows, inputs(c)[:5], outputs(p)), api_name="compare")
+    p["linear_api"].click(**event(stack, on_fill_mask_rows, inputs(c)[:5], p["fills"]), api_name="fill_mask")
     mask = stack.tokenizer.mask_token
     follow.text(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
                                 [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))

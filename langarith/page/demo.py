@@ -8,17 +8,37 @@ import gradio as gr
 
 from ..model import LanguageStack
 from . import answers, compare, flips, header, keep, method, mlm, similarity, sweep, tour
-from .common import PRIVATE, Controls, serve
+from .common import LINEAR, PRIVATE, Controls, Method, batch_answer, event, model_handler, serve
+
+@model_handler(duration=40, batched=True)
+def on_after_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                          method: Method = LINEAR, task_name=None):
+    """What follows the predictions, in one event (one round trip, not two): fill-mask under A,
+    the merge and B, and the masked-LM loss of the text over λ; every visitor waiting in one
+    batch."""
+    fills = compare.fill_rows(stack, target, source, lam, text, mask_text, method, task_name)
+    lives = mlm.live_rows(stack, target, source, lam, text)
+    errors = [e for e in (*fills, *lives) if isinstance(e, Exception)]
+    if len(target) == 1 and errors:
+        raise gr.Error(str(errors[0])) from None
+    rows = []
+    for f, l in zip(fills, lives):
+        f = tuple(gr.update() for _ in range(3)) if isinstance(f, Exception) else f
+        l = (gr.update(), f"**Not run:** {l}") if isinstance(l, Exception) else l
+        rows.append((*f, *l))
+    return batch_answer(rows, 5)
+
 
 class Follow:
     """What runs after an event, by what it changed. The model steps are chained (one visitor's
-    comparison, then fill-mask, then the masked-LM loss of its text: the predictions are painted
-    first); the precomputed ones (flips, held-out curve, sweep tab) are CPU-only events of their
-    own that never wait behind the model."""
+    comparison, then one step for fill-mask and the masked-LM loss of its text: the predictions
+    are painted first); the precomputed ones (flips, held-out curve, sweep tab) are CPU-only
+    events of their own that never wait behind the model."""
 
-    def __init__(self, run: dict, fill: dict, live: dict, precomputed: list[dict], on_lam: list[dict]):
-        self.run, self.fill, self.live = run, fill, live
+    def __init__(self, run: dict, fill: dict, after: dict, precomputed: list[dict], on_lam: list[dict]):
+        self.run, self.fill, self.after = run, fill, after
         self.precomputed, self.on_lam = precomputed, on_lam
+        self._n = 0  # λ-setting events chained so far (their private steps' names)
 
     def compared(self, dep) -> None:
         """After a comparison re-run by the method panel or a loaded recipe: fill-mask."""
@@ -26,21 +46,21 @@ class Follow:
 
     def pair(self, dep) -> None:
         """A new pair (target, source, task): everything."""
-        dep.then(**self.run).then(**self.fill).then(**self.live)
+        dep.then(**self.run).then(**self.after)
         for step in self.precomputed:
             dep.then(**step)
 
     def text(self, dep) -> None:
-        """A new text: its predictions, fill-mask and its masked-LM loss."""
-        dep.then(**self.run).then(**self.fill).then(**self.live)
+        """A new text: its predictions, then fill-mask and its masked-LM loss."""
+        dep.then(**self.run).then(**self.after)
 
     def lam(self, dep, released: bool = False) -> None:
         """λ set by the page (a tour step, the animation) or released on the slider (whose event
-        is the comparison itself): the comparison, fill-mask, the text's loss; the flips."""
-        public = dict(api_name="mlm_live", api_visibility="public") if released else {}
-        (dep if released else dep.then(**self.run)).then(**self.fill).then(**{**self.live, **public})
-        for step in self.on_lam:
-            dep.then(**(step if released else {**step, **PRIVATE}))
+        is the comparison itself): the comparison, then fill-mask and the text's loss; the flips."""
+        (dep if released else dep.then(**self.run)).then(**self.after, show_progress="hidden")
+        self._n += 1
+        for step in self.on_lam:  # public only after the slider's release; a name of its own each
+            dep.then(**(step if released else {**step, **PRIVATE, "api_name": f"{step['api_name']}_{self._n}"}))
 
 
 def build_demo(stack: LanguageStack) -> gr.Blocks:
@@ -77,7 +97,9 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         run = compare.run_event(stack, c, shown)
         heldout = mlm.heldout_event(stack, c, mlm_panel, api_name="mlm_heldout", **PRIVATE)
         follow = Follow(
-            run=run, fill=compare.fill_event(stack, c, shown), live=mlm.live_event(stack, c, mlm_panel, **PRIVATE),
+            run=run, fill=compare.fill_event(stack, c, shown),
+            after=event(stack, on_after_compare_rows, compare.inputs(c),
+                        [*shown["fills"], *mlm.outputs_live(mlm_panel)], api_name="after_compare", **PRIVATE),
             precomputed=[flips.flips_event(stack, c, flips_panel, **PRIVATE), heldout,
                          *sweep.shipped_events(stack, c, sweep_panel)],
             on_lam=[flips.flips_event(stack, c, flips_panel, api_name="flips")])

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import plots, results, tasks
 from ..model import LanguageStack
-from .common import Controls, event, guarded, model_handler
+from .common import Controls, batch_answer, each_row, event, guarded, model_handler, per_row
 
 
 @guarded
@@ -42,17 +42,47 @@ def on_mlm_live(stack: LanguageStack, target: str, source: str, lam: float, text
                 progress=gr.Progress()):
     """The masked-LM loss of the text in the box at 5 λ values and the current one (A and B
     alone are cached per text, so a new λ costs one scoring pass)."""
+    progress(0, desc="masked-LM loss over λ")
+    return live_view(stack, target, source, lam, text, progress=lambda i, n, m: progress(i / n, desc=m))
+
+
+def live_requests(stack: LanguageStack, target: str, source: str, lam: float, text: str) -> list[tuple]:
+    """The masked-LM scoring passes ``live_view`` needs (for a batch to make together)."""
+    texts, _ = tasks.mlm_text(text)
+    a, b = tasks.merge_pair(stack, target, source)
+    return tasks.mlm_curve_requests(texts, a, b, _grid(tasks.check_lambda(lam)))
+
+
+def live_view(stack: LanguageStack, target: str, source: str, lam: float, text: str, progress=None):
+    """The live curve and its line (the passes come from the memo where a batch made them)."""
     texts, _ = tasks.mlm_text(text)
     a, b = tasks.merge_pair(stack, target, source)
     lam = tasks.check_lambda(lam)
-    progress(0, desc="masked-LM loss over λ")
-    curve = tasks.mlm_curve(stack, texts, a, b, _grid(lam),
-                            progress=lambda i, n, m: progress(i / n, desc=m))
+    curve = tasks.mlm_curve(stack, texts, a, b, _grid(lam), progress=progress)
     loss = {p["lam"]: p["loss"] for p in curve["points"]}
     md = (f"Masked-LM loss of this text ({curve['n_tokens']} tokens, every 5th masked in turn): "
           f"A = {a} **{loss[1.0]:.3f}** · merged (λ = {lam:.2f}) **{loss[round(lam, 6)]:.3f}** · "
           f"B = {b} **{loss[0.0]:.3f}** (lower: the stack predicts the text's own words better).")
     return plots.mlm_figure(curve, "Masked-LM loss of this text over λ", lam), md
+
+
+def live_rows(stack: LanguageStack, target, source, lam, text) -> list:
+    """The live curves of a batch: every row's uncached scoring passes in shared forwards."""
+    n = len(target)
+    source, lam, text = (per_row(n, v) for v in (source, lam, text))
+    need = []
+    for i in range(n):
+        got = each_row(live_requests, stack, target[i], source[i], lam[i], text[i])
+        need += [] if isinstance(got, Exception) else got
+    if need:
+        tasks.mlm_token_losses_rows(stack, need)
+    return [each_row(live_view, stack, target[i], source[i], lam[i], text[i]) for i in range(n)]
+
+
+@model_handler(duration=30, batched=True)
+def on_mlm_live_rows(stack: LanguageStack, target, source, lam, text):
+    """``on_mlm_live`` batched (the public ``/mlm_live``)."""
+    return batch_answer(live_rows(stack, target, source, lam, text), 2)
 
 
 @model_handler(duration=30)  # two stacks per λ
@@ -86,17 +116,19 @@ def layout_live() -> dict:
     with gr.Row():
         live = gr.Plot(label="this text", elem_id="mlm-live")
         ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
+    live_api = gr.Button(visible=False)  # the /mlm_live endpoint
     with gr.Row():
         live_note = gr.Markdown(elem_id="mlm-live-note")
         with gr.Column():
             ens_run = gr.Button("Masked-LM loss of this text: weight merge vs output ensemble",
                                 elem_id="mlm-ensemble-run", size="sm")
             ens_note = gr.Markdown(elem_id="mlm-ensemble-note")
-    return dict(live=live, live_note=live_note, ens_run=ens_run, ens=ens, ens_note=ens_note)
+    return dict(live=live, live_note=live_note, ens_run=ens_run, ens=ens, ens_note=ens_note,
+                live_api=live_api)
 
 
-def live_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
-    return event(stack, on_mlm_live, [*c.pair, c.text], [p["live"], p["live_note"]], **kw)
+def outputs_live(p: dict) -> list:
+    return [p["live"], p["live_note"]]
 
 
 def heldout_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
@@ -105,5 +137,6 @@ def heldout_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict) -> None:
+    p["live_api"].click(**event(stack, on_mlm_live_rows, [*c.pair, c.text], outputs_live(p)), api_name="mlm_live")
     p["ens_run"].click(**event(stack, on_mlm_ensemble, [*c.pair, c.text], [p["ens"], p["ens_note"]]),
                        api_name="mlm_ensemble")
