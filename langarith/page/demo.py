@@ -60,7 +60,7 @@ class Follow:
         (dep if released else dep.then(**self.run)).then(**self.after, show_progress="hidden")
         self._n += 1
         for step in self.on_lam:  # public only after the slider's release; a name of its own each
-            dep.then(**(step if released else {**step, **PRIVATE, "api_name": f"{step['api_name']}_{self._n}"}))
+            dep.then(**(step if released else {**step, **PRIVATE, "api_name": f"{step['api_name']}_after_set_{self._n}"}))
 
 
 def build_demo(stack: LanguageStack) -> gr.Blocks:

@@ -1,0 +1,174 @@
+"""A class on one Space: many visitors in one forward pass (one merge per batch row), the batched
+page handlers, through the ZeroGPU stand-in too, and a queue whose per-event records stay bounded."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import zerogpu_standin
+from langarith import arithmetic, hosting, tasks
+from langarith.page import common, compare, mlm
+
+
+def _requests(stack, n=6):
+    """Requests with distinct λ over every zero-shot target and two texts each."""
+    langs = stack.bundle.languages
+    targets = [c for c in langs if not langs[c].has_adapter] or list(langs)
+    out = []
+    for i in range(n):
+        t = targets[i % len(targets)]
+        ex = langs[t].examples or ("hola mundo, esto es una prueba",)
+        out.append((ex[i % len(ex)], t, None, round(0.05 + 0.9 * i / max(n - 1, 1), 4)))
+    return out
+
+
+def test_row_merge_equals_each_rows_weighted_sum():
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(3, 4, generator=g) for _ in range(3))
+    w = torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0], [0.2, 0.3, 0.5]])
+    got = arithmetic.row_merge([a, b, c], w)
+    for r in range(3):  # independent: the N-way weighted sum of the arithmetic layer, row by row
+        want = arithmetic.weighted_sum([{"t": a}, {"t": b}, {"t": c}], w[r].tolist())["t"]
+        torch.testing.assert_close(got[r], want)
+    with pytest.raises(arithmetic.MergeError):
+        arithmetic.row_merge([a, b], w)
+
+
+def test_a_batch_with_one_lambda_per_row_equals_the_same_requests_one_by_one(stack):
+    reqs = _requests(stack)
+    batch = tasks.compare_rows(stack, reqs)
+    alone = [tasks.compare(stack, *r) for r in reqs]
+    for got, want in zip(batch, alone):
+        assert got.formula == want.formula and got.lam == want.lam
+        assert got.probs["merged"] == pytest.approx(want.probs["merged"], abs=1e-5)
+        assert got.hidden_shift == pytest.approx(want.hidden_shift, abs=1e-4)
+    # no visitor's λ in another's answer: a row at λ = 1 is A alone and at λ = 0 is B alone,
+    # whatever the other rows of its batch ask
+    text, target, _, _ = reqs[0]
+    ends = tasks.compare_rows(stack, [(text, target, None, 1.0), (text, target, None, 0.0), reqs[3]])
+    assert ends[0].probs["merged"] == pytest.approx(ends[0].probs["A"], abs=1e-5)
+    assert ends[1].probs["merged"] == pytest.approx(ends[1].probs["B"], abs=1e-5)
+    assert ends[0].probs["A"] != pytest.approx(ends[0].probs["B"], abs=1e-4)  # A and B differ here
+
+
+def test_a_bad_request_in_a_batch_is_its_own_answer_only(stack):
+    reqs = _requests(stack, 3)
+    bad = (reqs[1][0], reqs[1][1], None, float("nan"))
+    got = tasks.compare_rows(stack, [reqs[0], bad, ("   ", reqs[2][1], None, 0.5)])
+    assert isinstance(got[1], ValueError) and isinstance(got[2], ValueError)
+    assert got[0].probs["merged"] == pytest.approx(tasks.compare(stack, *reqs[0]).probs["merged"], abs=1e-5)
+
+
+def test_fill_mask_and_masked_lm_loss_of_a_batch_equal_one_by_one(stack):
+    reqs = _requests(stack, 4)
+    mask = stack.tokenizer.mask_token
+    rows, probes, texts = [], [], []
+    for text, target, source, lam in reqs:
+        a, b = tasks.merge_pair(stack, target, source)
+        rows.append(tasks.row_weights(a, b, lam))
+        probes.append(tasks.mask_a_word(text, mask))
+        texts.append(tasks.mlm_text(text)[0])
+    got = tasks.fill_mask_rows(stack, probes, rows)
+    for g, p, r in zip(got, probes, rows):
+        want = tasks.fill_mask(stack, p, r)
+        assert [t for t, _ in g] == [t for t, _ in want]
+        assert [v for _, v in g] == pytest.approx([v for _, v in want], abs=1e-5)
+    tasks.clear_cache(stack, "mlm_loss")
+    batch = tasks.mlm_token_losses_rows(stack, list(zip(texts, rows)))
+    tasks.clear_cache(stack, "mlm_loss")
+    for (sums, counts), t, r in zip(batch, texts, rows):
+        want_s, want_c = tasks.mlm_token_losses(stack, t, r)
+        assert list(counts) == list(want_c)
+        assert list(sums) == pytest.approx(list(want_s), rel=1e-4, abs=1e-4)
+
+
+def _labels(out):
+    """The three label columns of a comparison's outputs, as {label: probability} dicts."""
+    return [o["value"] for o in out[1:4]]
+
+
+def test_the_batched_compare_handler_equals_the_unbatched_one_row_by_row(stack):
+    reqs = _requests(stack, 4)
+    cols = list(zip(*[(t, None, lam, text, "") for text, t, _, lam in reqs]))
+    got = compare.on_compare_rows(stack, *map(list, cols))
+    assert len(got) == 9 and all(len(col) == len(reqs) for col in got)
+    for i, (text, t, _, lam) in enumerate(reqs):
+        want = compare.on_compare(stack, t, None, lam, text, "")
+        assert got[0][i] == want[0]
+        for g, w in zip([got[k][i]["value"] for k in (1, 2, 3)], _labels(want)):
+            assert g.keys() == w.keys() and list(g.values()) == pytest.approx(list(w.values()), abs=1e-5)
+    live = mlm.on_mlm_live_rows(stack, [r[1] for r in reqs], [None] * 4, [r[3] for r in reqs],
+                                [r[0] for r in reqs])
+    assert live[1][0] == mlm.on_mlm_live(stack, reqs[0][1], None, reqs[0][3], reqs[0][0])[1]
+
+
+def test_a_lone_bad_request_is_a_toast_and_in_a_batch_its_own_row(stack):
+    import gradio as gr
+
+    text, t, _, _ = _requests(stack, 1)[0]
+    with pytest.raises(gr.Error):
+        compare.on_compare_rows(stack, [t], [None], [float("nan")], [text], [""])
+    got = compare.on_compare_rows(stack, [t, t], [None, None], [float("nan"), 0.4], [text, text], ["", ""])
+    assert got[0][0].startswith("**Not run:**") and got[0][1] == compare.on_compare(stack, t, None, 0.4, text, "")[0]
+
+
+def test_the_batched_handler_through_the_zerogpu_standin_equals_it_in_process(stack, monkeypatch):
+    """One batch is one GPU call: a forked worker, pickled lists in and out, every tensor moved
+    on its own. The worker's answers equal this process's, and the rows follow their own λ."""
+    from test_hosting import scramble
+
+    reqs = _requests(stack, 3)
+    args = [[r[1] for r in reqs], [None] * 3, [0.0, 0.5, 1.0], [r[0] for r in reqs], [""] * 3]
+
+    def gpu(**kw):
+        return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
+
+    monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
+    common.serve(stack)
+    try:
+        handler = common.bind(compare.on_compare_rows, stack)
+        scramble(stack)
+        through = handler(*args)
+    finally:
+        common._SERVED["run"].shutdown()
+        monkeypatch.setattr(hosting, "SPACES_GPU", None)
+        common.serve(stack)
+    direct = compare.on_compare_rows(stack, *args)
+    for i in range(3):
+        assert through[0][i] == direct[0][i]
+        for k in (1, 2, 3):
+            g, w = through[k][i]["value"], direct[k][i]["value"]
+            assert g.keys() == w.keys() and list(g.values()) == pytest.approx(list(w.values()), abs=1e-5)
+    merged = [list(through[2][i]["value"].values()) for i in range(3)]
+    assert merged[0] == pytest.approx(list(through[3][0]["value"].values()), abs=1e-5)  # λ 0: B
+    assert merged[2] == pytest.approx(list(through[1][2]["value"].values()), abs=1e-5)  # λ 1: A
+    assert merged[1] != pytest.approx(list(through[3][1]["value"].values()), abs=1e-6)  # λ shows
+
+
+def test_the_pages_model_events_are_batched_and_public_names_are_unique(stack):
+    from langarith.page import build_demo
+
+    demo = build_demo(stack)
+    by_name = {}
+    for f in demo.fns.values():
+        by_name.setdefault(f.api_name, []).append(f)
+    for name in ("compare", "fill_mask", "mlm_live", "compare_recipe", "compare_drag", "after_compare"):
+        (f,) = by_name[name]
+        assert f.batch and f.max_batch_size == hosting.MAX_BATCH and f.concurrency_id == "model", name
+    public = [f.api_name for f in demo.fns.values() if f.api_visibility == "public"]
+    assert len(public) == len(set(public)) and "flips" in public  # each public event its own name
+    assert not [n for n in public if n[-2:-1] == "_" and n[-1].isdigit()]  # none renamed by Gradio
+
+
+def test_the_queue_keeps_only_recent_event_records():
+    events = hosting.RecentEvents(keep=100)
+    for i in range(1000):
+        events[f"e{i}"] = {"status": "queued", "process_time": None, "function": "f"}
+        events[f"e{i}"]["status"] = "success"
+    assert dict.__len__(events) == 100 and len(events) == 1000  # len: events ever served
+    assert "e999" in events and "e0" not in events
+    events["e0"]["status"] = "success"  # a dropped record reads as an empty one, not kept
+    assert "e0" not in events
