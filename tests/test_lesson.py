@@ -140,7 +140,7 @@ def _library_mlm_loss(stack, texts, adapter):
     """The same masking, scored through the library's own MLM head at every position."""
     total, n = 0.0, 0
     with stack.use(adapter, None) as model:
-        for inputs, att, where, true, _ in tasks._mlm_batches(stack, texts):
+        for inputs, att, where, true, _, _ in tasks._mlm_batches(stack, texts):
             logits = model(input_ids=inputs, attention_mask=att, head="mlm").logits
             total += float(torch.nn.functional.cross_entropy(
                 logits[where[:, 0], where[:, 1]].float(), true, reduction="sum"))

@@ -39,6 +39,20 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
+def same_answer(got, want, tol: float = 1e-5) -> bool:
+    """Two /compare answers equal: every string and label exactly, every probability to ``tol``
+    (a batched pass pads rows to one length, which moves probabilities by ~1e-8)."""
+    if isinstance(want, float) and isinstance(got, float):
+        return abs(got - want) <= tol
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(same_answer(got[k], want[k], tol) for k in want)
+    if isinstance(want, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(got) == len(want) and all(same_answer(g, w, tol) for g, w in zip(got, want))
+    if isinstance(want, str) and want.endswith((".json", ".png")) and isinstance(got, str):
+        return True  # a plot's file path differs per answer; its figure is not a prediction
+    return got == want
+
+
 def test_sixteen_clients_two_hundred_requests(stack, app_url, tmp_path):
     from gradio_client import Client
 
@@ -86,8 +100,8 @@ def test_sixteen_clients_two_hundred_requests(stack, app_url, tmp_path):
     assert errors == []
     assert sorted(answers) == list(range(N_REQUESTS))
 
-    for i, r in enumerate(reqs):
-        assert answers[i] == refs[i], f"request {i} {r[:3]} answered differently under load"
+    for i, r in enumerate(reqs):  # to float tolerance: under load a request shares a batched pass
+        assert same_answer(answers[i], refs[i]), f"request {i} {r[:3]} answered differently under load"
 
     lat = [latency[i] for i in range(N_REQUESTS)]
     report = {

@@ -89,12 +89,14 @@ def test_model_handlers_cross_the_gpu_boundary_without_the_stack(stack, gpu_demo
     text = stack.bundle.language("pt").examples[0]
     with pytest.raises((TypeError, pickle.PicklingError)):  # why the stack must stay out
         pickle.dumps(stack)
-    got = _fn(gpu_demo, "compare").fn("pt", "es", 0.3, text, "")
+    got = _fn(gpu_demo, "compare").fn(["pt"], ["es"], [0.3], [text], [""])  # a batch of one
     direct = compare.on_compare(stack, "pt", "es", 0.3, text, "", LINEAR, None)
-    assert got[0] == direct[0] == "### `merged = 0.30·en + 0.70·es`"
-    assert got[1:4] == direct[1:4]  # the three label columns
+    assert got[0][0] == direct[0] == "### `merged = 0.30·en + 0.70·es`"
+    for g, d in zip((got[1][0], got[2][0], got[3][0]), direct[1:4]):  # the three label columns
+        assert g["value"].keys() == d["value"].keys()
+        assert list(g["value"].values()) == pytest.approx(list(d["value"].values()), abs=1e-5)
     (args, kwargs, seconds), = PicklingGPU.calls
-    assert args[0].endswith("compare.on_compare") and args[1:6] == ("pt", "es", 0.3, text, "")
+    assert args[0].endswith("compare.on_compare_rows") and args[1:6] == (["pt"], ["es"], [0.3], [text], [""])
     assert not any(isinstance(a, LanguageStack) for a in (*args, *kwargs.values()))
     assert 0 < seconds <= 30  # a short request, not spaces' default 60 s
     # a sweep asks for time by the size of its eval set
@@ -115,7 +117,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
     from langarith import hosting
 
     model = {"compare", "fill_mask", "fill_mask_probe", "compare_recipe", "compare_drag", "sweep",
-             "ensemble_sweep", "mlm_live",
+             "ensemble_sweep", "mlm_live", "after_compare",
              "mlm_ensemble", "export", "rank_sources", "typology_ranks", "animate"}
     cpu = {"set_target", "sweep_tab", "measured", "layer_plot", "typology", "similarity", "flips",
            "mlm_heldout", "load_recipe", "from_link", "task_note", "pick_flip"}
@@ -126,7 +128,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
             assert f.concurrency_id != "model" and f.concurrency_limit, f.api_name
     assert not [f.api_name for f in gpu_demo.fns.values()
                 if f.concurrency_id == "model" and f.api_name not in model
-                and not f.api_name.startswith(("refresh", "fill_mask_step", "on_mlm_live"))]
+                and not f.api_name.startswith(("refresh", "fill_mask_step", "after_compare"))]
 
 
 def test_method_values_are_one_object(stack):
