@@ -1,0 +1,212 @@
+"""A class on one Space, and a soak: the app (``python app.py`` on the shipped bundle, its own
+process) under N students and under many events.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/classroom.py [--students 1,8,30] [--releases 4]
+        [--soak 10000] [--out benchmarks/RESULTS_class.md]
+
+- class: each student is a ``gradio_client`` client that, on every release, sends what the page
+  sends after a release (``/compare``, then ``/fill_mask``, then ``/mlm_live``) for one of five
+  zero-shot pairs with its own text, at a λ drawn in [0, 1], then thinks 1-2 s. Reported: release →
+  predictions (``/compare`` answered) and → whole chain, p50/p95/max, errors, and the answers that
+  differ from the same ``/compare`` request sent alone afterwards (probabilities to 1e-5).
+- soak: 4 clients send ``/flips`` (CPU-only) and, every 10th, ``/compare``; median latency of each
+  per block of events served, and the server's RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks.run import free_port, log, percentile, proc_memory, wait_http  # noqa: E402
+
+PAIRS = ("pt", "pt-br", "gl", "ca", "sl")  # the shipped bundle's zero-shot targets (B: suggested)
+
+
+def start_app(logdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, LANGARITH_BUNDLE=str(ROOT / "assets" / "bundle"), GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), GRADIO_SERVER_PORT=str(port))
+    logf = open(logdir / f"app-{port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    wait_http(url, proc)
+    return proc, url
+
+
+def texts_of_pairs() -> dict[str, str]:
+    from langarith.model import Bundle
+
+    b = Bundle.load(ROOT / "assets" / "bundle")
+    return {t: b.language(t).examples[0] for t in PAIRS if t in b.languages}
+
+
+def run_class(url: str, students: int, releases: int, texts: dict[str, str], seed: int = 0) -> dict:
+    from gradio_client import Client
+
+    from langarith import tasks
+
+    rng = random.Random(seed)
+    plan = [[(t, round(rng.random(), 2), rng.uniform(1.0, 2.0)) for t in
+             [list(texts)[(s + r) % len(texts)] for r in range(releases)]] for s in range(students)]
+    clients = [Client(url, verbose=False) for _ in range(students)]
+    to_pred, to_chain, errors, answers = [], [], [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(students, timeout=120)
+
+    def student(s: int):
+        c = clients[s]
+        try:
+            barrier.wait()
+            for target, lam, think in plan[s]:
+                text = texts[target]
+                probe = tasks.mask_a_word(text, "<mask>")
+                t0 = time.perf_counter()
+                got = c.predict(target, None, lam, text, probe, api_name="/compare")
+                t1 = time.perf_counter()
+                c.predict(target, None, lam, text, probe, api_name="/fill_mask")
+                c.predict(target, None, lam, text, api_name="/mlm_live")
+                t2 = time.perf_counter()
+                with lock:
+                    to_pred.append(t1 - t0)
+                    to_chain.append(t2 - t0)
+                    answers.append(((target, lam, text, probe), got))
+                time.sleep(think)
+        except Exception as e:  # noqa: BLE001 - counted
+            with lock:
+                errors.append(f"student {s}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=student, args=(s,), daemon=True) for s in range(students)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(900)
+    wall = time.perf_counter() - t0
+    from test_load import same_answer
+
+    alone = Client(url, verbose=False)
+    differing = sum(not same_answer(got, alone.predict(req[0], None, req[1], req[2], req[3], api_name="/compare"))
+                    for req, got in answers)
+
+    def stat(xs):
+        return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
+
+    return {"students": students, "releases": releases, "to_predictions": stat(to_pred),
+            "to_chain": stat(to_chain), "errors": len(errors), "error_examples": errors[:3],
+            "differing": differing, "answers": len(answers), "wall_s": wall}
+
+
+def run_soak(url: str, pid: int, events: int, block: int = 1000) -> dict:
+    from gradio_client import Client
+
+    texts = texts_of_pairs()
+    target, text = next(iter(texts.items()))
+    clients = [Client(url, verbose=False) for _ in range(4)]
+    rows, lock, served = [], threading.Lock(), [0]
+
+    def work(c):
+        while True:
+            with lock:
+                if served[0] >= events:
+                    return
+                served[0] += 1
+                i = served[0]
+            kind = "compare" if i % 10 == 0 else "flips"
+            lam = round((i % 97) / 96, 3)
+            t = time.perf_counter()
+            if kind == "compare":
+                c.predict(target, None, lam, text, "", api_name="/compare")
+            else:
+                c.predict(target, None, lam, None, api_name="/flips")
+            with lock:
+                rows.append((i, kind, time.perf_counter() - t))
+
+    rss = [(0, proc_memory(pid)["VmRSS"])]
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients]
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        time.sleep(5)
+        rss.append((served[0], proc_memory(pid)["VmRSS"]))
+        log(f"soak: {served[0]} events, RSS {rss[-1][1] / 2**20:.0f} MB")
+    blocks = []
+    for start in range(0, events, block):
+        part = [r for r in rows if start < r[0] <= start + block]
+        blocks.append({"events": start + block,
+                       "flips_p50": statistics.median([r[2] for r in part if r[1] == "flips"] or [0]),
+                       "compare_p50": statistics.median([r[2] for r in part if r[1] == "compare"] or [0])})
+    return {"events": events, "blocks": blocks, "rss": rss}
+
+
+def render(res: dict) -> str:
+    out = ["# A class on one Space (benchmarks/classroom.py)", "",
+           f"Command: `{res['command']}`; {res['date']}; {os.cpu_count()} cores; the app in its own process "
+           "(`python app.py`, shipped bundle, CPU).", "",
+           "| students × releases | release → predictions p50 / p95 / max (s) | whole chain p50 / p95 (s) "
+           "| errors | answers differing from alone |", "|---|---|---|---|---|"]
+    for c in res.get("class", []):
+        p, w = c["to_predictions"], c["to_chain"]
+        out.append(f"| {c['students']} × {c['releases']} | {p.get('p50', 0):.2f} / {p.get('p95', 0):.2f} / "
+                   f"{p.get('max', 0):.2f} | {w.get('p50', 0):.2f} / {w.get('p95', 0):.2f} | {c['errors']} | "
+                   f"{c['differing']} of {c['answers']} |")
+    if res.get("soak"):
+        s = res["soak"]
+        out += ["", f"Soak: {s['events']} events from 4 clients (`/flips`, every 10th `/compare`).", "",
+                "| events served | /flips p50 (s) | /compare p50 (s) |", "|---|---|---|"]
+        out += [f"| {b['events']} | {b['flips_p50']:.3f} | {b['compare_p50']:.3f} |" for b in s["blocks"]]
+        r0, r1 = s["rss"][0][1], s["rss"][-1][1]
+        out += ["", f"Server RSS: {r0 / 2**20:.0f} MB at start of the soak → {r1 / 2**20:.0f} MB after "
+                f"{s['rss'][-1][0]} events ({(r1 - r0) / 2**20:+.0f} MB)."]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--students", default="1,8,30")
+    ap.add_argument("--releases", type=int, default=4)
+    ap.add_argument("--soak", type=int, default=10000, help="events of the soak (0: none)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_class.md"))
+    args = ap.parse_args(argv)
+    res = {"command": "python benchmarks/classroom.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "class": []}
+    texts = texts_of_pairs()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_app(Path(tmp))
+        try:
+            from gradio_client import Client
+
+            warm = Client(url, verbose=False)
+            for t, text in texts.items():  # first calls: lazy imports, A's and B's memo
+                warm.predict(t, None, 0.5, text, "", api_name="/compare")
+            for n in [int(x) for x in args.students.split(",") if x]:
+                log(f"class: {n} students")
+                res["class"].append(run_class(url, n, args.releases, texts))
+                log(json.dumps(res["class"][-1]))
+            if args.soak:
+                res["soak"] = run_soak(url, proc.pid, args.soak)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    text = render(res)
+    Path(args.out).write_text(text + "\n")
+    print(json.dumps(res, default=str))
+    log(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
