@@ -96,18 +96,20 @@ def run_class(url: str, students: int, releases: int, texts: dict[str, str], see
     for th in threads:
         th.join(900)
     wall = time.perf_counter() - t0
-    from test_load import same_answer
+    from test_load import first_difference
 
     alone = Client(url, verbose=False)
-    differing = sum(not same_answer(got, alone.predict(req[0], None, req[1], req[2], req[3], api_name="/compare"))
-                    for req, got in answers)
+    diffs = [first_difference(got, alone.predict(req[0], None, req[1], req[2], req[3], api_name="/compare"))
+             for req, got in answers]
+    differing = sum(d is not None for d in diffs)
 
     def stat(xs):
         return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
 
     return {"students": students, "releases": releases, "to_predictions": stat(to_pred),
             "to_chain": stat(to_chain), "errors": len(errors), "error_examples": errors[:3],
-            "differing": differing, "answers": len(answers), "wall_s": wall}
+            "differing": differing, "difference_examples": [d for d in diffs if d][:3],
+            "answers": len(answers), "wall_s": wall}
 
 
 def run_soak(url: str, pid: int, events: int, block: int = 1000) -> dict:
