@@ -12,7 +12,9 @@
 6. λ sweep and similarity matrix on the shipped bundle;
 7. ZeroGPU-safe slot writes: today's flat ``lerp``, the same after the views check
    (``FlatAdapter.live``), ``torch._foreach_copy_`` + ``_foreach_lerp_`` over the parameters and a
-   per-tensor ``lerp(out=p)`` loop, each also after a simulated per-tensor move (``--skip zerogpu``).
+   per-tensor ``lerp(out=p)`` loop, each also after a simulated per-tensor move (``--skip zerogpu``);
+8. a class on one Space and a soak (``benchmarks/classroom.py``, its own report
+   ``benchmarks/RESULTS_class.md``; ``--skip class``).
 
 Every figure is a median with its p10–p90 spread and n. The machine may be shared: medians, and
 ratios taken within one run, are what to read.
@@ -1063,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (< 2 minutes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,understanding,browser,app,zerogpu")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: merge,predict,understanding,browser,app,zerogpu,class")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
@@ -1145,6 +1147,12 @@ def main(argv: list[str] | None = None) -> int:
             logdir = tmp / "logs"
             logdir.mkdir()
             res["app"] = guard("app", lambda: bench_app(n["starts"], n["interactions"], logdir))
+    if "class" not in skip:  # its own report: benchmarks/RESULTS_class.md
+        log("a class on one Space, and a soak (app subprocess)")
+        from benchmarks import classroom
+
+        guard("class", lambda: classroom.main(["--students", "1,8" if q else "1,8,30", "--releases", "4",
+                                               "--soak", "1000" if q else "10000"]))
     res["wall_s"] = time.perf_counter() - t_start
     res["loadavg_end"] = os.getloadavg()
     text = render(res)
