@@ -1022,6 +1022,8 @@ def render(res: dict) -> str:
               f"{'met' if u['sweep'].median <= 60 else 'not met'} |",
               f"| similarity matrix | {u['similarity'].fmt('s')} | ≤ 1 s: "
               f"{'met' if u['similarity'].median <= 1 else 'not met'} |",
+              f"| offline hub profile refused (nothing cached) | {u['offline_refusal'].fmt('s')} | ≤ 5 s: "
+              f"{'met' if u['offline_refusal'].median <= 5 else 'not met'} |",
               "", "The page shows the bundle's precomputed curves at once (read from results.json).", ""]
     if res.get("slot_write"):
         L += slot_write_section(res["slot_write"])
@@ -1047,7 +1049,25 @@ def bench_understanding(stack, repeats: int) -> dict:
         m = analysis.similarity(stack)
         sim.samples.append(time.perf_counter() - t)
     return {"target": target, "source": source, "n_dev": r["n_dev"], "n_test": r["n_test"],
-            "languages": len(m["languages"]), "sweep": sweep, "similarity": sim}
+            "languages": len(m["languages"]), "sweep": sweep, "similarity": sim,
+            "offline_refusal": bench_offline_refusal(5 * repeats)}
+
+
+def bench_offline_refusal(repeats: int) -> Stat:
+    """Offline with nothing cached, a hub profile is refused with its message: how long that takes
+    (it must not wait on network timeouts; ``test_profiles`` checks that no connection is tried)."""
+    from langarith import profiles
+
+    out = Stat()
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="langarith-offline-") as empty:
+            t = time.perf_counter()
+            try:
+                profiles.load_profile("xlmr", cache_dir=Path(empty))
+            except profiles.ProfileUnavailable:
+                pass
+            out.samples.append(time.perf_counter() - t)
+    return out
 
 
 # --- main -----------------------------------------------------------------------------------------

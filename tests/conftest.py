@@ -139,6 +139,44 @@ def app_url(stack):
         demo.close()
 
 
+@pytest.fixture(scope="session")
+def shipped_app_url(tmp_path_factory):
+    """``python app.py`` on the embedded bundle, as a user launches it, in a process of its own
+    (the page's model runner is per process: it must not replace the tiny ``app_url``'s)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    log = tmp_path_factory.mktemp("shipped_app") / "app.log"
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), PYTHONPATH=str(root))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(root / "app.py")], cwd=root, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        end = time.monotonic() + 600  # a first run rebuilds the encoder from its wheel
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > end:
+                    raise TimeoutError(f"app.py did not answer in 600 s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture
 def fresh_model(tiny_bundle):
     """A factory of plain ``adapters`` models built from the bundle's base, independent of ``stack``.

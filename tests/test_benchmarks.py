@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import pytest
 
 from benchmarks import run
 
@@ -32,7 +32,10 @@ def test_predict_benchmark_runs(stack):
 def test_stats_and_slider_targets():
     s = run.Stat([0.1, 0.2, 0.3, 0.4])
     assert s.median == 0.25 and s.p10 < s.median < s.p90
-    assert run.timed(time.sleep, 0) >= 0
+    clock, calls = iter([10.0, 12.5]), []
+    with pytest.MonkeyPatch.context() as mp:  # a clock that reads 10 s, then 12.5 s
+        mp.setattr(run.time, "perf_counter", lambda: next(clock))
+        assert run.timed(calls.append, "x") == 2.5 and calls == ["x"]
     t = run.slider_targets(30)
     assert len(t) == 30 and all(0 < v < 1 for v in t) and all(a != b for a, b in zip(t, t[1:]))
     assert "n=4" in s.fmt("s")

@@ -16,18 +16,33 @@ TIMEOUT = 60_000  # ms; the first load runs set_target then compare on 2 shared 
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(TIMEOUT)
-            page.goto(app_url, wait_until="domcontentloaded")
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, url: str, width: int = 1280, height: int = 900):
+    """A page of its own (no state from another test), loaded: the first comparison painted,
+    and from then on every error toast recorded (``new_errors``)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("() => (document.querySelector('#formula')?.innerText || '').includes('merged =')")
+    watch_errors(page)
+    return page
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = open_page(browser, app_url)
+    yield page
+    page.close()
 
 
 def formula(page) -> str:
@@ -48,8 +63,8 @@ def merged_probs(page) -> dict[str, float]:
 
 
 def watch_errors(page) -> None:
-    """Record every error toast that appears from now on (earlier tests' toasts on the module's
-    shared page come and go on their own timers, so counting them is not a measure)."""
+    """Record every error toast that appears from now on (a toast comes and goes on its own
+    timer, so counting them at one instant is not a measure)."""
     page.evaluate("""() => {
       window.__errors = [];
       new MutationObserver(ms => ms.forEach(m => m.addedNodes.forEach(n => {
@@ -132,15 +147,15 @@ def test_page_loads_and_follows_the_slider(stack, page):
     page.wait_for_function("() => (document.querySelector('#hidden .gtitle')?.textContent || '').includes('λ=0.00')")
     assert page.locator("#lam input[type=number]").input_value() == "0"
     page.wait_for_selector("#pred-a .label")
-    assert page.locator(".toast-body.error").count() == 0
+    assert new_errors(page) == []
     page.screenshot(path=SCREENSHOT, full_page=True)
 
-    # empty text: an error toast, and the page keeps working afterwards
+    # empty text: one error toast, and the page keeps working afterwards
     area = page.locator("#text textarea")
     area.fill("")
     area.press("Shift+Enter")  # a multi-line gr.Textbox submits on Shift+Enter (Enter adds a line)
-    page.wait_for_selector(".toast-body.error")
-    assert "text is empty" in page.locator(".toast-body.error").first.inner_text()
+    page.wait_for_function("() => window.__errors.length > 0")
+    assert len(new_errors(page)) == 1 and "text is empty" in new_errors(page)[0]
     area.fill(text)
     box.fill("0.3")
     box.press("Tab")
@@ -197,7 +212,6 @@ def test_tour_walks_its_steps_and_the_curve_marker_follows_the_slider(stack, pag
     page.get_by_label("Help paragraph → application").check()
     best = results.sweep_summary(stack, "pt", "es")["best_lam"]
     page.wait_for_function("() => (document.querySelector('#text textarea')?.value || '').length > 0")
-    watch_errors(page)
     for i, lam in ((1, 1.0), (2, 0.0), (3, best), (4, best), (5, None)):
         page.locator(f"#tour-{i}").click()
         page.wait_for_function("i => (document.querySelector('#tour-note')?.innerText || '').startsWith(i + ' ·')",
@@ -228,10 +242,14 @@ def test_the_label_free_lambda_moves_the_slider_and_says_how_it_did(stack, page)
     task = next(t.name for t in stack.bundle.tasks.values() if t.kind == "classification")
     want = lambda_rules.label_free_lambda(stack, "pt", "es", task)
     assert want["ok"], want["message"]
-    watch_errors(page)
     box = page.locator("#lam input[type=number]")
-    box.fill("0.85" if want["lam"] != 0.85 else "0.15")
+    start = 0.85 if want["lam"] != 0.85 else 0.15
+    box.fill(f"{start:g}")
     box.press("Tab")
+    # the release's comparison first: the click must not race it (a late answer for 0.85
+    # would otherwise land after the label-free λ and look like the button's)
+    page.wait_for_function("v => (document.querySelector('#formula')?.innerText || '').includes('merged = ' + v)",
+                           arg=f"{start:.2f}")
     page.locator("#label-free").click()
     page.wait_for_function("() => (document.querySelector('#label-free-note')?.innerText || '').includes('Label-free λ')")
     assert page.locator("#label-free-note").inner_text().strip() == want["message"].replace("**", "")
@@ -241,3 +259,41 @@ def test_the_label_free_lambda_moves_the_slider_and_says_how_it_did(stack, page)
     page.wait_for_function("v => (document.querySelector('#mlm-heldout')?.innerText || '').includes('current λ = ' + v)",
                            arg=lam)
     assert new_errors(page) == []
+
+
+# --- the first screen of the embedded bundle, at the sizes the README promises ----------------
+
+FIRST_SCREEN_SIZES = [(1400, 1000), (1920, 1080)]
+
+
+def box(page, elem: str) -> dict:
+    b = page.locator(f"#{elem}").bounding_box()
+    assert b is not None and b["width"] > 0 and b["height"] > 0, f"#{elem} is not shown"
+    return b
+
+
+@pytest.mark.parametrize("width,height", FIRST_SCREEN_SIZES, ids=lambda v: str(v))
+def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser, shipped_app_url,
+                                                                        width, height):
+    """``python app.py`` opened at a screen size the README names: without scrolling, the three
+    predictions (A | merged | B) and the held-out masked-LM curve are wholly on screen, the
+    predictions side by side in one row and the curve beside them, not below."""
+    page = open_page(browser, shipped_app_url, width, height)
+    try:
+        page.wait_for_selector("#pred-merged .label")
+        page.wait_for_selector("#mlm-heldout svg.main-svg")
+        assert page.evaluate("() => window.scrollY") == 0
+        boxes = {e: box(page, e) for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout")}
+        for elem, b in boxes.items():
+            assert b["x"] >= 0 and b["y"] >= 0, elem
+            assert b["x"] + b["width"] <= width and b["y"] + b["height"] <= height, \
+                f"#{elem} ends at y = {b['y'] + b['height']:.0f}, below the {width}×{height} screen"
+        a, m, b_, curve = (boxes[e] for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout"))
+        assert a["x"] + a["width"] <= m["x"] + 1 and m["x"] + m["width"] <= b_["x"] + 1  # A | merged | B
+        assert abs(a["y"] - m["y"]) < 5 and abs(m["y"] - b_["y"]) < 5  # one row
+        beside = curve["x"] >= b_["x"] + b_["width"] - 1 or curve["x"] + curve["width"] <= a["x"] + 1
+        overlap = min(m["y"] + m["height"], curve["y"] + curve["height"]) - max(m["y"], curve["y"])
+        assert beside and overlap > 0, f"the curve {curve} is not beside the predictions {m}"
+        assert new_errors(page) == []
+    finally:
+        page.close()

@@ -301,12 +301,13 @@ def test_encoder_cache_goes_to_persistent_storage_when_the_space_has_it(tmp_path
     assert hosting.encoder_cache_dir() == tmp_path / "home" / ".cache" / "langarith"  # no /data
     data.mkdir()
     assert hosting.encoder_cache_dir() == data / "langarith"
-    data.chmod(0o500)  # read-only storage is no use
-    try:
-        if not hosting.os.access(data, hosting.os.W_OK):  # (root can write anyway)
-            assert hosting.encoder_cache_dir() == tmp_path / "home" / ".cache" / "langarith"
-    finally:
-        data.chmod(0o700)
+    # storage that exists but cannot be written is no use. A chmod does not stop root (CI runs
+    # as root); the kernel refuses new entries under /proc/sys to every process.
+    read_only = Path("/proc/sys")
+    with pytest.raises(OSError):
+        (read_only / "langarith").mkdir()
+    monkeypatch.setenv("LANGARITH_PERSISTENT", str(read_only))
+    assert read_only.is_dir() and hosting.encoder_cache_dir() == tmp_path / "home" / ".cache" / "langarith"
     monkeypatch.setenv("LANGARITH_CACHE", str(tmp_path / "mine"))
     assert hosting.encoder_cache_dir() == tmp_path / "mine"  # an explicit choice wins
 
@@ -400,71 +401,85 @@ def test_slot_write_benchmark_runs_and_finds_the_flat_lerp_wrong_after_a_move(st
     assert "| tiny (" in "\n".join(run.slot_write_section([r]))
 
 
+def shown(out) -> list:
+    """What a drag update paints: the formula line, and each column's label and probabilities
+    (hidden columns, e.g. the spans of a classification task, as ``None``)."""
+    return [x if isinstance(x, str) else
+            (x.get("label"), x.get("value")) if x.get("visible", True) else None for x in out]
+
+
+def standin_gpu(**kw):
+    """The stand-in copies spaces' regular-function wrapper; streams stay local."""
+    import inspect
+
+    return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
+
+
+def drag_through_the_standin(stack, monkeypatch, args, lams, before=None):
+    """``compare.on_drag`` through the page's GPU boundary under the stand-in, one call per λ."""
+    from langarith.page import common, compare
+
+    monkeypatch.setattr(hosting, "SPACES_GPU", standin_gpu)
+    common.serve(stack)
+    try:
+        handler = common.bind(compare.on_drag, stack)
+        if before:
+            before()
+        return [shown(handler(*args[:2], lam, *args[2:])) for lam in lams]
+    finally:
+        common._SERVED["run"].shutdown()
+        monkeypatch.setattr(hosting, "SPACES_GPU", None)
+        common.serve(stack)
+
+
+def drag_args(stack):
+    target = next(c for c, lang in stack.bundle.languages.items() if not lang.has_adapter)
+    text = (stack.bundle.language(target).examples or ("hola mundo",))[0]
+    return (target, None, text, f"{stack.tokenizer.mask_token} mundo")
+
+
+def assert_same_predictions(through, direct):
+    from test_load import first_difference
+
+    assert len(through) == len(direct)
+    for got, want in zip(through, direct):
+        assert merged_column_of(want), "the drag update shows no merged prediction"
+        diff = first_difference(got, want)
+        assert diff is None, f"the worker's answer differs from this process's: {diff}"
+
+
+def merged_column_of(s: list) -> dict:
+    return s[2][1]  # formula, A, merged, B, then the (hidden) span columns
+
+
 def test_the_pages_model_handlers_through_the_standin_equal_the_same_calls_without_it(
         stack, monkeypatch):
     """The page's own GPU boundary (``page.common.bind`` → ``_SERVED['run']``) under the stand-in:
     a forked worker, pickled inputs and results, every tensor moved on its own. The drag update
-    gives the same texts as the same call in this process, and its merged output follows λ."""
-    from langarith import hosting
-    from langarith import tasks
-    from langarith.page import common, compare
-
+    paints the same predictions (labels and probabilities) as the same call in this process, and
+    its merged column follows λ."""
     tasks.clear_cache(stack)
-    target = next(c for c, lang in stack.bundle.languages.items() if not lang.has_adapter)
-    text = (stack.bundle.language(target).examples or ("hola mundo",))[0]
-    mask = stack.tokenizer.mask_token
-
-    def texts(out):
-        return [x for x in out if isinstance(x, str)]
-
-    import inspect
-
-    def gpu(**kw):  # the stand-in copies spaces' regular-function wrapper; streams stay local
-        return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
-
-    monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
-    common.serve(stack)
-    try:
-        handler = common.bind(compare.on_drag, stack)
-        scramble(stack)
-        through = [texts(handler(target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
-    finally:
-        common._SERVED["run"].shutdown()
-        monkeypatch.setattr(hosting, "SPACES_GPU", None)
-        common.serve(stack)
+    args, lams = drag_args(stack), (0.2, 0.8)
+    through = drag_through_the_standin(stack, monkeypatch, args, lams, before=lambda: scramble(stack))
     # the same calls in this process, after the worker's (its memo would otherwise go along)
-    direct = [texts(compare.on_drag(stack, target, None, lam, text, f"{mask} mundo"))
-              for lam in (0.2, 0.8)]
-    assert through == direct and through[0]
-    assert through[0] != through[1]  # the merge reached the model in the worker: λ shows
+    from langarith.page import compare
+
+    direct = [shown(compare.on_drag(stack, *args[:2], lam, *args[2:])) for lam in lams]
+    assert_same_predictions(through, direct)
+    low, high = (merged_column_of(s) for s in through)
+    assert max(abs(low[k] - high[k]) for k in low) > 1e-4, "the merge did not follow λ in the worker"
 
 
 def test_the_handlers_through_the_standin_with_the_memo_filled_before_the_fork(stack, monkeypatch):
     """A worker forked from a process whose memo already holds unmerged predictions (hidden
-    states included) moves those tensors too, and answers as the same calls here do."""
-    from langarith import hosting
-    from langarith import tasks
-    from langarith.page import common, compare
+    states included) moves those tensors too, and paints the same predictions as the same calls
+    here do."""
+    from langarith.page import compare
 
-    target = next(c for c, lang in stack.bundle.languages.items() if not lang.has_adapter)
-    text = (stack.bundle.language(target).examples or ("hola mundo",))[0]
-    mask = stack.tokenizer.mask_token
-    texts = lambda out: [x for x in out if isinstance(x, str)]  # noqa: E731
-    direct = [texts(compare.on_drag(stack, target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
+    args, lams = drag_args(stack), (0.2, 0.8)
+    direct = [shown(compare.on_drag(stack, *args[:2], lam, *args[2:])) for lam in lams]
     assert tasks.memo(stack).size("single") >= 2  # A's and B's predictions are in the memo
-
-    import inspect
-
-    def gpu(**kw):
-        return lambda fn: fn if inspect.isgeneratorfunction(fn) else zerogpu_standin.GPU(**kw)(fn)
-
-    monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
-    common.serve(stack)
-    try:
-        handler = common.bind(compare.on_drag, stack)
-        through = [texts(handler(target, None, lam, text, f"{mask} mundo")) for lam in (0.2, 0.8)]
-    finally:
-        common._SERVED["run"].shutdown()
-        monkeypatch.setattr(hosting, "SPACES_GPU", None)
-        common.serve(stack)
-    assert through == direct and through[0] != through[1]
+    through = drag_through_the_standin(stack, monkeypatch, args, lams)
+    assert_same_predictions(through, direct)
+    low, high = (merged_column_of(s) for s in through)
+    assert max(abs(low[k] - high[k]) for k in low) > 1e-4, "the merge did not follow λ in the worker"

@@ -281,8 +281,19 @@ def test_heldout_mlm_bootstrap_matches_a_direct_computation():
     l2 = loss(second)
     assert boot["best_lam"] == lambdas[chosen]
     assert boot["gain_vs_better"]["points"] == pytest.approx(min(l2[0], l2[2]) - l2[chosen])
-    lo, hi = boot["gain_vs_better"]["ci95"]
-    assert lo <= boot["gain_vs_better"]["points"] <= hi or lo <= hi
+    # the interval: the same draws as stats.resample_counts (first-half texts, then second-half
+    # texts), λ re-chosen on each resample, in a plain loop
+    rng = np.random.default_rng(boot["seed"])
+    R = boot["n_resamples"]
+    i1, i2 = rng.integers(0, 5, size=(R, 5)), rng.integers(0, 5, size=(R, 5))
+    gains = []
+    for r in range(R):
+        d, t = first[i1[r]], second[i2[r]]
+        pick = min(range(3), key=lambda i: (round(loss(d)[i], 12), abs(lambdas[i] - 0.5)))
+        gains.append(min(loss(t)[0], loss(t)[2]) - loss(t)[pick])
+    assert boot["gain_vs_better"]["ci95"] == pytest.approx(list(np.percentile(gains, [2.5, 97.5])),
+                                                         abs=1e-9)
+    assert boot["gain_vs_better"]["p_positive"] == pytest.approx(np.mean(np.asarray(gains) > 0))
     # loss_counts: the metric of the counts is minus the mean loss
     assert stats.metric(stats.loss_counts(sums[1], counts[1]).sum(0)) == pytest.approx(
         -sums[1].sum() / counts[1].sum())

@@ -3,6 +3,8 @@ docs/hosting.md recommends), and pyproject.toml pinned like requirements.txt wit
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import tomllib
 from pathlib import Path
@@ -80,9 +82,15 @@ def test_pyproject_pins_what_requirements_pins_and_names_the_command():
     assert tests[0] == "-r requirements.txt"
     assert meta["optional-dependencies"]["test"] == tests[1:]
     assert meta["scripts"] == {"langarith": "langarith.cli:main"}
-    from langarith import cli
+    # the declared entry point resolves and answers like the command a user types
+    import importlib
 
-    assert callable(cli.main)
+    module, name = meta["scripts"]["langarith"].split(":")
+    main = getattr(importlib.import_module(module), name)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "usage:" in out.getvalue() and "predict" in out.getvalue()
 
 
 def test_front_matter_python_and_torch_are_ones_zerogpu_runs():

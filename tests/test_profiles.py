@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,11 +91,16 @@ def test_memory_formula_matches_the_notes_and_tiny_models(mbert):
 # --- offline behaviour -------------------------------------------------------------------------
 
 
-def test_offline_without_cache_fails_fast_naming_what_is_missing(tmp_path):
-    t = time.perf_counter()
+def test_offline_without_cache_fails_without_touching_the_network(tmp_path, monkeypatch):
+    """Offline and nothing cached: one message naming what is missing, and no connection tried
+    (how fast that is, is the benchmark's: ``benchmarks/run.py``, "offline profile refusal")."""
+    import socket
+
+    tried = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: tried.append(a) or 1 / 0)
     with pytest.raises(profiles.ProfileUnavailable) as e:
         profiles.load_profile("xlmr", cache_dir=tmp_path)
-    assert time.perf_counter() - t < 5
+    assert tried == []
     msg = str(e.value)
     assert "FacebookAI/xlm-roberta-base" in msg and "AdapterHub/xlm-roberta-base-en-wiki_pfeiffer" in msg
     assert "HF_HUB_OFFLINE" in msg and "fetch --profile xlmr" in msg and "embedded" in msg
