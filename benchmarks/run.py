@@ -671,7 +671,7 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
         grid = slider_targets(api_calls + 1)
         from langarith.page import common, compare
 
-        handler = common.bind(compare.on_compare, stack)  # what /compare runs, without the queue
+        handler = common.bind(compare.on_compare)  # what /compare runs, without the queue
         release_fn = slider_release_fn(demo)
         if handler is not None and api_calls:
             for lam in (0.5, 0.45, 0.55):  # the first calls are slow (lazy imports, first shapes)

@@ -32,7 +32,7 @@ def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float, merge=None
 def _pair_statistics(stack: LanguageStack, a: str, b: str) -> dict:
     """Adapters never change after loading, so a pair's statistics are computed once (in the
     stack's memo)."""
-    return tasks.memo(stack).get("pair_statistics", (a, b), lambda: pair_statistics(
+    return stack.memo.get("pair_statistics", (a, b), lambda: pair_statistics(
         stack.language_state_dict(a), stack.language_state_dict(b)))
 
 

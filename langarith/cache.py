@@ -1,10 +1,12 @@
 """Layer 1: one small bounded memo, thread-safe, keyed by value.
 
 A ``LanguageStack``'s weights never change after loading, so what it computed for a given input
-(an unmerged adapter's prediction, a λ sweep, a masked-LM loss) can be reused — by that stack
-only. ``Memo`` keeps one least-recently-used map per kind of result, each with its own bound
-(a sweep is large, a single prediction small). It lives on the stack (``tasks.memo(stack)``),
-so a result never outlives its stack or reaches another one, whatever ``id()`` a later stack gets.
+(a merged state dict, an unmerged adapter's prediction, a λ sweep, a masked-LM loss, the
+similarity matrix) can be reused — by that stack only. ``Memo`` keeps one least-recently-used map
+per kind of result, each with its own bound (a sweep is large, a single prediction small). Each
+stack owns one (``stack.memo``, made when it loads), so a result never outlives its stack or
+reaches another one, whatever ``id()`` a later stack gets. It is the only cache of computed
+results in the package.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ from collections import OrderedDict
 from typing import Callable, Hashable, Mapping, TypeVar
 
 T = TypeVar("T")
+
+# Every kind of result a stack keeps, and how many of each (the module that fills it).
+MEMO_LIMITS = {
+    "merge": 8,  # model.LanguageStack.compute: a recipe's merged state dict, one adapter's size
+    "single": 256,  # tasks: one adapter's (unmerged) predictions of a text
+    "fill_mask": 512,  # tasks: the MLM head's top tokens
+    "sweep": 64, "ensemble_sweep": 64,  # tasks: λ sweeps over an eval set
+    "mlm_loss": 2048,  # tasks: masked-LM losses of texts under one adapter
+    "pair_statistics": 64,  # analysis: per-layer statistics of a pair
+    "similarity": 2,  # analysis: the language-vector similarity matrix
+}
 
 
 class LRU:

@@ -310,11 +310,16 @@ def cmd_sweep(stack, args) -> dict:
            "precomputed": r.get("precomputed", False)}
     if tagging:
         out.update(task=tagging.name, bootstrap=r["bootstrap"], precomputed=r["precomputed"])
-    if args.rule:
+    if args.rule:  # the headline follows the rule asked for; the dev rule's is kept beside it
         from . import lambda_rules
 
-        out.update(lambda_rules.sweep_rule(stack, args.target, r["b"], args.task, args.rule,
-                                           args.fixed_lam))
+        ruled = lambda_rules.sweep_rule(stack, args.target, r["b"], args.task, args.rule,
+                                        args.fixed_lam)
+        top = ruled.pop("headline", None)
+        if top is not None:
+            out["dev_rule"] = {k: out[k] for k in ("best_lam", "gain_vs_a", "gain_vs_b", "gain_vs_better")}
+            out.update(top, chosen_by=args.rule)
+        out.update(ruled)
     return out
 
 

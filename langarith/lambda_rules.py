@@ -339,7 +339,25 @@ def sweep_rule(stack: LanguageStack, target: str, source: str | None, task_name:
         return {"rule": {"name": rule, "lam": None, "error": str(e)}}
     i = choose(rule, d, fixed_lam)
     return {"rule": {"name": rule, "lam": d.grid[i], "test": d.test_scores[i], "metric": d.metric},
-            "rules": compare(d, fixed_lam)}
+            "headline": headline(d, i), "rules": compare(d, fixed_lam)}
+
+
+def headline(d: RuleData, i: int) -> dict:
+    """The sweep's headline at the λ a rule chose (``d.grid[i]``): its test score and its gains
+    over A alone, B alone and the better of the two, in points. Intervals: the paired bootstrap
+    over test items with λ held at that choice (``stats.bootstrap_difference``; the rule's own
+    variability is in ``compare``'s rule differences); None where the bundle ships no per-item
+    counts."""
+    ia, ib = d.grid.index(1.0), d.grid.index(0.0)
+    test = d.test_scores
+    better = ia if test[ia] >= test[ib] else ib
+    out = {"best_lam": d.grid[i], "test_at_best": test[i]}
+    for name, j in (("gain_vs_a", ia), ("gain_vs_b", ib), ("gain_vs_better", better)):
+        if d.test_counts is None:
+            out[name] = {"points": test[i] - test[j], "ci95": None, "p_positive": None}
+        else:
+            out[name] = stats.bootstrap_difference(d.test_counts[i], d.test_counts[j])
+    return out
 
 
 def rules_table(stack: LanguageStack, targets=None, task_names=None, **kw) -> dict:

@@ -38,6 +38,7 @@ from typing import Iterator, Mapping
 import torch
 
 from .arithmetic import MergeError, check_compatible, check_weights, merge_method, row_merge
+from .cache import MEMO_LIMITS, Memo
 
 log = logging.getLogger(__name__)
 
@@ -550,7 +551,7 @@ class LanguageStack:
         self.lock = threading.RLock()
         _STACKS.add(self)
         self.weights: dict[str, float] = {}
-        self._cache: dict = {}
+        self.memo = Memo(MEMO_LIMITS)  # everything computed from these weights (cache.py)
 
     @property
     def init(self) -> dict[str, torch.Tensor] | None:
@@ -677,23 +678,21 @@ class LanguageStack:
 
     def compute(self, merge: "Merge") -> dict[str, torch.Tensor]:
         """The merged state dict of a recipe, computed by the arithmetic layer; never touches the
-        live slot. Cached per recipe: adapters never change."""
-        with self.lock:  # guards the cache; the slot is not involved
-            if merge in self._cache:
-                return self._cache[merge]
-            method = merge_method(merge.method)
-            codes = [c for c, _ in merge.weights]
-            self.check_mergeable(codes)
-            if method.needs_init and self._init is None:
-                raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
-            # the parameters the method declares, as the recipe sets them (None: its default)
-            params = {k: getattr(merge, k) for k in method.params if getattr(merge, k) is not None}
-            self._cache[merge] = method.function(
-                self.init, [self.flat[c].live().state_dict() for c in codes],
-                [w for _, w in merge.weights], **params)
-            while len(self._cache) > 8:  # a few recent recipes; each is one adapter's size
-                self._cache.pop(next(iter(self._cache)))
-            return self._cache[merge]
+        live slot. Kept in the memo per recipe: adapters never change."""
+        return self.memo.get("merge", merge, lambda: self._compute(merge))
+
+    def _compute(self, merge: "Merge") -> dict[str, torch.Tensor]:
+        method = merge_method(merge.method)
+        codes = [c for c, _ in merge.weights]
+        self.check_mergeable(codes)
+        if method.needs_init and self._init is None:
+            raise MergeError(f"{merge.method} needs the bundle's shared adapter init")
+        # the parameters the method declares, as the recipe sets them (None: its default)
+        params = {k: getattr(merge, k) for k in method.params if getattr(merge, k) is not None}
+        with self.lock:  # the flat buffers are re-pointed under the lock if a move split them
+            states = [self.flat[c].live().state_dict() for c in codes]
+            init = self.init
+        return method.function(init, states, [w for _, w in merge.weights], **params)
 
     @contextlib.contextmanager
     def use(self, adapter: "str | Mapping[str, float] | Merge", task: str | None = None,

@@ -7,40 +7,19 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from dataclasses import dataclass, field
 
 import torch
 
 from .arithmetic import check_lambda
-from .cache import Memo
 from .model import InputError, LanguageStack
 
 # --- the stack's memo: one bounded cache per stack, keyed by value -------------------------------
 
-# Entries per kind of result (a kind's entries are of similar size: a sweep holds every item's
-# prediction at every λ, a single prediction one text's hidden states).
-CACHE_LIMITS = {"single": 256, "fill_mask": 512, "sweep": 64, "ensemble_sweep": 64,
-                "mlm_loss": 2048, "pair_statistics": 64}
-_ATTACH = threading.Lock()
-
-
-def memo(stack: LanguageStack) -> Memo:
-    """The stack's own memo of computed results, made on first use. A stack's weights never
-    change, so its results stay valid as long as it lives, and they go with it."""
-    m = getattr(stack, "_memo", None)
-    if m is None:
-        with _ATTACH:
-            m = getattr(stack, "_memo", None)
-            if m is None:
-                m = stack._memo = Memo(CACHE_LIMITS)
-    return m
-
-
 def clear_cache(stack: LanguageStack, kind: str | None = None) -> None:
     """Forget the stack's computed results (one kind, or all): a benchmark measures the
     computation, not the cache."""
-    memo(stack).clear(kind)
+    stack.memo.clear(kind)
 
 
 def _adapter_key(adapter) -> object:
@@ -167,7 +146,7 @@ def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tupl
     alone (this runs the invertible adapter forward at the input and in reverse before the head).
     A single language's answer does not depend on λ and is cached."""
     if isinstance(adapter, str):
-        return list(memo(stack).get("fill_mask", (text, adapter, k),
+        return list(stack.memo.get("fill_mask", (text, adapter, k),
                                     lambda: tuple(_fill_mask(stack, text, adapter, k))))
     return _fill_mask(stack, text, adapter, k)
 
@@ -249,7 +228,7 @@ def single_prediction(stack: LanguageStack, text: str, adapter: str, task: str):
         # replaced, which ZeroGPU does to every tensor of a process it forks a worker from.
         return probs[0].tolist(), [h.clone() for h in hidden], mask.clone()
 
-    return memo(stack).get("single", (text, adapter, task), compute)
+    return stack.memo.get("single", (text, adapter, task), compute)
 
 
 _single = single_prediction  # the older private name
@@ -370,7 +349,7 @@ def mlm_token_losses_rows(stack: LanguageStack, requests: list[tuple]) -> list:
     memo under the same keys: a list of (sums, counts) per request."""
     import numpy as np
 
-    m = memo(stack)
+    m = stack.memo
     keys = [(tuple(texts), _adapter_key(adapter)) for texts, adapter in requests]
     got = {i: m.get("mlm_loss", key, lambda: None) for i, key in enumerate(keys) if m.has("mlm_loss", key)}
     todo = [i for i in range(len(keys)) if got.get(i) is None]
@@ -514,7 +493,7 @@ def check_grid(lambdas) -> tuple[float, ...]:
 
 
 def _sweep_cached(stack, target, a, b, lambdas, task, progress, batch_size=32) -> dict:
-    return memo(stack).get("sweep", (target, a, b, lambdas, task),
+    return stack.memo.get("sweep", (target, a, b, lambdas, task),
                            lambda: _sweep(stack, target, a, b, lambdas, task, progress, batch_size))
 
 
@@ -618,7 +597,7 @@ def _mlm_batches(stack: LanguageStack, texts: list[str]):
 def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
     """Per text: (summed masked-token cross-entropy, number of masked tokens) under a language
     adapter or merge, with the masking of ``_mlm_batches``; logits only at masked positions."""
-    return memo(stack).get("mlm_loss", (tuple(texts), _adapter_key(adapter)),
+    return stack.memo.get("mlm_loss", (tuple(texts), _adapter_key(adapter)),
                            lambda: _mlm_token_losses(stack, texts, adapter))
 
 
@@ -814,7 +793,7 @@ def ensemble_sweep(stack: LanguageStack, target: str, source: str | None = None,
     lambdas = check_grid(lambdas)
     a, b = merge_pair(stack, target, source)
     task = stack.bundle.task(task).name
-    return memo(stack).get("ensemble_sweep", (target, a, b, lambdas, task),
+    return stack.memo.get("ensemble_sweep", (target, a, b, lambdas, task),
                            lambda: _ensemble_sweep(stack, target, a, b, lambdas, task, progress,
                                                    batch_size))
 

@@ -1,10 +1,11 @@
-"""One bounded cache per stack (``cache.Memo``, ``tasks.memo``): bounded, thread-safe, keyed by
+"""One bounded cache per stack (``cache.Memo`` as ``stack.memo``): bounded, thread-safe, keyed by
 value, never shared between stacks."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,11 +75,11 @@ def test_memo_bounds_each_kind_separately():
 
 def test_the_memo_lives_on_its_stack_and_is_never_shared(stack, tiny_bundle):
     other = LanguageStack(tiny_bundle, device="cpu")
-    assert tasks.memo(stack) is tasks.memo(stack) and tasks.memo(other) is not tasks.memo(stack)
+    assert stack.memo is stack.memo and other.memo is not stack.memo
     first = tasks.sweep(stack, "pt", "es", (0.0, 0.5, 1.0))
     assert tasks.sweep(stack, "pt", "es", (0.0, 0.5, 1.0)) is first  # a hit: the same object
     # the other stack computes its own (same weights, so the same numbers), never the first's
-    assert tasks.memo(other).size("sweep") == 0
+    assert other.memo.size("sweep") == 0
     again = tasks.sweep(other, "pt", "es", (0.0, 0.5, 1.0))
     assert again is not first and again["points"] == first["points"]
     text = stack.bundle.language("pt").examples[0]
@@ -86,7 +87,7 @@ def test_the_memo_lives_on_its_stack_and_is_never_shared(stack, tiny_bundle):
     assert tasks.single_prediction(stack, text, "es", stack.bundle.task(None).name) is p1
     assert tasks.single_prediction(other, text, "es", stack.bundle.task(None).name) is not p1
     tasks.clear_cache(stack, "sweep")
-    assert tasks.memo(stack).size("sweep") == 0 and tasks.memo(stack).size("single") >= 1
+    assert stack.memo.size("sweep") == 0 and stack.memo.size("single") >= 1
     assert tasks.sweep(stack, "pt", "es", (0.0, 0.5, 1.0)) is not first
 
 
@@ -98,7 +99,7 @@ def test_a_stack_and_its_results_go_together(tiny_bundle):
     import weakref
 
     s = LanguageStack(tiny_bundle, device="cpu")
-    assert tasks.memo(s).size("sweep") == 0
+    assert s.memo.size("sweep") == 0
     tasks.sweep(s, "pt", "es", (0.0, 1.0))
     tasks.compare(s, s.bundle.language("pt").examples[0], "pt", "es", 0.5)
     analysis.weight_geometry(s, "en", "es", 0.5)
@@ -108,7 +109,18 @@ def test_a_stack_and_its_results_go_together(tiny_bundle):
     assert ref() is None
 
 
-def test_every_kind_the_tasks_use_is_bounded():
-    assert set(tasks.CACHE_LIMITS) >= {"single", "fill_mask", "sweep", "ensemble_sweep", "mlm_loss",
-                                        "pair_statistics"}
-    assert all(0 < n <= 4096 for n in tasks.CACHE_LIMITS.values())
+def test_every_kind_the_package_keeps_is_declared_and_bounded():
+    """Each ``.memo.get("kind", ...)`` in the package names a kind of ``cache.MEMO_LIMITS``, and
+    every declared kind is used: the stack's memo is the one cache, and all of it is bounded."""
+    import re
+
+    from langarith.cache import MEMO_LIMITS
+
+    root = Path(__file__).resolve().parent.parent / "langarith"
+    used = {m for f in root.rglob("*.py")
+            for m in re.findall(r"\.memo\.get\(\s*\"(\w+)\"", f.read_text(encoding="utf-8"))}
+    assert used == set(MEMO_LIMITS)
+    assert all(0 < n <= 4096 for n in MEMO_LIMITS.values())
+    no_other = re.compile(r"lru_cache|_cache: dict")
+    for f in ("tasks.py", "model.py", "analysis.py", "page/similarity.py"):
+        assert not no_other.search((root / f).read_text(encoding="utf-8")), f

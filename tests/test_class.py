@@ -129,7 +129,7 @@ def test_the_batched_handler_through_the_zerogpu_standin_equals_it_in_process(st
     monkeypatch.setattr(hosting, "SPACES_GPU", gpu)
     common.serve(stack)
     try:
-        handler = common.bind(compare.on_compare_rows, stack)
+        handler = common.bind(compare.on_compare_rows)
         scramble(stack)
         through = handler(*args)
     finally:

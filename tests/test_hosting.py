@@ -422,7 +422,7 @@ def drag_through_the_standin(stack, monkeypatch, args, lams, before=None):
     monkeypatch.setattr(hosting, "SPACES_GPU", standin_gpu)
     common.serve(stack)
     try:
-        handler = common.bind(compare.on_drag, stack)
+        handler = common.bind(compare.on_drag)
         if before:
             before()
         return [shown(handler(*args[:2], lam, *args[2:])) for lam in lams]
@@ -478,7 +478,7 @@ def test_the_handlers_through_the_standin_with_the_memo_filled_before_the_fork(s
 
     args, lams = drag_args(stack), (0.2, 0.8)
     direct = [shown(compare.on_drag(stack, *args[:2], lam, *args[2:])) for lam in lams]
-    assert tasks.memo(stack).size("single") >= 2  # A's and B's predictions are in the memo
+    assert stack.memo.size("single") >= 2  # A's and B's predictions are in the memo
     through = drag_through_the_standin(stack, monkeypatch, args, lams)
     assert_same_predictions(through, direct)
     low, high = (merged_column_of(s) for s in through)

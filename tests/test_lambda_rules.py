@@ -408,7 +408,13 @@ def test_cli_sweep_rule_mlm_json(stack, tiny_bundle):
     out = json.loads(r.stdout)  # pure JSON on stdout
     free = lr.label_free_lambda(stack, "pt")
     assert out["rule"]["name"] == "mlm" and out["rule"]["lam"] == free["lam"]
-    assert out["best_lam"] == free["dev_lam"]  # the sweep's own (dev) choice is unchanged
+    # the headline follows the rule: its λ and gains there; the dev rule's headline beside it
+    assert out["chosen_by"] == "mlm" and out["best_lam"] == free["lam"]
+    assert out["dev_rule"]["best_lam"] == free["dev_lam"]
+    test = {p["lam"]: 100 * p["test"]["accuracy"] for p in out["points"]}
+    assert out["test_at_best"] == pytest.approx(test[free["lam"]])
+    assert out["gain_vs_a"]["points"] == pytest.approx(test[free["lam"]] - test[1.0])
+    assert out["gain_vs_better"]["points"] == pytest.approx(test[free["lam"]] - max(test[1.0], test[0.0]))
     assert set(out["rules"]["rules"]) == {"dev", "mlm", "fixed"}
     assert out["rules"]["mlm_minus_dev"]["points"] == pytest.approx(free["mlm_minus_dev"]["points"])
     r = _cli("sweep", "--target", "pt", "--points", "3", "--rule", "fixed", "--fixed-lam", "1",

@@ -97,7 +97,7 @@ def test_model_handlers_cross_the_gpu_boundary_without_the_stack(stack, gpu_demo
         assert g["value"].keys() == d["value"].keys()
         assert list(g["value"].values()) == pytest.approx(list(d["value"].values()), abs=1e-5)
     (args, kwargs, seconds), = PicklingGPU.calls
-    assert args[0].endswith("compare.on_compare_rows") and args[1:6] == (["pt"], ["es"], [0.3], [text], [""])
+    assert args[0] is compare.on_compare_rows and args[1:6] == (["pt"], ["es"], [0.3], [text], [""])
     assert not any(isinstance(a, LanguageStack) for a in (*args, *kwargs.values()))
     assert 0 < seconds <= 30  # a short request, not spaces' default 60 s
     # a sweep asks for time by the size of its eval set
@@ -169,3 +169,40 @@ def test_method_values_are_one_object(stack):
         for f in ("weights_text", "lam_layers", "typology_set", "seed"):
             if getattr(m, f) not in (None, "", 0):
                 assert getattr(back, f) == getattr(m, f), (m.method, f)
+
+
+def test_one_gpu_decorated_function_and_every_model_handler_crosses_by_reference(stack, monkeypatch):
+    """ZeroGPU gives each decorated function a worker with its own copy of the model: the page
+    decorates exactly one. Every model handler reaches it as itself (pickled by reference), and
+    the tour's animation, a handler that yields frames, is one GPU call whose frames play here."""
+    import importlib
+
+    from langarith import hosting
+    from langarith.page import build_demo, common, compare
+
+    decorated = []
+
+    def counting_gpu(**kw):
+        decorated.append(kw)
+        return PicklingGPU(**kw)
+
+    PicklingGPU.calls = []
+    monkeypatch.setattr(hosting, "SPACES_GPU", counting_gpu)
+    demo = build_demo(stack)
+    try:
+        assert len(decorated) == 1
+        handlers = [f for path in sorted(PAGE.glob("*.py"))
+                    for f in vars(importlib.import_module(f"langarith.page.{path.stem}")).values()
+                    if callable(f) and common.is_model_handler(f)]
+        assert len(set(handlers)) >= 10
+        for f in handlers:
+            assert pickle.loads(pickle.dumps(f)) is f, f.__qualname__
+        monkeypatch.setattr(compare.on_animate, "frame_pause", 0.0)
+        text = stack.bundle.language("pt").examples[0]
+        frames = list(_fn(demo, "animate").fn("pt", "es", text, ""))
+        assert [f[0] for f in frames] == compare.ANIMATE_LAMBDAS
+        assert frames[3][1] == "### `merged = 0.30·en + 0.70·es`"
+        assert len(PicklingGPU.calls) == 1 and PicklingGPU.calls[0][0][0] is compare.on_animate
+    finally:
+        monkeypatch.undo()
+        build_demo(stack)

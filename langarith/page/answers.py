@@ -45,6 +45,6 @@ def layout(stack: LanguageStack) -> dict:
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict) -> None:
-    qa = event(stack, on_qa, [*c.pair, p["question"], p["context"]], [p["head"], *p["answers"]])
+    qa = event(on_qa, [*c.pair, p["question"], p["context"]], [p["head"], *p["answers"]])
     p["run"].click(**qa, api_name="qa")
     p["question"].submit(**qa, api_name="qa_submit", **PRIVATE)

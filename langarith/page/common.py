@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from dataclasses import astuple, dataclass, fields
 
 import gradio as gr
@@ -44,61 +45,61 @@ def guarded(fn):
 
 
 # --- the GPU boundary ---------------------------------------------------------------------------
-# On ZeroGPU a decorated call runs in a forked worker that receives its arguments pickled. The
-# stack must never be one of them (it holds an RLock, and it would be copied whole): the one
-# decorated function, ``_run_model``, is module-level, takes a handler's name and the visitor's
-# inputs only, and finds the stack in ``_SERVED`` (set by ``serve``; a forked worker inherits it).
+# On ZeroGPU a decorated function runs in a forked worker, and each decorated function gets a
+# worker of its own, with its own copy of the model: so there is exactly one, ``_run_model``. It
+# receives the handler itself (a module-level function: pickle sends it by reference) and the
+# visitor's plain inputs, never the stack (it holds an RLock, and it would be copied whole): the
+# stack is in ``_SERVED``, set once at start-up by ``serve`` (a forked worker inherits it).
 
-_MODEL_HANDLERS: dict[str, tuple] = {}  # name -> (fn(stack, ...), duration: seconds or callable)
 _SERVED: dict = {}
 
 
-def model_handler(duration, batched: bool = False):
+def model_handler(duration, batched: bool = False, frame_pause: float | None = None):
     """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
     boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
     callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it.
     ``batched``: the handler takes the waiting calls of its event together (each input a list,
     one list per output back; Gradio's ``batch=True``): one GPU call and one forward pass serve
-    every visitor in the batch."""
+    every visitor in the batch. ``frame_pause``: the handler yields frames; they are computed in
+    one GPU call and played to the page this many seconds apart."""
     def mark(fn):
-        name = f"{fn.__module__}.{fn.__qualname__}"
-        _MODEL_HANDLERS[name] = (fn, duration)
-        fn.model_handler = name
-        fn.batched = batched
+        fn.gpu_seconds, fn.batched, fn.frame_pause = duration, batched, frame_pause
         return fn
     return mark
 
 
 def is_model_handler(fn) -> bool:
-    return getattr(fn, "model_handler", None) in _MODEL_HANDLERS
+    return hasattr(fn, "gpu_seconds")
 
 
-def _run_model(name: str, *inputs, **kwargs):
-    fn, _ = _MODEL_HANDLERS[name]
-    return fn(_SERVED["stack"], *inputs, **kwargs)
+def _run_model(fn, *inputs, **kwargs):
+    """The one GPU-decorated function: ``fn`` on the served stack (frames as one list)."""
+    out = fn(_SERVED["stack"], *inputs, **kwargs)
+    return list(out) if inspect.isgenerator(out) else out
 
 
-def _stream_model(name: str, *inputs, **kwargs):
-    """The same for a handler that yields frames (``spaces.GPU`` streams a generator)."""
-    fn, _ = _MODEL_HANDLERS[name]
-    yield from fn(_SERVED["stack"], *inputs, **kwargs)
-
-
-def _gpu_seconds(name: str, *inputs, **kwargs):
-    duration = _MODEL_HANDLERS[name][1]
+def _gpu_seconds(fn, *inputs, **kwargs):
+    duration = fn.gpu_seconds
     return duration(*inputs, **kwargs) if callable(duration) else duration
 
 
 def serve(stack: LanguageStack) -> None:
-    """The stack the model handlers run on, and the GPU-decorated runner (decorated here, not at
+    """The stack every handler runs on, and the GPU-decorated runner (decorated here, not at
     import, so that ``hosting.SPACES_GPU`` as set when the page is built is the one used)."""
     _SERVED["stack"] = stack
     _SERVED["run"] = hosting.gpu(_gpu_seconds)(_run_model)
-    _SERVED["stream"] = hosting.gpu(_gpu_seconds)(_stream_model)
 
 
 def served_stack() -> LanguageStack:
     return _SERVED["stack"]
+
+
+def run_handler(fn, *inputs):
+    """The one path of every event: a model handler through the GPU boundary, a CPU handler
+    here, both on the served stack."""
+    if is_model_handler(fn):
+        return _SERVED["run"](fn, *inputs)
+    return fn(_SERVED["stack"], *inputs)
 
 
 # --- the queue's lanes --------------------------------------------------------------------------
@@ -271,11 +272,11 @@ class MethodControls:
 # --- binding a handler to the page ----------------------------------------------------------------
 
 
-def bind(fn, stack: LanguageStack):
+def bind(fn):
     """``fn(stack, ...)`` as an event handler of the other inputs. A real function with the
     signature minus ``stack`` (Gradio reads it for gr.Progress, gr.Request and gr.SelectData),
     where a ``Method`` parameter stands for the method panel's controls, one parameter each.
-    A model handler runs through the GPU boundary with the visitor's inputs only."""
+    Every call goes through ``run_handler``."""
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())[1:]
     flat = []
@@ -286,7 +287,6 @@ def bind(fn, stack: LanguageStack):
         else:
             flat.append(p)
     flat_sig = sig.replace(parameters=flat)
-    name = getattr(fn, "model_handler", None) if is_model_handler(fn) else None
 
     def call(args, kwargs) -> list:
         got = flat_sig.bind(*args, **kwargs)
@@ -295,28 +295,26 @@ def bind(fn, stack: LanguageStack):
         return [Method(*(a[n] for n in Method.names())) if isinstance(p.default, Method)
                 else a[p.name] for p in params]
 
-    if inspect.isgeneratorfunction(fn):
+    if inspect.isgeneratorfunction(fn):  # frames computed in one call, played at their pace
         @functools.wraps(fn)
         def handler(*args, **kwargs):
-            if name is not None:
-                yield from _SERVED["stream"](name, *call(args, kwargs))
-            else:
-                yield from fn(stack, *call(args, kwargs))
+            for i, frame in enumerate(run_handler(fn, *call(args, kwargs))):
+                if i and getattr(fn, "frame_pause", None):
+                    time.sleep(fn.frame_pause)
+                yield frame
     else:
         @functools.wraps(fn)
         def handler(*args, **kwargs):
-            if name is not None:
-                return _SERVED["run"](name, *call(args, kwargs))
-            return fn(stack, *call(args, kwargs))
+            return run_handler(fn, *call(args, kwargs))
 
     handler.__signature__ = flat_sig
     return handler
 
 
-def event(stack: LanguageStack, fn, inputs, outputs, **kw) -> dict:
+def event(fn, inputs, outputs, **kw) -> dict:
     """The keyword arguments of one event (``trigger(**event(...))`` or ``.then(**...)``): the
     bound handler in its lane of the queue."""
-    return dict(fn=bind(fn, stack), inputs=inputs, outputs=outputs, **lane(fn), **kw)
+    return dict(fn=bind(fn), inputs=inputs, outputs=outputs, **lane(fn), **kw)
 
 
 # --- the shared controls ------------------------------------------------------------------------

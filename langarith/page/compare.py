@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -257,15 +256,14 @@ ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
 ANIMATE_PAUSE_S = 0.3  # between frames, so that a class can follow
 
 
-@model_handler(duration=lambda *_, **__: 5 + 2 * len(ANIMATE_LAMBDAS))
+@model_handler(duration=lambda *_, **__: 5 + 2 * len(ANIMATE_LAMBDAS), frame_pause=ANIMATE_PAUSE_S)
 @guarded
 def on_animate(stack: LanguageStack, target: str, source: str, text: str, mask_text: str,
                method: Method = LINEAR, task_name: str | None = None):
     """Walk λ from 0 to 1: each frame sets the slider (the curve's marker follows it) and shows
-    the formula and the three predictions (one forward a frame: A's and B's are cached)."""
-    for i, lam in enumerate(ANIMATE_LAMBDAS):
-        if i:
-            time.sleep(ANIMATE_PAUSE_S)
+    the formula and the three predictions (one forward a frame: A's and B's are cached). The
+    frames are computed in one GPU call; the page plays them ``ANIMATE_PAUSE_S`` apart."""
+    for lam in ANIMATE_LAMBDAS:
         yield (lam, *compare_view(stack, target, source, lam, text, method, task_name, full=False))
 
 
@@ -331,12 +329,12 @@ def outputs(p: dict) -> list:
 
 def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
     """The full comparison, as a step after any change."""
-    return event(stack, on_compare_rows, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
+    return event(on_compare_rows, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
 
 
 def fill_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
     """Fill-mask, as a step after the comparison (or on its own, for a new probe)."""
-    return event(stack, on_fill_mask_rows, inputs(c), p["fills"], **{"api_name": "fill_mask_step", **PRIVATE, **kw})
+    return event(on_fill_mask_rows, inputs(c), p["fills"], **{"api_name": "fill_mask_step", **PRIVATE, **kw})
 
 
 QUIET = dict(trigger_mode="always_last", show_progress="hidden")
@@ -346,12 +344,12 @@ def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
     """The slider: predictions follow it while dragging (only the latest pending update runs:
     no queue of stale work), the full comparison on release; ``follow.text``/``follow.lam``
     chain what follows a new text or a released λ; ``animate``: the tour's button."""
-    c.lam.input(**event(stack, on_drag_rows, inputs(c), outputs(p)[:7]), api_name="compare_drag",
+    c.lam.input(**event(on_drag_rows, inputs(c), outputs(p)[:7]), api_name="compare_drag",
                 **QUIET, **PRIVATE)
-    follow.lam(c.lam.release(**event(stack, on_compare_rows, inputs(c), outputs(p)),
+    follow.lam(c.lam.release(**event(on_compare_rows, inputs(c), outputs(p)),
                              api_name="compare_recipe", **QUIET), released=True)
-    p["linear_api"].click(**event(stack, on_compare_rows, inputs(c)[:5], outputs(p)), api_name="compare")
-    p["linear_api"].click(**event(stack, on_fill_mask_rows, inputs(c)[:5], p["fills"]), api_name="fill_mask")
+    p["linear_api"].click(**event(on_compare_rows, inputs(c)[:5], outputs(p)), api_name="compare")
+    p["linear_api"].click(**event(on_fill_mask_rows, inputs(c)[:5], p["fills"]), api_name="fill_mask")
     mask = stack.tokenizer.mask_token
     follow.text(c.example.input(lambda t: (t, tasks.mask_a_word(t or "", mask)), c.example,
                                 [c.text, c.mask_text], api_name="pick_example", **CPU_LANE, **PRIVATE))
@@ -359,6 +357,6 @@ def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
                               api_name="mask_probe", **CPU_LANE, **PRIVATE))
     c.mask_text.submit(**fill_event(stack, c, p, api_name="fill_mask_probe"))
     frames = [c.lam, p["head"], *p["labels"], *p["spans"]]
-    follow.lam(animate.click(**event(stack, on_animate, [c.target, c.source, c.text, c.mask_text,
+    follow.lam(animate.click(**event(on_animate, [c.target, c.source, c.text, c.mask_text,
                                                          *c.method.inputs, c.task], frames),
                              api_name="animate", **PRIVATE))

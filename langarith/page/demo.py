@@ -98,7 +98,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         heldout = mlm.heldout_event(stack, c, mlm_panel, api_name="mlm_heldout", **PRIVATE)
         follow = Follow(
             run=run, fill=compare.fill_event(stack, c, shown),
-            after=event(stack, on_after_compare_rows, compare.inputs(c),
+            after=event(on_after_compare_rows, compare.inputs(c),
                         [*shown["fills"], *mlm.outputs_live(mlm_panel)], api_name="after_compare", **PRIVATE),
             precomputed=[flips.flips_event(stack, c, flips_panel, **PRIVATE), heldout,
                          *sweep.shipped_events(stack, c, sweep_panel)],

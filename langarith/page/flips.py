@@ -115,10 +115,10 @@ def layout() -> dict:
 
 
 def flips_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
-    return event(stack, on_flips, [*c.pair, c.task], [p["note"], p["table"]], **kw)
+    return event(on_flips, [*c.pair, c.task], [p["note"], p["table"]], **kw)
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict, follow) -> None:
     """A picked row is a new text: ``follow.text`` runs its comparison."""
-    follow.text(p["table"].select(**event(stack, on_pick_flip, [*c.pair, c.task], [c.text, c.mask_text]),
+    follow.text(p["table"].select(**event(on_pick_flip, [*c.pair, c.task], [c.text, c.mask_text]),
                               api_name="pick_flip", **PRIVATE))

@@ -175,7 +175,7 @@ def layout(stack: LanguageStack, c: Controls) -> None:
 
 def target_event(stack: LanguageStack, c: Controls) -> dict:
     """A new target (or task): the suggested source, the first text and the setting."""
-    return event(stack, on_target, [c.target, c.source, c.link_note],
+    return event(on_target, [c.target, c.source, c.link_note],
                  [c.source, c.example, c.text, c.mask_text, c.setting])
 
 
@@ -191,12 +191,12 @@ def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
                                **PRIVATE))
     # The label-free λ is set like a tour step (the comparison and the flips follow); its line
     # belongs to one pair and task, so a new one clears it.
-    follow.lam(c.label_free.click(**event(stack, on_label_free, [c.target, c.source, c.task],
+    follow.lam(c.label_free.click(**event(on_label_free, [c.target, c.source, c.task],
                                           [c.lam, c.label_free_note]), api_name="label_free_lambda"))
     gr.on([c.target.change, c.source.change, c.task.change], lambda: "", None, c.label_free_note,
           api_name="clear_label_free", **CPU_LANE, **PRIVATE)
     m = c.method
-    load = demo.load(**event(stack, on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
+    load = demo.load(**event(on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
                                                    m.lam_inv, c.link_note]),
                      api_name="from_link", **PRIVATE)
     follow.pair(load.then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))

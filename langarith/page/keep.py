@@ -55,8 +55,8 @@ def layout() -> dict:
 
 def wire(stack: LanguageStack, c: Controls, p: dict, run: dict, after) -> None:
     """``run``: the comparison, re-run after a recipe is loaded; ``after(event)``: what follows it."""
-    p["export"].click(**event(stack, on_export, [*c.pair, *c.method.inputs],
+    p["export"].click(**event(on_export, [*c.pair, *c.method.inputs],
                               [p["zip_file"], p["recipe_file"], p["export_note"]]), api_name="export")
-    after(p["upload"].upload(**event(stack, on_load_recipe, p["upload"],
+    after(p["upload"].upload(**event(on_load_recipe, p["upload"],
                                      [*c.pair, *c.method.inputs, p["load_note"]]),
                              api_name="load_recipe").then(**run))

@@ -90,11 +90,11 @@ def wire(stack: LanguageStack, c: Controls, own: dict, run: dict, after) -> None
     for comp in (m.typology_k, m.typology_t):
         after(comp.release(**run))
     layer_in = [c.lam, m.lam_layers, m.lam_inv, m.extrapolate]
-    after(m.lam_layers.submit(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+    after(m.lam_layers.submit(**event(on_layer_plot, layer_in, own["layer_plot"]),
                               api_name="layer_plot").then(**run))
-    after(m.lam_inv.release(**event(stack, on_layer_plot, layer_in, own["layer_plot"]),
+    after(m.lam_inv.release(**event(on_layer_plot, layer_in, own["layer_plot"]),
                             api_name="layer_plot_inv", **PRIVATE).then(**run))
     after(m.weights_text.submit(**run))
     after(m.seed.submit(**run))
-    own["fill"].click(**event(stack, fill_weights, [c.target, m.typology_set, m.typology_k, m.typology_t],
+    own["fill"].click(**event(fill_weights, [c.target, m.typology_set, m.typology_k, m.typology_t],
                               [m.weights_text, m.method, own["note"]]), api_name="typology_weights")

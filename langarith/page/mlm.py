@@ -133,10 +133,10 @@ def outputs_live(p: dict) -> list:
 
 def heldout_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
     """Precomputed: a CPU-only event, never behind the model."""
-    return event(stack, on_mlm_heldout, c.pair, [p["heldout"], p["heldout_note"]], **kw)
+    return event(on_mlm_heldout, c.pair, [p["heldout"], p["heldout_note"]], **kw)
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict) -> None:
-    p["live_api"].click(**event(stack, on_mlm_live_rows, [*c.pair, c.text], outputs_live(p)), api_name="mlm_live")
-    p["ens_run"].click(**event(stack, on_mlm_ensemble, [*c.pair, c.text], [p["ens"], p["ens_note"]]),
+    p["live_api"].click(**event(on_mlm_live_rows, [*c.pair, c.text], outputs_live(p)), api_name="mlm_live")
+    p["ens_run"].click(**event(on_mlm_ensemble, [*c.pair, c.text], [p["ens"], p["ens_note"]]),
                        api_name="mlm_ensemble")

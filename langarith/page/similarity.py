@@ -5,8 +5,6 @@ by each signal, and how far the rankings agree."""
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from .. import analysis, plots, results, typology
@@ -17,9 +15,8 @@ FEATURE_CHOICES = [(f"{name} ({vec}, {measure})", name)
                    for name, (vec, measure) in typology.FEATURE_SETS.items()]
 
 
-@functools.lru_cache(maxsize=4)
 def _similarity(stack: LanguageStack) -> dict:
-    return analysis.similarity(stack)  # adapters never change: once per stack
+    return stack.memo.get("similarity", "all", lambda: analysis.similarity(stack))  # once per stack
 
 
 @guarded
@@ -109,13 +106,13 @@ def layout(stack: LanguageStack) -> dict:
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict, tab) -> None:
-    heat = event(stack, on_similarity, p["row"], [p["plot"], p["gain_plot"]])
+    heat = event(on_similarity, p["row"], [p["plot"], p["gain_plot"]])
     p["row"].change(**heat, api_name="similarity")
     tab.select(**heat, api_name="similarity_tab", api_visibility="private")
-    p["rank"].click(**event(stack, on_rank, c.target, [p["rank_note"], c.source]),
+    p["rank"].click(**event(on_rank, c.target, [p["rank_note"], c.source]),
                     api_name="rank_sources")
-    typ = event(stack, typology_heatmap, p["fs"], [p["ty_plot"], p["missing"]],
+    typ = event(typology_heatmap, p["fs"], [p["ty_plot"], p["missing"]],
                 api_visibility="private")
     p["fs"].change(**typ, api_name="typology")
     tab.select(**typ, api_name="typology_tab")
-    p["ty_rank"].click(**event(stack, typology_ranks, c.target, p["ranks"]), api_name="typology_ranks")
+    p["ty_rank"].click(**event(typology_ranks, c.target, p["ranks"]), api_name="typology_ranks")

@@ -213,12 +213,12 @@ def layout() -> dict:
 
 
 def _shipped(stack: LanguageStack, c: Controls, p: dict) -> dict:
-    return event(stack, on_sweep_tab, [c.target, c.source, c.task], [p["plot"], p["note"]],
+    return event(on_sweep_tab, [c.target, c.source, c.task], [p["plot"], p["note"]],
                  api_name="sweep_tab", api_visibility="private")
 
 
 def _measured(stack: LanguageStack, c: Controls, p: dict) -> dict:
-    return event(stack, on_measured, c.target, [p["measured"], p["lowres_plot"], p["lowres_note"]],
+    return event(on_measured, c.target, [p["measured"], p["lowres_plot"], p["lowres_note"]],
                  api_visibility="private")
 
 
@@ -232,6 +232,6 @@ def wire(stack: LanguageStack, c: Controls, p: dict, tab) -> None:
     tab.select(**_shipped(stack, c, p))
     tab.select(**_measured(stack, c, p), api_name="measured_tab")
     sweep_in = [c.target, c.source, c.task]
-    p["run"].click(**event(stack, on_run_sweep, sweep_in, [p["plot"], p["note"]]), api_name="sweep")
-    p["run_ens"].click(**event(stack, on_ensemble_sweep, sweep_in, [p["plot"], p["note"]]),
+    p["run"].click(**event(on_run_sweep, sweep_in, [p["plot"], p["note"]]), api_name="sweep")
+    p["run_ens"].click(**event(on_ensemble_sweep, sweep_in, [p["plot"], p["note"]]),
                        api_name="ensemble_sweep")

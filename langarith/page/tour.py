@@ -142,6 +142,6 @@ def layout() -> dict:
 def wire(stack: LanguageStack, c: Controls, p: dict, follow_lam) -> None:
     """``follow_lam(event)``: what follows a λ set by the page (comparison, flips, live curve)."""
     for i, (button, step) in enumerate(zip(p["buttons"], p["steps"])):
-        follow_lam(button.click(**event(stack, on_step, [step, c.target, c.source, c.task],
+        follow_lam(button.click(**event(on_step, [step, c.target, c.source, c.task],
                                         [c.lam, c.text, c.mask_text, p["note"]]),
                                 api_name=f"tour_{i + 1}", **PRIVATE))
