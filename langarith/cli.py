@@ -410,6 +410,8 @@ def _command(sub, name: str, run, help: str, parents=(), *, stack: bool = True,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import lambda_rules  # the rules' registry: --rule's choices
+
     p = argparse.ArgumentParser(prog="python -m langarith", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -445,9 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="JSON (the default output too)")
     sw.add_argument("--recompute", action="store_true",
                     help="evaluate here even when the bundle has this sweep precomputed")
-    sw.add_argument("--rule", choices=("dev", "mlm", "fixed"),
-                    help="also report the λ this rule picks (dev labels, the masked-LM minimum on "
-                    "unlabelled text, or --fixed-lam) and the three rules with 95 %% intervals")
+    sw.add_argument("--rule", choices=lambda_rules.RULES,
+                    help="the headline at the λ this rule picks (dev labels; the masked-LM minimum on "
+                    "unlabelled text; the lowest task-head entropy on the unlabelled dev texts; or "
+                    "--fixed-lam), and every rule with 95 %% intervals")
     sw.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
 
     ml = _command(sub, "mlm", cmd_mlm, "masked-LM loss of target-language text over λ (label-free)",
@@ -504,9 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--limit", type=int, help="at most N items per split (a quick check)")
     rp.add_argument("--setting", default="zero_shot", help="zero_shot (A = en) or enhancement (A = target)")
     rp.add_argument("--out", help="results folder (default: $LANGARITH_CACHE/reproduce/<profile>)")
-    rp.add_argument("--rule", choices=("dev", "mlm", "fixed"), default="dev",
-                    help="mlm or fixed: also the three λ rules side by side (mlm: the masked-LM "
-                    "minimum on the dev split's inputs, never its labels)")
+    rp.add_argument("--rule", choices=lambda_rules.RULES, default="dev",
+                    help="mlm, entropy or fixed: also the λ rules side by side (mlm: the masked-LM "
+                    "minimum on the dev split's inputs; entropy (NER only): the lowest tag entropy "
+                    "on them; neither reads a label)")
     rp.add_argument("--fixed-lam", type=float, default=0.5, help="λ of the fixed rule (default 0.5)")
     return p
 

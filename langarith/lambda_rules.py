@@ -1,6 +1,6 @@
 """Layer 3: how λ is chosen — the λ rules, in one place, and their paired bootstrap.
 
-A truly zero-shot language has no labelled dev set, yet the paper chooses λ on one. Three rules:
+A truly zero-shot language has no labelled dev set, yet the paper chooses λ on one. Four rules:
 
 - ``dev``: the λ of the task grid with the best labelled dev metric (ties: closer to 0.5), as
   the sweep has always done (``stats.choose_lambda``);
@@ -9,12 +9,18 @@ A truly zero-shot language has no labelled dev set, yet the paper chooses λ on 
   — then moved to the nearest λ of the task grid (the masked-LM grid is finer: 0.05 against
   0.1). Ties, of the loss and of the rounding (0.25 lies halfway between 0.2 and 0.3), go to the
   λ closer to 0.5, the sweep's own tie rule. It never reads a label;
+- ``entropy``: the λ of the task grid whose merged stack is least uncertain on the target's
+  unlabelled dev texts: the lowest mean prediction entropy of the task head (the label
+  distribution of a topic item; for tagging, pooled over every word's tag distribution), as EMEA
+  (Wang et al., 2021) and AdaMerging (Yang et al., 2024) choose merge weights. Ties closer to 0.5.
+  It never reads a label (``results/head_entropy.json``, ``python -m langarith.head_entropy``);
 - ``fixed``: λ = 0.5 (``FIXED_LAM``; TIPA's rerun of the paper, "NTG", fixes it there), or any
   other value, moved to the nearest grid λ the same way.
 
 ``bootstrap_rules`` measures the rules against each other with the paired bootstrap of the whole
-procedure: each resample redraws the dev items (for ``dev``), the unlabelled paragraphs (for
-``mlm``) and the test items (shared by all three rules: paired), re-chooses λ by each rule and
+procedure: each resample redraws the dev items (for ``dev``, and their texts for ``entropy``: the
+same draw), the unlabelled paragraphs (for ``mlm``) and the test items (shared by all rules:
+paired), re-chooses λ by each rule and
 scores each choice on the resampled test set. Its first two draws are ``stats.bootstrap_sweep``'s,
 so the ``dev`` rule's resampled test scores are the sweep's own.
 
@@ -34,9 +40,11 @@ from . import results, stats
 from .arithmetic import MergeError, check_lambda
 from .model import Bundle, InputError, LanguageStack
 
-RULES = ("dev", "mlm", "fixed")
+RULES = ("dev", "mlm", "entropy", "fixed")
+LABEL_FREE = ("mlm", "entropy")  # the rules that read no label: the page offers both
 FIXED_LAM = 0.5
-DIFFERENCES = (("mlm", "dev"), ("mlm", "fixed"), ("dev", "fixed"))
+DIFFERENCES = (("mlm", "dev"), ("mlm", "fixed"), ("dev", "fixed"),
+               ("entropy", "dev"), ("entropy", "mlm"), ("entropy", "fixed"))
 
 
 # --- the rules: pure choices on arrays -----------------------------------------------------------
@@ -63,6 +71,12 @@ def choose_mlm(unlabelled_losses, mlm_grid, grid) -> int:
     return nearest_on_grid(float(np.asarray(mlm_grid, float)[j]), grid)
 
 
+def choose_entropy(entropy_counts, grid) -> int:
+    """``entropy``: the lowest mean prediction entropy over the task ``grid``, from per-item
+    ``stats.loss_counts(entropy sums, predictions) [L, n, 2]`` (ties closer to 0.5)."""
+    return stats.choose_lambda(stats.metric(np.asarray(entropy_counts, float).sum(1)), grid)
+
+
 def choose_fixed(grid, lam: float = FIXED_LAM) -> int:
     """``fixed``: the grid λ nearest to ``lam`` (0.5 by default)."""
     return nearest_on_grid(lam, grid)
@@ -77,7 +91,7 @@ def grid_map(mlm_grid, grid) -> np.ndarray:
 
 
 def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=None, *,
-                    mlm_lam: float | None = None, fixed_lam: float = FIXED_LAM,
+                    mlm_lam: float | None = None, entropy_counts=None, fixed_lam: float = FIXED_LAM,
                     n_resamples: int = stats.N_RESAMPLES, seed: int = stats.SEED,
                     scale: float = 100.0) -> dict:
     """The test metric at each rule's λ and the differences between rules, with 95 % intervals.
@@ -87,7 +101,9 @@ def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=Non
     unlabelled paragraphs' ``stats.loss_counts`` at each λ of ``mlm_grid`` (the half the rule
     chooses on). Without them, pass ``mlm_lam`` (the rule's λ, chosen elsewhere): it is then held
     fixed in every resample (``texts_redrawn`` False) and the interval is narrower than the
-    procedure's. Draw order: dev items, test items, then paragraphs, all from one seeded
+    procedure's. ``entropy_counts [L, n_dev, 2]``: the dev items' prediction entropies at each λ
+    of ``grid`` (``choose_entropy``), redrawn with the dev items; without them the ``entropy``
+    rule is left out. Draw order: dev items, test items, then paragraphs, all from one seeded
     generator."""
     lam = np.asarray(grid, np.float64)
     dev, test = np.asarray(dev_counts, np.float64), np.asarray(test_counts, np.float64)
@@ -120,16 +136,24 @@ def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=Non
     else:
         raise ValueError("the mlm rule needs the paragraphs' counts or a λ chosen on them")
 
+    chosen = {"dev": (i_dev, r_dev), "mlm": (i_mlm, r_mlm)}
+    if entropy_counts is not None:
+        ec = np.asarray(entropy_counts, np.float64)
+        if ec.shape != (len(lam), dev.shape[1], 2):
+            raise ValueError("entropy counts must be [λ, dev items, 2], the dev items of dev_counts")
+        chosen["entropy"] = (choose_entropy(ec, lam),
+                             stats.choose_lambda_batch(stats.metric(np.einsum("rn,lnk->rlk", wd, ec)), lam))
+    chosen["fixed"] = (i_fixed, r_fixed)
     rows = np.arange(n_resamples)
-    chosen = {"dev": (i_dev, r_dev), "mlm": (i_mlm, r_mlm), "fixed": (i_fixed, r_fixed)}
     resampled = {r: test_m[rows, c] for r, (_, c) in chosen.items()}
     out = {"rules": {r: {"lam": float(lam[i]), "test": float(full_test[i]),
                          "ci95": stats._interval(resampled[r]),
                          "lam_chosen": {f"{x:g}": float(np.mean(c == j)) for j, x in enumerate(lam)}}
                      for r, (i, c) in chosen.items()}}
     for x, y in DIFFERENCES:
-        out[f"{x}_minus_{y}"] = stats._gain(full_test[chosen[x][0]] - full_test[chosen[y][0]],
-                                            resampled[x] - resampled[y])
+        if x in chosen and y in chosen:
+            out[f"{x}_minus_{y}"] = stats._gain(full_test[chosen[x][0]] - full_test[chosen[y][0]],
+                                                resampled[x] - resampled[y])
     return {**out, "fixed_lam": float(fixed_lam), "texts_redrawn": mlm_counts is not None,
             "n_dev": int(dev.shape[1]), "n_test": int(test.shape[1]), "n_texts": n_texts,
             "n_resamples": int(n_resamples), "seed": int(seed)}
@@ -166,6 +190,7 @@ class RuleData:
     mlm_grid: list[float]
     mlm_lam_first: float  # the masked-LM minimum on the first half of the paragraphs
     mlm_counts: np.ndarray | None  # [M, n_texts/2, 2] of the first half: None without per-text sums
+    entropy_counts: np.ndarray | None  # [L, n_dev, 2]: the dev texts' entropies; None if not shipped
     n_dev: int
     n_test: int
 
@@ -231,18 +256,34 @@ def unlabelled_half(stack: LanguageStack, target: str, a: str, b: str) -> tuple[
     return grid, float(curve["halves"]["best_lam_first"]), None
 
 
+def unlabelled_entropy(stack: LanguageStack, target: str, a: str, b: str, grid, task,
+                       n_dev: int) -> np.ndarray | None:
+    """The dev texts' prediction entropies ``[L, n_dev, 2]`` on the sweep's grid
+    (``stats.loss_counts``: the bootstraps maximise), or None where the bundle has none for this
+    pair and grid (run ``python -m langarith.head_entropy``)."""
+    e = (results.measured(stack, "head_entropy") or {}).get(task.name, {}).get(target)
+    if not e or (e["a"], e["b"]) != (a, b) or e["lambdas"] != list(grid) or len(e["counts"]) != n_dev:
+        return None
+    sums = np.asarray(e["sums"], float)
+    return stats.loss_counts(sums, np.broadcast_to(np.asarray(e["counts"], float), sums.shape))
+
+
 def rule_data(stack: LanguageStack, target: str, source: str | None = None,
               task_name: str | None = None) -> RuleData:
-    """Everything the three rules need for one target and task, from the shipped files."""
+    """Everything the rules need for one target and task, from the shipped files."""
     task = stack.bundle.task(task_name)
     sw = _task_sweep(stack, target, source, task)
     mlm_grid, mlm_lam, mlm_counts = unlabelled_half(stack, target, sw["a"], sw["b"])
+    grid = [p["lam"] for p in sw["points"]]
     return RuleData(target=target, a=sw["a"], b=sw["b"], task=task.name, kind=sw["kind"],
                     metric=sw["metric"], setting=sw["setting"],
-                    grid=[p["lam"] for p in sw["points"]], dev_scores=sw["dev_scores"],
+                    grid=grid, dev_scores=sw["dev_scores"],
                     test_scores=sw["test_scores"], dev_counts=sw["dev_counts"],
                     test_counts=sw["test_counts"], mlm_grid=mlm_grid, mlm_lam_first=mlm_lam,
-                    mlm_counts=mlm_counts, n_dev=int(sw["n_dev"]), n_test=int(sw["n_test"]))
+                    mlm_counts=mlm_counts,
+                    entropy_counts=unlabelled_entropy(stack, target, sw["a"], sw["b"], grid, task,
+                                                      int(sw["n_dev"])),
+                    n_dev=int(sw["n_dev"]), n_test=int(sw["n_test"]))
 
 
 def choose(rule: str, d: RuleData, fixed_lam: float = FIXED_LAM) -> int:
@@ -253,6 +294,11 @@ def choose(rule: str, d: RuleData, fixed_lam: float = FIXED_LAM) -> int:
         if d.mlm_counts is not None:
             return choose_mlm(-stats.metric(d.mlm_counts.sum(1)), d.mlm_grid, d.grid)
         return nearest_on_grid(d.mlm_lam_first, d.grid)
+    if rule == "entropy":
+        if d.entropy_counts is None:
+            raise InputError(f"no prediction entropies for {d.target} ({d.task}) in this bundle: "
+                             "run `python -m langarith.head_entropy`")
+        return choose_entropy(d.entropy_counts, d.grid)
     if rule == "fixed":
         return choose_fixed(d.grid, fixed_lam)
     raise InputError(f"unknown λ rule {rule!r}: choose one of {', '.join(RULES)}")
@@ -264,16 +310,18 @@ def compare(d: RuleData, fixed_lam: float = FIXED_LAM, **kw) -> dict:
     fixed_lam = check_lambda(fixed_lam)
     if d.dev_counts is not None and d.test_counts is not None:
         out = bootstrap_rules(d.grid, d.dev_counts, d.test_counts, d.mlm_grid, d.mlm_counts,
-                              mlm_lam=d.mlm_lam_first, fixed_lam=fixed_lam, **kw)
+                              mlm_lam=d.mlm_lam_first, entropy_counts=d.entropy_counts,
+                              fixed_lam=fixed_lam, **kw)
         out["note"] = None if out["texts_redrawn"] else (
             "no per-paragraph masked-LM sums in this bundle: the mlm λ is held at its choice in "
             "every resample (run `python -m langarith.mlm_texts`), so its intervals are too narrow")
     else:
-        idx = {r: choose(r, d, fixed_lam) for r in RULES}
+        idx = {r: choose(r, d, fixed_lam) for r in RULES if r != "entropy" or d.entropy_counts is not None}
         out = {"rules": {r: {"lam": d.grid[i], "test": d.test_scores[i], "ci95": None}
                          for r, i in idx.items()},
                **{f"{x}_minus_{y}": {"points": d.test_scores[idx[x]] - d.test_scores[idx[y]],
-                                     "ci95": None, "p_positive": None} for x, y in DIFFERENCES},
+                                     "ci95": None, "p_positive": None} for x, y in DIFFERENCES
+                  if x in idx and y in idx},
                "fixed_lam": float(fixed_lam), "texts_redrawn": False, "n_dev": d.n_dev,
                "n_test": d.n_test, "n_texts": None,
                "note": "the bundle ships no per-item counts for this sweep: scores without intervals"}
@@ -293,34 +341,44 @@ def _fmt_gain(g: dict) -> str:
     return f"{g['points']:+.1f} [{lo:+.1f}, {hi:+.1f}] points, {verdict}"
 
 
+RULE_WORDS = {"mlm": "masked-LM minimum on unlabelled {lang} text",
+              "entropy": "lowest task-head entropy on unlabelled {lang} dev texts"}
+
+
 def label_free_lambda(stack: LanguageStack, target: str, source: str | None = None,
-                      task_name: str | None = None, fixed_lam: float = FIXED_LAM) -> dict:
-    """The page's "use the label-free λ": the ``mlm`` rule's λ for a target (on the task grid),
-    beside the dev-chosen λ, with the test scores at both and their difference (95 % interval of
-    the paired bootstrap that re-chooses both λ on every resample), and one sentence.
+                      task_name: str | None = None, fixed_lam: float = FIXED_LAM,
+                      rule: str = "mlm") -> dict:
+    """The page's "use the label-free λ": a label-free rule's λ for a target (``mlm`` or
+    ``entropy``, on the task grid), beside the dev-chosen λ, with the test scores at both and
+    their difference (95 % interval of the paired bootstrap that re-chooses both λ on every
+    resample), and one sentence that names the rule.
 
     Never raises for a target the bundle lacks data for: then ``ok`` is False, ``lam`` None and
-    ``message`` says what is missing. Keys: ``ok``, ``message``, ``target``, ``a``, ``b``,
-    ``task``, ``metric``, ``lam`` (mlm rule, task grid), ``mlm_lam_unrounded`` (masked-LM grid),
-    ``dev_lam``, ``fixed_lam``, ``test`` ({"mlm", "dev", "fixed"}: points), ``mlm_minus_dev`` and
-    ``mlm_minus_fixed`` ({"points", "ci95" ([lo, hi] or None), "p_positive"}), ``n_dev``,
+    ``message`` says what is missing. Keys: ``ok``, ``message``, ``rule``, ``target``, ``a``,
+    ``b``, ``task``, ``metric``, ``lam`` (the rule's, task grid), ``mlm_lam_unrounded``
+    (masked-LM grid), ``dev_lam``, ``fixed_lam``, ``test`` (points per rule), ``<rule>_minus_dev``
+    and ``<rule>_minus_fixed`` ({"points", "ci95" ([lo, hi] or None), "p_positive"}), ``n_dev``,
     ``n_test``, ``n_texts``, ``texts_redrawn``, ``note``."""
+    if rule not in LABEL_FREE:
+        raise InputError(f"unknown label-free rule {rule!r}: choose one of {', '.join(LABEL_FREE)}")
     try:
         c = compare(rule_data(stack, target, source, task_name), fixed_lam)
+        if rule not in c["rules"]:
+            raise InputError(f"no prediction entropies for {target} in this bundle")
     except (InputError, MergeError) as e:
-        return {"ok": False, "message": f"no label-free λ for {target}: {e}", "target": target,
-                "lam": None}
+        return {"ok": False, "message": f"no label-free λ ({rule}) for {target}: {e}", "target": target,
+                "rule": rule, "lam": None}
     r = c["rules"]
     name = "accuracy" if c["metric"] == "accuracy" else "span F1"
-    lang = stack.bundle.text_of(target)
-    msg = (f"Label-free λ = {r['mlm']['lam']:g} (masked-LM minimum on unlabelled {lang} text; "
-           f"dev-chosen λ = {r['dev']['lam']:g}): test {name} {r['mlm']['test']:.1f} vs "
-           f"{r['dev']['test']:.1f}, {_fmt_gain(c['mlm_minus_dev'])} (n = {c['n_test']}).")
-    return {"ok": True, "message": msg, "target": target, "a": c["a"], "b": c["b"],
-            "task": c["task"], "metric": c["metric"], "lam": r["mlm"]["lam"],
+    how = RULE_WORDS[rule].format(lang=stack.bundle.text_of(target))
+    msg = (f"Label-free λ = {r[rule]['lam']:g} ({rule} rule: {how}; dev-chosen λ = "
+           f"{r['dev']['lam']:g}): test {name} {r[rule]['test']:.1f} vs {r['dev']['test']:.1f}, "
+           f"{_fmt_gain(c[f'{rule}_minus_dev'])} (n = {c['n_test']}).")
+    return {"ok": True, "message": msg, "rule": rule, "target": target, "a": c["a"], "b": c["b"],
+            "task": c["task"], "metric": c["metric"], "lam": r[rule]["lam"],
             "mlm_lam_unrounded": c["mlm_lam_unrounded"], "dev_lam": r["dev"]["lam"],
             "fixed_lam": r["fixed"]["lam"], "test": {k: v["test"] for k, v in r.items()},
-            "mlm_minus_dev": c["mlm_minus_dev"], "mlm_minus_fixed": c["mlm_minus_fixed"],
+            f"{rule}_minus_dev": c[f"{rule}_minus_dev"], f"{rule}_minus_fixed": c[f"{rule}_minus_fixed"],
             "n_dev": c["n_dev"], "n_test": c["n_test"], "n_texts": c["n_texts"],
             "texts_redrawn": c["texts_redrawn"], "note": c["note"]}
 

@@ -95,6 +95,7 @@ class Task:
     adapter: str
     labels: tuple[str, ...]
     eval: str | None = None  # folder of <lang>.jsonl eval files
+    label_names: dict[str, str] = field(default_factory=dict)  # code -> the name the page shows
     # Adapters stacked between the language adapter and the task adapter, as (name, folder) pairs:
     # ``Stack(language, *stack_before, task)`` (M2QA's MAD-X+Domain: language, domain, QA).
     stack_before: tuple[tuple[str, str], ...] = ()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from . import stats
 from .arithmetic import check_lambda
 from .model import InputError, LanguageStack
 from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
@@ -92,16 +94,17 @@ class NerComparison:
     removed: list[dict] = field(default_factory=list)  # spans in A, not in merged
     notice: str | None = None
 
-    def highlighted(self, which: str = "merged") -> list[tuple[str, str | None]]:
-        """``gr.HighlightedText`` segments of the text: entity type, with ``" (changed)"`` on the
-        merged side for spans the merge added and on A's side for spans it removed."""
+    def highlighted(self, which: str = "merged", name=str) -> list[tuple[str, str | None]]:
+        """``gr.HighlightedText`` segments of the text: entity type (as ``name`` spells it), with
+        ``" (changed)"`` on the merged side for spans the merge added and on A's side for spans it
+        removed."""
         changed = {(s["start"], s["end"], s["type"]) for s in
                    (self.added if which == "merged" else self.removed if which == "A" else [])}
         segs, pos = [], 0
         for s in self.spans[which]:
             if s["start"] > pos:
                 segs.append((self.text[pos:s["start"]], None))
-            label = s["type"] + (" (changed)" if (s["start"], s["end"], s["type"]) in changed else "")
+            label = name(s["type"]) + (" (changed)" if (s["start"], s["end"], s["type"]) in changed else "")
             segs.append((self.text[s["start"]:s["end"]], label))
             pos = s["end"]
         if pos < len(self.text):
@@ -177,33 +180,57 @@ def tag_words(stack: LanguageStack, sentences: list[list[str]], adapter, task: s
 
 
 @torch.inference_mode()
-def tag_words_counted(stack: LanguageStack, sentences: list[list[str]], adapter,
-                      task: str | None = None, batch_size: int = 32,
-                      max_tokens: int = MAX_TOKENS) -> tuple[list[list[str]], int]:
-    """``tag_words``, and how many sentences were cut at ``max_tokens``."""
-    t = stack.bundle.task_of_kind("tagging", task)
-    names = labels_of(stack, t.name)
+def _first_subtoken_logits(stack: LanguageStack, sentences: list[list[str]], adapter, task: str,
+                           batch_size: int, max_tokens: int):
+    """For each pre-split sentence (length-sorted batches): its index and the tag logits of each
+    word's first sub-token ``{word: logits}`` (words cut off by the token limit are absent)."""
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    out: list[list[str]] = [[] for _ in sentences]
-    cut = 0
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         enc = stack.tokenizer([sentences[i] for i in idx], is_split_into_words=True,
                               truncation=True, max_length=max_tokens, padding=True,
                               return_tensors="pt")
         word_ids = [enc.word_ids(j) for j in range(len(idx))]
-        with stack.use(adapter, t.name) as model:
-            pred = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=t.name).logits.argmax(-1).cpu()
+        with stack.use(adapter, task) as model:
+            logits = model(**{k: v.to(stack.device) for k, v in enc.items()}, head=task).logits.float().cpu()
         for j, i in enumerate(idx):
-            tags, prev, seen = ["O"] * len(sentences[i]), None, set()
+            first, prev = {}, None
             for pos, w in enumerate(word_ids[j]):
                 if w is not None and w != prev:
-                    tags[w] = names[int(pred[j, pos])]
-                    seen.add(w)
+                    first[w] = logits[j, pos]
                 prev = w
-            out[i] = tags
-            cut += len(seen) < len(tags)
+            yield i, first
+
+
+@torch.inference_mode()
+def tag_words_counted(stack: LanguageStack, sentences: list[list[str]], adapter,
+                      task: str | None = None, batch_size: int = 32,
+                      max_tokens: int = MAX_TOKENS) -> tuple[list[list[str]], int]:
+    """``tag_words``, and how many sentences were cut at ``max_tokens``."""
+    t = stack.bundle.task_of_kind("tagging", task)
+    names = labels_of(stack, t.name)
+    out: list[list[str]] = [[] for _ in sentences]
+    cut = 0
+    for i, first in _first_subtoken_logits(stack, sentences, adapter, t.name, batch_size, max_tokens):
+        tags = ["O"] * len(sentences[i])
+        for w, logit in first.items():
+            tags[w] = names[int(logit.argmax())]
+        out[i] = tags
+        cut += len(first) < len(tags)
     return out, cut
+
+
+@torch.inference_mode()
+def word_entropies(stack: LanguageStack, sentences: list[list[str]], adapter, task: str | None = None,
+                   batch_size: int = 32, max_tokens: int = MAX_TOKENS) -> list[tuple[float, int]]:
+    """Per sentence: the summed entropy (nats) of the tag distribution of each word (its first
+    sub-token, as ``tag_words`` reads it) and the number of words. Reads no label."""
+    t = stack.bundle.task_of_kind("tagging", task)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(sentences)
+    for i, first in _first_subtoken_logits(stack, sentences, adapter, t.name, batch_size, max_tokens):
+        probs = torch.stack(list(first.values())).softmax(-1).numpy() if first else np.zeros((0, 1))
+        out[i] = (float(stats.entropy(probs).sum()), len(first))
+    return out
 
 
 def load_tagging_eval(stack: LanguageStack, lang: str, task: str | None = None,

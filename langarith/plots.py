@@ -138,13 +138,16 @@ def sweep_figure(sweep: dict, title: str) -> go.Figure:
     return fig
 
 
-def mlm_figure(curve: dict, title: str, lam: float | None = None, height: int = 320) -> go.Figure:
+def mlm_figure(curve: dict, title: str, lam: float | None = None, height: int = 320,
+               compact: bool = False) -> go.Figure:
     """Masked-LM loss against λ: both endpoints (A and B alone) and the minimum marked; the
-    current λ as a vertical line. Lower is better: the merge models the text better."""
+    current λ as a vertical line. Lower is better: the merge models the text better.
+    ``compact`` (the first screen): no title row; the legend takes its place and names the text."""
     lams = [p["lam"] for p in curve["points"]]
     loss = [p["loss"] for p in curve["points"]]
     best = min(range(len(loss)), key=lambda i: (loss[i], abs(lams[i] - 0.5)))
-    fig = go.Figure(go.Scatter(x=lams, y=loss, mode="lines+markers", name="merged",
+    fig = go.Figure(go.Scatter(x=lams, y=loss, mode="lines+markers",
+                               name=f"merged, on {title}" if compact else "merged",
                                line=dict(color=COLORS["merged"])))
     marks = [(lams.index(1.0), f"{curve['a']} alone (A)", COLORS["A"]),
              (lams.index(0.0), f"{curve['b']} alone (B)", COLORS["B"]),
@@ -163,6 +166,9 @@ def mlm_figure(curve: dict, title: str, lam: float | None = None, height: int = 
                       xaxis=dict(title=f"λ (weight of {curve['a']})"),
                       yaxis=dict(title="masked-LM loss (lower is better)"),
                       margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.3))
+    if compact:
+        fig.update_layout(title=None, margin=dict(l=50, r=10, t=10, b=40), yaxis=dict(title="masked-LM loss"),
+                          legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0, font=dict(size=11)))
     return fig
 
 

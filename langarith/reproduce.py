@@ -327,8 +327,8 @@ def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[flo
     best = stats.choose_lambda([m[metric] for m in metrics["dev"]], lambdas)
     ia, ib = lambdas.index(1.0), lambdas.index(0.0)
     boot = stats.bootstrap_sweep(lambdas, np.stack(counts["dev"]), np.stack(counts["test"]))
-    rules = (three_rules(stack, spec, a, b, lambdas, data["dev"], counts, fixed_lam)
-             if rule != "dev" else None)
+    rules = (three_rules(stack, spec, a, b, lambdas, data["dev"], counts, fixed_lam,
+                         entropy=rule == "entropy") if rule != "dev" else None)
     return {
         "target": target, "a": a, "b": b,
         "points": [{"lam": lam, "dev": metrics["dev"][i], "test": metrics["test"][i]}
@@ -342,19 +342,41 @@ def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[flo
 
 
 def three_rules(stack, spec: dict, a: str, b: str, lambdas: list[float], dev_rows: list[dict],
-                counts: dict, fixed_lam: float) -> dict:
+                counts: dict, fixed_lam: float, entropy: bool = False) -> dict:
     """The dev, mlm and fixed λ rules with the paired bootstrap (``lambda_rules.bootstrap_rules``):
     the mlm rule's masked-LM curve is scored on the dev split's inputs (``unlabelled_texts``; all
-    of them: the report is on the test split's labels), on the task's own λ grid."""
+    of them: the report is on the test split's labels), on the task's own λ grid. With
+    ``entropy``, also the entropy rule: the NER head's tag entropy on the dev sentences' words
+    (their tokens only, never their tags)."""
     from . import lambda_rules, tasks
 
     texts = unlabelled_texts(spec, dev_rows)
     curve = tasks.mlm_curve(stack, texts, a, b, lambdas)
+    ent = entropy_counts(stack, spec, a, b, lambdas, dev_rows) if entropy else None
     out = lambda_rules.bootstrap_rules(lambdas, np.stack(counts["dev"]), np.stack(counts["test"]),
                                        lambdas, stats.loss_counts(curve["sums"], curve["counts"]),
-                                       fixed_lam=fixed_lam)
+                                       entropy_counts=ent, fixed_lam=fixed_lam)
     return {**out, "mlm_curve": {"points": curve["points"], "n_texts": len(texts),
                                  "n_tokens": curve["n_tokens"]}}
+
+
+def entropy_counts(stack, spec: dict, a: str, b: str, lambdas: list[float], dev_rows: list[dict]):
+    """The entropy rule's input ``[L, n_dev, 2]``: per dev sentence, the summed tag entropy of its
+    words under each λ's merge and the word count (``ner.word_entropies``)."""
+    from .ner import word_entropies
+
+    if spec["task"] == "qa":
+        raise ReproduceError("the entropy rule is measured for NER only: a QA head's answer-span "
+                             "entropy is not defined here yet; use --rule mlm")
+    limit = min(512, getattr(stack.model.config, "max_position_embeddings", 512))
+    sums, n = [], None
+    for lam in lambdas:
+        got = word_entropies(stack, [r["tokens"] for r in dev_rows], {a: lam, b: 1.0 - lam}, spec["task"],
+                             max_tokens=limit)
+        sums.append([h for h, _ in got])
+        n = [c for _, c in got]
+    sums = np.asarray(sums, np.float64)
+    return stats.loss_counts(sums, np.broadcast_to(np.asarray(n, np.float64), sums.shape))
 
 
 def changed_items(spec: dict, rows: list[dict], pa: list, pm: list, pb: list, keep: int = 200) -> list:
@@ -419,16 +441,18 @@ def markdown(res: dict) -> str:
     ruled = {t: e["rules"] for setting in SETTINGS for t, e in res["full"].get(setting, {}).items()
              if e.get("rules")}
     if ruled:
-        lines += ["", f"## λ rules ({m}, test): dev labels, the masked-LM minimum on the dev inputs "
-                  "(no labels), a fixed λ; paired bootstrap 95 % CI, λ re-chosen on every resample", "",
-                  "| target | dev (λ) | mlm (λ) | fixed (λ) | mlm − dev [95% CI] | mlm − fixed [95% CI] "
-                  "| n dev / test / texts |", "|---|---|---|---|---|---|---|"]
+        lines += ["", f"## λ rules ({m}, test): dev labels, the masked-LM minimum on the dev inputs, the "
+                  "lowest tag entropy on them (both without labels), a fixed λ; paired bootstrap 95 % CI, "
+                  "λ re-chosen on every resample", "",
+                  "| target | dev (λ) | mlm (λ) | entropy (λ) | fixed (λ) | mlm − dev [95% CI] | mlm − fixed [95% CI] "
+                  "| entropy − dev [95% CI] | n dev / test / texts |", "|---|---|---|---|---|---|---|---|---|"]
         for t, r in ruled.items():
             cell = {k: f"{v['test']:.1f} ({v['lam']:g})" for k, v in r["rules"].items()}
-            gap = {k: f"{g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]"
-                   for k, g in ((k, r[k]) for k in ("mlm_minus_dev", "mlm_minus_fixed"))}
-            lines.append(f"| {t} | {cell['dev']} | {cell['mlm']} | {cell['fixed']} | {gap['mlm_minus_dev']} | "
-                         f"{gap['mlm_minus_fixed']} | {r['n_dev']} / {r['n_test']} / {r['n_texts']} |")
+            gap = {k: f"{r[k]['points']:+.1f} [{r[k]['ci95'][0]:+.1f}, {r[k]['ci95'][1]:+.1f}]" if k in r else "–"
+                   for k in ("mlm_minus_dev", "mlm_minus_fixed", "entropy_minus_dev")}
+            lines.append(f"| {t} | {cell['dev']} | {cell['mlm']} | {cell.get('entropy', '–')} | {cell['fixed']} | "
+                         f"{gap['mlm_minus_dev']} | {gap['mlm_minus_fixed']} | {gap['entropy_minus_dev']} | "
+                         f"{r['n_dev']} / {r['n_test']} / {r['n_texts']} |")
     for t, msg in res.get("failed", {}).items():
         lines.append(f"\n- **{t}** not run: {' '.join(msg.split())}")
     return "\n".join(lines) + "\n"

@@ -191,7 +191,42 @@ def from_query(params: dict[str, str]) -> Recipe:
     return r
 
 
-def to_query(recipe: Recipe) -> str:
+MAX_LINK_TEXT = 1_000  # characters of free text a class link carries (longer: an example's index)
+
+
+@dataclass
+class Lesson:
+    """What a class link adds to a recipe: the task, the text (an example's index into the
+    target's examples, or the text itself) and the tour step (1-based) the class is at. The page
+    checks the task, index and step against its bundle and tour."""
+    task: str | None = None
+    example: int | None = None
+    text: str | None = None
+    step: int | None = None
+
+
+def _whole(params: dict[str, str], name: str) -> int | None:
+    v = params.get(name)
+    if v in (None, ""):
+        return None
+    if not v.strip().isdigit():
+        raise InputError(f"{name} in the link must be a whole number ≥ 0, got {v!r}")
+    return int(v)
+
+
+def lesson_from_query(params: dict[str, str]) -> Lesson:
+    """``task``, ``example`` or ``text``, and ``step`` of a class link (each optional)."""
+    text = params.get("text") or None
+    if text is not None and len(text) > MAX_LINK_TEXT:
+        raise InputError(f"the link's text is {len(text):,} characters; a link carries at most {MAX_LINK_TEXT:,}")
+    if text is not None and params.get("example"):
+        raise InputError("the link names both an example and a text; keep one")
+    return Lesson(task=params.get("task") or None, example=_whole(params, "example"), text=text,
+                  step=_whole(params, "step"))
+
+
+def to_query(recipe: Recipe, lesson: Lesson | None = None) -> str:
+    """The link's query string: the view of ``recipe`` and, for a class, the ``lesson``."""
     q = {"target": recipe.target, "lam": f"{recipe.lam:g}"}
     if recipe.source:
         q["source"] = recipe.source
@@ -199,7 +234,12 @@ def to_query(recipe: Recipe) -> str:
         q["lam_layers"] = ",".join(f"{t:g}" for t in recipe.lam_layers)
         if recipe.lam_inv is not None:
             q["lam_inv"] = f"{recipe.lam_inv:g}"
-    return "?" + urllib.parse.urlencode(q)
+    if lesson is not None:
+        if lesson.text is not None and len(lesson.text) > MAX_LINK_TEXT:
+            raise InputError(f"the text is {len(lesson.text):,} characters; a link carries at most "
+                             f"{MAX_LINK_TEXT:,}: shorten it or pick one of the examples")
+        q.update({k: str(v) for k, v in asdict(lesson).items() if v is not None})
+    return "?" + urllib.parse.urlencode(q, quote_via=urllib.parse.quote)
 
 
 def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:

@@ -37,6 +37,13 @@ def loss_counts(loss_sums, n_tokens) -> np.ndarray:
     return np.stack([-np.asarray(loss_sums, np.float64), np.asarray(n_tokens, np.float64)], axis=-1)
 
 
+def entropy(probs) -> np.ndarray:
+    """Shannon entropy in nats of each distribution along the last axis (0 · log 0 = 0)."""
+    p = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0.0).sum(-1)
+
+
 def metric(sums) -> np.ndarray:
     """The metric from summed counts ``[..., k]``: accuracy for k = 2, micro F1 for k = 3."""
     s = np.asarray(sums, dtype=np.float64)

@@ -548,19 +548,38 @@ def on_url(stack):
     (dict(target="pt", lam="2"), "Link ignored: λ must lie in [0, 1], got 2.0 (extrapolation is off)"),
     (dict(target="pt", source="xx"), "Link ignored: unknown language 'xx'"),
     (dict(target="pt", source="nl"), "Link ignored: nl has no adapter"),
+    (dict(target="pt", task="qa"), "Link ignored: unknown task 'qa' in the link; this page has: "),
+    (dict(target="pt", example="99"), "Link ignored: the link's example 99 is not one of pt's"),
+    (dict(target="pt", example="-1"), "Link ignored: example in the link must be a whole number ≥ 0"),
+    (dict(target="pt", step="two"), "Link ignored: step in the link must be a whole number ≥ 0"),
+    (dict(target="pt", text="x" * 1001), "Link ignored: the link's text is 1,001 characters"),
+    (dict(target="pt", text="hi", example="0"), "Link ignored: the link names both an example and a text"),
 ])
 def test_malformed_link_is_ignored_with_a_reason(on_url, query, msg):
     *fields, note = on_url(**query)
     assert note.startswith(msg), note
     assert all(f == {"__type__": "update"} for f in fields)  # the page keeps its defaults
     keep = {"__type__": "update"}
-    assert on_url(target="pt", source="es", lam="0.7") == ("pt", "es", 0.7, keep, keep, keep,
+    none = dict(task=None, text=None, step=None, what="")
+    assert on_url(target="pt", source="es", lam="0.7") == ("pt", "es", 0.7, keep, keep, keep, keep, none,
                                                            "Restored from the link: pt.")
+
+
+def test_a_class_link_restores_the_task_the_text_and_the_tour_step(on_url, stack):
+    keep = {"__type__": "update"}
+    ex = stack.bundle.language("pt").examples
+    task = [t for t in stack.bundle.tasks.values() if t.kind == "tagging"][0].name
+    *_, shown_task, lesson, note = on_url(target="pt", lam="0.3", task=task, example="1", step="3")
+    assert (shown_task, lesson["text"], lesson["step"]) == (task, ex[1], 3)
+    assert note == "Restored from the link: pt, the task, the text, tour step 3."
+    *_, shown_task, lesson, note = on_url(target="pt", text="Um texto da aula.")
+    assert (shown_task, lesson["text"], lesson["step"]) == (keep, "Um texto da aula.", None)
 
 
 def test_a_per_layer_link_restores_the_method_and_its_anchors(on_url):
     assert on_url(target="pt", source="es", lam="0.5", lam_layers="0.2,0.8", lam_inv="0.4") == (
-        "pt", "es", 0.5, "layer_gradient", "0.2, 0.8", 0.4, "Restored from the link: pt.")
+        "pt", "es", 0.5, "layer_gradient", "0.2, 0.8", 0.4, {"__type__": "update"},
+        dict(task=None, text=None, step=None, what=""), "Restored from the link: pt.")
     *fields, note = on_url(target="pt", lam_layers="0.2,nan")
     assert note.startswith("Link ignored:") and all(f == {"__type__": "update"} for f in fields)
     *fields, note = on_url(target="pt", lam_layers="0.2,1.5")

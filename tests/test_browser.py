@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +100,8 @@ def test_page_loads_and_follows_the_slider(stack, page):
     # where the merge matters, and the masked-LM curves, at once
     page.wait_for_function("() => (document.querySelector('#flips-note')?.innerText || '').includes('at λ = 0.5')")
     assert page.locator("#flips tbody tr").count() >= 1
-    assert "held-out pt text" in svg_title(page, "mlm-heldout")
+    # the curve is drawn, and its legend names the text it is the loss of
+    page.wait_for_function("() => (document.querySelector('#mlm-heldout')?.innerText || '').includes('held-out pt text')")
     page.wait_for_function("() => (document.querySelector('#mlm-live')?.innerText || '').includes('λ = 0.50')")
     page.wait_for_selector("#pred-merged .label")  # the top label heading is rendered
     assert ref.prediction("merged") in page.locator("#pred-merged").inner_text()
@@ -263,7 +266,9 @@ def test_the_label_free_lambda_moves_the_slider_and_says_how_it_did(stack, page)
 
 # --- the first screen of the embedded bundle, at the sizes the README promises ----------------
 
-FIRST_SCREEN_SIZES = [(1400, 1000), (1920, 1080)]
+# A classroom projector (1280 × 720, 1366 × 768), a laptop, a desktop (issue 27).
+FIRST_SCREEN_SIZES = [(1280, 720), (1366, 768), (1400, 1000), (1920, 1080)]
+SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "bundle" / "manifest.json"
 
 
 def box(page, elem: str) -> dict:
@@ -276,14 +281,15 @@ def box(page, elem: str) -> dict:
 def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser, shipped_app_url,
                                                                         width, height):
     """``python app.py`` opened at a screen size the README names: without scrolling, the three
-    predictions (A | merged | B) and the held-out masked-LM curve are wholly on screen, the
-    predictions side by side in one row and the curve beside them, not below."""
+    predictions (A | merged | B), the held-out masked-LM curve and the tour's sentence are wholly
+    on screen, the predictions side by side in one row and the curve beside them, not below; the
+    predictions read as the applications' names, not their codes."""
     page = open_page(browser, shipped_app_url, width, height)
     try:
         page.wait_for_selector("#pred-merged .label")
         page.wait_for_selector("#mlm-heldout svg.main-svg")
         assert page.evaluate("() => window.scrollY") == 0
-        boxes = {e: box(page, e) for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout")}
+        boxes = {e: box(page, e) for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout", "tour-note")}
         for elem, b in boxes.items():
             assert b["x"] >= 0 and b["y"] >= 0, elem
             assert b["x"] + b["width"] <= width and b["y"] + b["height"] <= height, \
@@ -294,6 +300,64 @@ def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser
         beside = curve["x"] >= b_["x"] + b_["width"] - 1 or curve["x"] + curve["width"] <= a["x"] + 1
         overlap = min(m["y"] + m["height"], curve["y"] + curve["height"]) - max(m["y"], curve["y"])
         assert beside and overlap > 0, f"the curve {curve} is not beside the predictions {m}"
+        shown = page.locator("#pred-merged").inner_text()
+        task = json.loads(SHIPPED.read_text())["tasks"][0]
+        names = set(task["label_names"].values())
+        assert sum(n in shown.split() for n in names) == 3, shown  # its top three, by name
+        assert not any(code in shown for code in task["labels"]), shown
         assert new_errors(page) == []
     finally:
         page.close()
+
+
+def class_view(page) -> dict:
+    """What a class link sets: the task checked, the text, λ, the tour's sentence."""
+    return page.evaluate("""() => ({
+      task: document.querySelector('#task input:checked')?.parentElement?.innerText.trim(),
+      text: document.querySelector('#text textarea').value,
+      lam: document.querySelector('#lam input[type=number]').value,
+      note: document.querySelector('#tour-note').innerText.trim(),
+      link: document.querySelector('#link-note').innerText.trim()})""")
+
+
+def test_a_class_link_opens_every_page_on_its_text_task_and_tour_step(browser, shipped_app_url):
+    """Issue 27: ``?target=..&task=..&example=..&step=..`` opens the page on that task, that
+    example's text and that tour step (its λ and sentence); "Link for my class" on that page
+    gives a link that opens the same view again; a tour step the tour lacks is ignored, saying so."""
+    manifest = json.loads(SHIPPED.read_text())
+    pt = next(lang for lang in manifest["languages"] if lang["code"] == "pt")
+    spans = next(t for t in manifest["tasks"] if t["kind"] == "tagging")
+    link = f"{shipped_app_url}?target=pt&source=es&lam=0.7&task={spans['name']}&example=1&step=2"
+    page = open_page(browser, link, 1280, 720)
+    try:
+        page.wait_for_function("() => (document.querySelector('#tour-note')?.innerText || '').startsWith('2 ·')")
+        page.wait_for_selector("#spans-merged", state="visible")
+        page.wait_for_function("() => (document.querySelector('#formula')?.innerText || '').includes('merged = 0.00·en')")
+        view = class_view(page)
+        assert view["task"] == spans["title"] and view["text"] == pt["examples"][1]
+        assert float(view["lam"]) == 0.0  # step 2: B alone, whatever λ the link said
+        assert view["link"].startswith("Restored from the link: pt") and "tour step 2" in view["link"]
+        page.get_by_role("tab", name="Keep & share").click()
+        page.locator("#class-link").click()
+        page.wait_for_function("() => (document.querySelector('#class-link-note')?.innerText || '').includes('?target=')")
+        shared = page.locator("#class-link-note code").inner_text().strip()
+        assert shared.startswith(shipped_app_url) and "example=1" in shared and "step=2" in shared, shared
+        assert new_errors(page) == []
+    finally:
+        page.close()
+    again = open_page(browser, shared, 1280, 720)
+    try:
+        again.wait_for_function("() => (document.querySelector('#tour-note')?.innerText || '').startsWith('2 ·')")
+        again.wait_for_selector("#spans-merged", state="visible")
+        assert {k: v for k, v in class_view(again).items() if k != "link"} == \
+            {k: v for k, v in view.items() if k != "link"}
+    finally:
+        again.close()
+    stale = open_page(browser, f"{shipped_app_url}?target=pt&example=1&step=9", 1280, 720)
+    try:
+        stale.wait_for_function("() => (document.querySelector('#link-note')?.innerText || '').includes('step')")
+        view = class_view(stale)
+        assert "tour step is ignored" in view["link"] and view["text"] == pt["examples"][1]
+        assert view["note"].startswith("Tour for a class")  # no step taken
+    finally:
+        stale.close()

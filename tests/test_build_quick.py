@@ -27,8 +27,11 @@ def built(quick_build):
 def test_every_stage_ran_in_the_registrys_order(built):
     stages = json.loads((built.work / "stages.json").read_text())
     assert list(stages) == ["corpus", "base", "head", "adapters", "task", "evaluate", "package",
-                            "tagging", "tagging_eval", "lowres", "lowres_eval"]
+                            "tagging", "tagging_eval", "entropy", "lowres", "lowres_eval"]
     assert list(stages) == build.STAGES
+    # the entropy rule's inputs: one entry per swept target and task, every λ of its sweep
+    ent = json.loads((built.out / "results" / "head_entropy.json").read_text())
+    assert sum(len(v) for v in ent.values()) == stages["entropy"]["computed"] + stages["entropy"]["kept"]
 
 
 def test_the_packaged_bundle_holds_the_sweeps_with_their_bootstrap(built):

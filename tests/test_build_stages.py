@@ -13,15 +13,16 @@ from langarith.bundle.context import Build
 
 def test_the_registry_lists_every_stage_once_in_order():
     assert build.STAGES == ["corpus", "base", "head", "adapters", "task", "evaluate", "package",
-                            "tagging", "tagging_eval", "lowres", "lowres_eval"]
+                            "tagging", "tagging_eval", "entropy", "lowres", "lowres_eval"]
     assert [s.name for s in build.REGISTRY] == build.STAGES and set(build.BY_NAME) == set(build.STAGES)
     for s in build.REGISTRY:
         assert callable(s.run) and s.writes
         # a stage only voids stages after it (their output builds on its own)
         assert all(build.STAGES.index(x) > build.STAGES.index(s.name) for x in s.invalidates)
     # both write what lowres_eval files its results into: it must run again after either
-    assert build.BY_NAME["evaluate"].invalidates == ("lowres_eval",)
-    assert build.BY_NAME["tagging_eval"].invalidates == ("lowres_eval",)
+    assert build.BY_NAME["evaluate"].invalidates == ("lowres_eval", "entropy")
+    assert build.BY_NAME["tagging_eval"].invalidates == ("lowres_eval", "entropy")
+    assert build.BY_NAME["package"].invalidates == ("entropy",)  # it rewrites results/
 
 
 @pytest.fixture

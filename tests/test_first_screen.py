@@ -80,7 +80,8 @@ def test_tour_steps_set_lambda_and_say_what_to_look_at(stack):
     best = results.sweep_summary(stack, "pt", "es")["best_lam"]
     lams, notes = [], []
     for i in range(len(tour.STEPS)):
-        lam, text, mask, note = tour.on_step(stack, i, "pt", "es", "topic")
+        lam, text, mask, note, shown = tour.on_step(stack, i, "pt", "es", "topic")
+        assert shown == i + 1  # the step a class link carries
         lams.append(lam)
         notes.append(note)
         if tour.STEPS[i].changed_item:  # a dev item on which A, the merge and B disagree

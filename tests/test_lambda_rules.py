@@ -415,7 +415,7 @@ def test_cli_sweep_rule_mlm_json(stack, tiny_bundle):
     assert out["test_at_best"] == pytest.approx(test[free["lam"]])
     assert out["gain_vs_a"]["points"] == pytest.approx(test[free["lam"]] - test[1.0])
     assert out["gain_vs_better"]["points"] == pytest.approx(test[free["lam"]] - max(test[1.0], test[0.0]))
-    assert set(out["rules"]["rules"]) == {"dev", "mlm", "fixed"}
+    assert set(out["rules"]["rules"]) == {"dev", "mlm", "entropy", "fixed"}
     assert out["rules"]["mlm_minus_dev"]["points"] == pytest.approx(free["mlm_minus_dev"]["points"])
     r = _cli("sweep", "--target", "pt", "--points", "3", "--rule", "fixed", "--fixed-lam", "1",
              "--json", bundle=tiny_bundle)
@@ -502,3 +502,141 @@ def test_reproduce_bad_rule_is_refused(tmp_path, monkeypatch):
         cli.main(["reproduce", "--profile", "mbert-ner", "--rule", "best"])
     assert e.value.code == 2
     assert not list(tmp_path.iterdir())
+
+
+# --- the entropy rule (issue 28): the task head's uncertainty on unlabelled dev texts -----------
+
+
+def test_entropy_of_distributions_against_the_formula():
+    import math
+
+    got = stats.entropy([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    want = [math.log(2), 0.0, -sum(p * math.log(p) for p in (0.2, 0.3, 0.5))]
+    assert got == pytest.approx(want)
+
+
+def test_entropy_rule_is_the_lowest_mean_entropy_pooled_over_predictions():
+    # three items, one of them a sentence of 4 words: pooled per prediction, not per item
+    sums = np.array([[0.9, 0.9, 4.0], [0.5, 0.6, 3.6], [0.2, 0.3, 4.4], [0.4, 0.4, 2.0], [1.0, 1.0, 4.0]])
+    counts = np.array([1, 1, 4])
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0]
+    direct = [sum(row) / counts.sum() for row in sums.tolist()]
+    ec = stats.loss_counts(sums, np.broadcast_to(counts, sums.shape))
+    assert grid[lr.choose_entropy(ec, grid)] == _direct_best(direct, grid, lower=True) == 0.75
+    sums[1] = sums[3] = [0.3, 0.3, 2.2]  # 0.25 and 0.75 tie: 0.75 is no closer to 0.5 than 0.25
+    ec = stats.loss_counts(sums, np.broadcast_to(counts, sums.shape))
+    assert grid[lr.choose_entropy(ec, grid)] == _direct_best([sum(r) / 6 for r in sums.tolist()], grid, True) == 0.25
+
+
+def test_bootstrap_re_chooses_the_entropy_lambda_on_the_redrawn_dev_texts():
+    grid, dev_ok, test_ok, mgrid, sums, tokens = _toy()
+    rng0 = np.random.default_rng(3)
+    ent = 1.0 + 0.05 * (np.asarray(grid)[:, None] - rng0.uniform(0.2, 0.9, dev_ok.shape[1])[None, :]) ** 2 \
+        + rng0.normal(0, 0.05, (len(grid), dev_ok.shape[1]))  # a shallow minimum: resamples disagree
+    ec = stats.loss_counts(ent, np.ones_like(ent))
+    R, seed = 300, 7
+    mc = stats.loss_counts(sums, np.broadcast_to(tokens, sums.shape))
+    got = lr.bootstrap_rules(grid, stats.accuracy_counts(dev_ok), stats.accuracy_counts(test_ok), mgrid, mc,
+                             entropy_counts=ec, n_resamples=R, seed=seed)
+    without = lr.bootstrap_rules(grid, stats.accuracy_counts(dev_ok), stats.accuracy_counts(test_ok), mgrid, mc,
+                                 n_resamples=R, seed=seed)
+    for key in ("mlm_minus_dev", "mlm_minus_fixed", "dev_minus_fixed"):  # the other rules' draws unchanged
+        assert got[key] == without[key]
+    rng = np.random.default_rng(seed)
+    n_dev, n_test = dev_ok.shape[1], test_ok.shape[1]
+    idx_dev = rng.integers(0, n_dev, size=(R, n_dev))  # the dev draw: its texts are the entropy's
+    idx_test = rng.integers(0, n_test, size=(R, n_test))
+    idx_text = rng.integers(0, sums.shape[1], size=(R, sums.shape[1]))
+    diffs = {"entropy_minus_dev": [], "entropy_minus_mlm": [], "entropy_minus_fixed": []}
+    for r in range(R):
+        dev_acc = [sum(dev_ok[l][i] for i in idx_dev[r]) / n_dev for l in range(len(grid))]
+        test_acc = [100 * sum(test_ok[l][i] for i in idx_test[r]) / n_test for l in range(len(grid))]
+        loss = [sum(sums[m][i] for i in idx_text[r]) / sum(tokens[i] for i in idx_text[r])
+                for m in range(len(mgrid))]
+        mean_ent = [sum(ent[l][i] for i in idx_dev[r]) / n_dev for l in range(len(grid))]
+        lam = {"dev": _direct_best(dev_acc, grid), "fixed": 0.5,
+               "mlm": _direct_nearest(_direct_best(loss, mgrid, lower=True), grid),
+               "entropy": _direct_best(mean_ent, grid, lower=True)}
+        score = {k: test_acc[grid.index(v)] for k, v in lam.items()}
+        for other in ("dev", "mlm", "fixed"):
+            diffs[f"entropy_minus_{other}"].append(score["entropy"] - score[other])
+    for key, d in diffs.items():
+        assert got[key]["ci95"] == pytest.approx(np.percentile(d, [2.5, 97.5]), abs=1e-9), key
+        assert got[key]["p_positive"] == pytest.approx(np.mean(np.asarray(d) > 0)), key
+    assert got["rules"]["entropy"]["lam"] == _direct_best(list(ent.mean(1)), grid, lower=True)
+    assert len(set(got["rules"]["entropy"]["lam_chosen"].values()) - {0.0}) > 1  # re-chosen, not held
+
+
+def test_head_entropies_against_the_probabilities_and_blind_to_labels(stack):
+    import torch
+
+    from langarith import head_entropy, tasks
+
+    task = stack.bundle.task(None)
+    rows, _ = head_entropy.dev_items(stack, "pt", task)
+    got = head_entropy.entropies(stack, rows, "en", "es", [0.0, 0.5, 1.0], task)
+    p = tasks.classify(stack, [rows[0]["text"]], {"en": 0.5, "es": 0.5}, task.name)[0].double()
+    assert got["sums"][1][0] == pytest.approx(float(-(p * p.log()).sum()), abs=1e-4)
+    assert got["counts"] == [1] * len(rows)
+    flipped = [{**r, "label": task.labels[(task.labels.index(r["label"]) + 1) % len(task.labels)]}
+               for r in rows]
+    assert head_entropy.entropies(stack, flipped, "en", "es", [0.0, 0.5, 1.0], task) == got
+
+
+def test_entropy_rule_on_the_bundle_ignores_the_labels(tiny_bundle, tmp_path):
+    """As for mlm: every labelled input changed, the entropy rule (and the page's control set to
+    it) picks the same λ while the dev rule moves."""
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, copy)
+    task = Bundle.load(copy).default_task
+    before = lr.rule_data(lr.Shipped(Bundle.load(copy)), "pt", None, task)
+    assert before.entropy_counts is not None  # the tiny build writes results/head_entropy.json
+    ent_before = before.grid[lr.choose("entropy", before)]
+    _corrupt_labels(copy, task)
+    _rig_shipped_dev_scores(copy, task, away_from=ent_before)
+    after = lr.rule_data(lr.Shipped(Bundle.load(copy)), "pt", None, task)
+    assert after.grid[lr.choose("dev", after)] != ent_before
+    assert after.grid[lr.choose("entropy", after)] == ent_before
+    page = lr.label_free_lambda(lr.Shipped(Bundle.load(copy)), "pt", None, task, rule="entropy")
+    assert page["ok"] and page["lam"] == ent_before and "entropy rule" in page["message"]
+
+
+def test_reproduce_rule_entropy_on_wikiann_reads_the_tokens_only(rule_cache, tmp_path, monkeypatch):
+    from langarith import ner, reproduce
+
+    stack = _profile_stack("mbert-ner", rule_cache)
+    kw = dict(lambdas=[0.0, 0.5, 1.0], cache_dir=rule_cache, stack=stack, rule="entropy", log=lambda m: None)
+    e = reproduce.run("mbert-ner", ["de"], out=tmp_path / "a", **kw)["full"]["zero_shot"]["de"]
+    rules = e["rules"]
+    assert set(rules["rules"]) == {"dev", "mlm", "entropy", "fixed"} and "entropy_minus_dev" in rules
+    dev = reproduce.load_data(reproduce.spec_of("mbert-ner"), "de", rule_cache)["dev"]
+    direct = []
+    for lam in (0.0, 0.5, 1.0):  # the pooled tag entropy of the dev words, computed here
+        got = ner.word_entropies(stack, [r["tokens"] for r in dev], {e["a"]: lam, e["b"]: 1 - lam}, "ner",
+                                 max_tokens=512)
+        direct.append(sum(h for h, _ in got) / sum(n for _, n in got))
+    assert rules["rules"]["entropy"]["lam"] == _direct_best(direct, [0.0, 0.5, 1.0], lower=True)
+    real = reproduce.ner_split
+    monkeypatch.setattr(reproduce, "ner_split",
+                        lambda *a, **k: [{**r, "tags": [3] * len(r["tags"])} for r in real(*a, **k)])
+    bad = reproduce.run("mbert-ner", ["de"], out=tmp_path / "b", **kw)["full"]["zero_shot"]["de"]["rules"]
+    assert bad["rules"]["entropy"]["lam_chosen"] == rules["rules"]["entropy"]["lam_chosen"]
+
+
+def test_sweep_rule_entropy_json_puts_the_headline_at_its_lambda(tiny_bundle):
+    r = _cli("sweep", "--target", "pt", "--points", "3", "--rule", "entropy", "--json", bundle=tiny_bundle)
+    out = json.loads(r.stdout)
+    assert out["chosen_by"] == "entropy" and out["best_lam"] == out["rule"]["lam"]
+    assert set(out["rules"]["rules"]) == {"dev", "mlm", "entropy", "fixed"}
+
+
+def test_the_pages_label_free_control_names_the_rule_it_used(stack):
+    from langarith.page import header
+
+    for rule in lr.LABEL_FREE:
+        want = lr.label_free_lambda(stack, "pt", "es", None, rule=rule)
+        lam, note = header.on_label_free(stack, "pt", "es", None, rule)
+        assert want["ok"] and lam == want["lam"] and note == want["message"]
+        assert f"({rule} rule:" in note
+    with pytest.raises(Exception, match="unknown label-free rule"):
+        lr.label_free_lambda(stack, "pt", "es", None, rule="dev")

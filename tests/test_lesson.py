@@ -230,7 +230,7 @@ def test_a_target_without_eval_items_gets_a_clear_message(stack, tiny_bundle, tm
 
 def test_page_handlers_work_without_a_page(stack):
     fig, note = mlm.on_mlm_heldout(stack, "pt", "es", 0.5)
-    assert "held-out pt text" in fig.layout.title.text and "first half" in note
+    assert "held-out pt text" in fig.data[0].name and "first half" in note  # the legend names the text
     fig, note = mlm.on_mlm_live(stack, "pt", "es", 0.3, TEXTS[0])
     assert [p for p in fig.data[0].x] == [0.0, 0.25, 0.3, 0.5, 0.75, 1.0]
     assert "merged (λ = 0.30)" in note

@@ -11,6 +11,7 @@ Stages (each skipped when its outputs exist; timings in ``WORK/stages.json``):
     package   copy the bundle into assets/bundle (base derived, not shipped)
     tagging   span tagging task (tagging.py): task adapter on the packaged English adapter
     tagging_eval  its premise and λ curves with per-sentence counts, into the packaged bundle
+    entropy   the task head's prediction entropy on each swept target's unlabelled dev texts
     lowres    low-resource adapters on 100 k / 500 k tokens of four languages, two arms (lowres.py)
     lowres_eval   their sweeps, masked-LM curves and tagging sweeps, into the packaged bundle
 
@@ -264,6 +265,16 @@ def stage_tagging_eval(b: Build) -> dict:
     return tagging.stage_eval(b, b.dest)
 
 
+def stage_entropy(b: Build) -> dict:
+    """The task head's prediction entropy on each swept target's unlabelled dev texts at every λ
+    (``langarith.head_entropy``): the ``entropy`` λ rule's input, results/head_entropy.json."""
+    from .. import head_entropy
+    from ..model import LanguageStack
+
+    done = head_entropy.build(LanguageStack(b.dest), log=b.log)
+    return {"computed": len(done["computed"]), "kept": len(done["kept"])}
+
+
 def stage_lowres(b: Build) -> dict | None:
     """Low-resource adapters, both arms (``lowres.py``): train them (resumable), ship ``SHIPPED``."""
     from . import lowres
@@ -304,12 +315,14 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("task", stage_task, f"WORK/bundle/tasks/{TASK}"),
     # It rewrites results.json, into which lowres_eval files its results: redo that.
     Stage("evaluate", stage_evaluate, "WORK/bundle: tokenizer, eval/, manifest, results/",
-          invalidates=("lowres_eval",)),
-    Stage("package", stage_package, "DEST: the bundle (the tagging and lowres files kept)"),
+          invalidates=("lowres_eval", "entropy")),
+    Stage("package", stage_package, "DEST: the bundle (the tagging and lowres files kept)",
+          invalidates=("entropy",)),
     Stage("tagging", stage_tagging, "DEST/tasks, eval of the tagging task; its manifest entry"),
     # lowres_eval adds its tagging curves to the tagging results file: redo it.
     Stage("tagging_eval", stage_tagging_eval, "DEST/results/<tagging task>.json, predictions",
-          invalidates=("lowres_eval",)),
+          invalidates=("lowres_eval", "entropy")),
+    Stage("entropy", stage_entropy, "DEST/results/head_entropy.json (kept where current)"),
     Stage("lowres", stage_lowres, "DEST/adapters/<code>@<size> (shipped ones), WORK/lowres"),
     Stage("lowres_eval", stage_lowres_eval, "DEST/results/lowres.json, sweeps, results.json rows"),
 )

@@ -212,7 +212,7 @@ class Build:
             "languages": langs,
             "tasks": [{"name": TASK, "title": TASK_TITLE, "kind": "classification",
                        "adapter": f"tasks/{TASK}", "labels": corpus_mod.CLASSES,
-                       "eval": f"eval/{TASK}"}],
+                       "label_names": corpus_mod.CLASS_NAMES, "eval": f"eval/{TASK}"}],
             "results": "results/results.json",
         }
         train.write_json(self.bundle / "manifest.json", manifest)

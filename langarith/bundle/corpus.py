@@ -57,6 +57,9 @@ RELATED: dict[str, str] = {
 
 #: The 7 application classes of the task (help module directory names).
 CLASSES: list[str] = ["scalc", "swriter", "simpress", "sdraw", "smath", "schart", "sbasic"]
+#: What a class calls each application: the page shows these; the codes stay in JSON, CLI and API.
+CLASS_NAMES: dict[str, str] = {"scalc": "Calc", "swriter": "Writer", "simpress": "Impress", "sdraw": "Draw",
+                               "smath": "Math", "schart": "Chart", "sbasic": "Basic"}
 
 MIN_CHARS = 20
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, dev, test

@@ -183,10 +183,10 @@ def typology_tables(typ: dict) -> str:
 
 
 def lambda_rules_tables(table: dict) -> str:
-    """The three λ rules (dev labels, masked-LM minimum on unlabelled text, λ = 0.5) per task and
-    target: the test score at each rule's λ and the differences mlm − dev and mlm − fixed, paired
-    bootstrap 95 % intervals with λ re-chosen by each rule on every resample
-    (``lambda_rules.rules_table``)."""
+    """The λ rules (dev labels; masked-LM minimum on unlabelled text; lowest task-head entropy on
+    the unlabelled dev texts; λ = 0.5) per task and target: the test score at each rule's λ and
+    the differences between rules, paired bootstrap 95 % intervals with λ re-chosen by each rule
+    on every resample (``lambda_rules.rules_table``)."""
     out = []
     for task, rows in table["tasks"].items():
         if not rows:
@@ -194,15 +194,24 @@ def lambda_rules_tables(table: dict) -> str:
         first = next(iter(rows.values()))
         metric = "accuracy %" if first["metric"] == "accuracy" else "span F1"
         out += [f"Task {task} ({metric}, test; λ on the 0.1 grid):", "",
-                "| target | A + B | dev-chosen (λ) | masked-LM minimum (λ) | λ = 0.5 | mlm − dev [95 % CI] "
-                "| mlm − fixed [95 % CI] | n dev / test / paragraphs |", "|---|---|---|---|---|---|---|---|"]
+                "| target | A + B | dev-chosen (λ) | masked-LM minimum (λ) | lowest entropy (λ) | λ = 0.5 "
+                "| mlm − dev [95 % CI] | mlm − fixed [95 % CI] | entropy − dev [95 % CI] "
+                "| entropy − mlm [95 % CI] | entropy − fixed [95 % CI] | n dev / test / paragraphs |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for t, c in rows.items():
             r = c["rules"]
+            ent = r.get("entropy")
+            ent_cell = f"{ent['test']:.1f} ({ent['lam']:g})" if ent else "–"
+            gaps = [_ci(c[k]) if k in c else "–" for k in ("mlm_minus_dev", "mlm_minus_fixed", "entropy_minus_dev",
+                                                            "entropy_minus_mlm", "entropy_minus_fixed")]
             out.append(f"| {t} | {c['a']} + {c['b']} | {r['dev']['test']:.1f} ({r['dev']['lam']:g}) | "
-                       f"{r['mlm']['test']:.1f} ({r['mlm']['lam']:g}) | {r['fixed']['test']:.1f} | "
-                       f"{_ci(c['mlm_minus_dev'])} | {_ci(c['mlm_minus_fixed'])} | "
+                       f"{r['mlm']['test']:.1f} ({r['mlm']['lam']:g}) | "
+                       f"{ent_cell} | "
+                       f"{r['fixed']['test']:.1f} | {' | '.join(gaps)} | "
                        f"{c['n_dev']} / {c['n_test']} / {c['n_texts'] or '–'} |")
         notes = sorted({c["note"] for c in rows.values() if c.get("note")})
+        if any("entropy" not in c["rules"] for c in rows.values()):
+            notes.append("– : no prediction entropies shipped for that target (`python -m langarith.head_entropy`)")
         out += [""] + [f"Note: {n}." for n in notes] + ([""] if notes else [])
     for k, why in table.get("skipped", {}).items():
         out.append(f"- {k}: {why}")

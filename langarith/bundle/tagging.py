@@ -48,6 +48,8 @@ SPAN_CLASSES = {"emph": "UI", "menuitem": "UI", "literal": "CODE", "input": "INP
                 "keycode": "KEY"}
 TYPES = ["UI", "CODE", "INPUT", "KEY"]
 LABELS = ["O"] + [f"{p}-{t}" for t in TYPES for p in ("B", "I")]
+#: The span kinds spelled out for the page (the tags stay in JSON, CLI and API).
+TYPE_NAMES = {"UI": "UI element", "CODE": "code", "INPUT": "typed input", "KEY": "key"}
 MAX_TOKENS = 128
 EVAL_PER_SPLIT = 300  # dev and test sentences per language, at most (a 1-core sweep: ~45 min)
 
@@ -420,7 +422,7 @@ def items_for(build) -> tuple[list[dict], dict]:
 
 def manifest_entry() -> dict:
     return {"name": TASK, "title": TASK_TITLE, "kind": "tagging", "adapter": f"tasks/{TASK}",
-            "labels": LABELS, "eval": f"eval/{TASK}"}
+            "labels": LABELS, "label_names": TYPE_NAMES, "eval": f"eval/{TASK}"}
 
 
 def add_to_manifest(dest: Path) -> None:

@@ -200,6 +200,9 @@ def _precompute(out: Path) -> None:
                                    TEXTS[target], "topic")
         write_target(out, results, setting, target, computed)
     (out / "results" / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    from .. import head_entropy
+
+    head_entropy.build(LanguageStack(out, device="cpu"))  # the entropy λ rule's unlabelled inputs
 
 
 if __name__ == "__main__":

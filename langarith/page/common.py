@@ -322,10 +322,10 @@ def event(fn, inputs, outputs, **kw) -> dict:
 
 class Controls:
     """The components several panels read: filled in by the panel that lays each one out
-    (header: target, source, lam, label_free, label_free_note, task, setting, premise, link_note;
-    compare: text, mask_text, example; method: method)."""
-    target = source = lam = label_free = label_free_note = task = setting = premise = None
-    premise_more = premise_box = link_note = None
+    (header: target, source, lam, label_free, label_free_rule, label_free_note, task, setting, premise, link_note,
+    lesson; compare: text, mask_text, example; tour: step; method: method)."""
+    target = source = lam = label_free = label_free_rule = label_free_note = task = setting = premise = None
+    premise_more = premise_box = link_note = lesson = step = None
     text = mask_text = example = None
     method: MethodControls | None = None
 
@@ -342,7 +342,7 @@ def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> l
     for code, lang in stack.bundle.languages.items():
         if with_adapter_only and (not lang.has_adapter or lang.is_variant):
             continue  # a low-resource variant is never a source
-        tag = "" if lang.has_adapter else " · zero-shot, no adapter"
+        tag = "" if lang.has_adapter else " · zero-shot"  # no adapter of its own
         if lang.is_variant:
             tag = " · low-resource variant"
         out.append((f"{lang.name} ({code}, {lang.family}){tag}", code))
@@ -366,6 +366,14 @@ def task_kind(stack: LanguageStack, task_name: str | None) -> str | None:
     if not task_choices(stack):
         return None
     return stack.bundle.task(task_name or task_choices(stack)[0][1]).kind
+
+
+def readable(stack: LanguageStack, task_name: str | None):
+    """``code -> name`` as a class reads it ("swriter" -> "Writer", "UI" -> "UI element"): the
+    page shows these; the codes stay in the JSON, the CLI and the API. Unknown codes pass through."""
+    shown = task_choices(stack)
+    names = stack.bundle.task(task_name or shown[0][1]).label_names if shown else {}
+    return lambda code: names.get(code, code)
 
 
 def parse_weights(text: str) -> dict[str, float]:

@@ -12,7 +12,8 @@ from .. import analysis, plots, tasks
 from ..model import InputError, LanguageStack
 from .common import BAD_INPUT
 from .common import (CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, batch_answer, each_row,
-                     event, first_target, guarded, method_rows, model_handler, per_row, task_kind)
+                     event, first_target, guarded, method_rows, model_handler, per_row, readable,
+                     task_kind)
 
 WHO = ("A", "merged", "B")
 
@@ -41,9 +42,9 @@ def _classification(stack, text, target, a, b, lam, task_name, merge, done=None)
         raise done
     cmp = done or tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
     shown = lam if merge is None else cmp.lam
-    names = _names(a, b, shown)
-    labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
-              for w in WHO]
+    names, say = _names(a, b, shown), readable(stack, task_name)
+    labels = [gr.update(value={say(k): p for k, p in zip(cmp.labels, cmp.probs[w])}, label=names[w],
+                        visible=True) for w in WHO]
     return Shown(cmp.formula, shown, labels, _hidden(), shift=cmp.hidden_shift)
 
 
@@ -53,7 +54,8 @@ def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Sho
     lam = tasks.check_lambda(lam)
     cmp = ner.compare_ner(stack, text, target, b, lam, task_name)
     names = _names(a, b, lam)
-    spans = [gr.update(value=cmp.highlighted(w), label=names[w], visible=True) for w in WHO]
+    spans = [gr.update(value=cmp.highlighted(w, readable(stack, task_name)), label=names[w], visible=True)
+             for w in WHO]
     return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), spans, notice=cmp.notice)
 
 
@@ -75,10 +77,10 @@ KINDS = {"classification": KindView(_classification, True), "tagging": KindView(
 def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
     cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name)
-    names = _names(cmp.a, cmp.b, cmp.lam, "output ensemble")
-    labels = [gr.update(value=dict(zip(cmp.labels, cmp.probs[w])), label=names[w], visible=True)
-              for w in WHO]
-    merged_says = cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)]
+    names, say = _names(cmp.a, cmp.b, cmp.lam, "output ensemble"), readable(stack, task_name)
+    labels = [gr.update(value={say(k): p for k, p in zip(cmp.labels, cmp.probs[w])}, label=names[w],
+                        visible=True) for w in WHO]
+    merged_says = say(cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)])
     head = (f"### `{cmp.formula}`\n\nThe weight merge at the same λ predicts **{merged_says}**; "
             f"the ensemble runs the encoder twice (A's stack and B's).")
     if not full:
@@ -287,7 +289,7 @@ def layout_predictions(stack: LanguageStack) -> dict:
     kinds = {t.kind for t in stack.bundle.tasks.values()}
     with gr.Row():
         labels = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
-                           elem_id=f"pred-{w.lower()}", visible="classification" in kinds or not kinds)
+                           show_heading=False, elem_id=f"pred-{w.lower()}", visible="classification" in kinds or not kinds)
                   for w in WHO]
     with gr.Row():  # entities, with the spans the merge changed marked
         spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,

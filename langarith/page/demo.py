@@ -69,12 +69,13 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
     # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
     with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
         header.layout(stack, c)
-        tour_panel = tour.layout()
-        with gr.Row(equal_height=False):  # the first screen: predictions beside the curve
+        with gr.Row(equal_height=False):  # the first screen: predictions beside the tour and curve
             with gr.Column(scale=5):
                 compare.layout_text(stack, c)
                 shown = compare.layout_predictions(stack)
             with gr.Column(scale=4):
+                tour_panel = tour.layout()
+                c.step = tour_panel["step"]
                 mlm_panel = mlm.layout_heldout()
         with gr.Tabs():
             with gr.Tab("Merge: details", id="merge"):
@@ -108,7 +109,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         c.lam.input(**flips.flips_event(stack, c, flips_panel, api_name="flips_drag", **PRIVATE),
                     trigger_mode="always_last", show_progress="hidden")
 
-        header.wire(stack, c, follow, demo)
+        header.wire(stack, c, follow, demo, tour.link_step_event(c, tour_panel))
         method.wire(stack, c, method_panel, run, follow.compared)
         compare.wire(stack, c, shown, follow, tour_panel["animate"])
         tour.wire(stack, c, tour_panel, follow.lam)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import results, tasks
 from ..model import InputError, LanguageStack
-from .common import PRIVATE, Controls, event, guarded, task_kind
+from .common import PRIVATE, Controls, event, guarded, readable, task_kind
 
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
 COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]
@@ -32,11 +32,13 @@ def _classification_flips(stack, target, source, lam, task_name):
           f"(net {f['fixed_vs_b'] - f['broken_vs_b']:+d}). {f['n_differ']} items get different labels "
           f"from A, the merge and B; {len(f['rows'])} are listed, the merge's wins first. "
           "Pick a row to try its text.")
-    return md, gr.update(value=[[r[c] for c in FLIP_COLUMNS] for r in f["rows"]], headers=FLIP_COLUMNS)
+    say = readable(stack, task_name)
+    table = [[say(r[c]) if c != "text" else r[c] for c in FLIP_COLUMNS] for r in f["rows"]]
+    return md, gr.update(value=table, headers=FLIP_COLUMNS)
 
 
-def spans_of(words: list[str], tags: list[str]) -> str:
-    """BIO tags as ``TYPE: words; ...`` (a cell of the flips table)."""
+def spans_of(words: list[str], tags: list[str], name=str) -> str:
+    """BIO tags as ``type name: words; ...`` (a cell of the flips table)."""
     spans, cur = [], None
     for w, t in zip(words, tags):
         if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur[0] != t[2:])):
@@ -46,7 +48,7 @@ def spans_of(words: list[str], tags: list[str]) -> str:
             cur[1].append(w)
         else:
             cur = None
-    return "; ".join(f"{k}: {' '.join(ws)}" for k, ws in spans) or "—"
+    return "; ".join(f"{name(k)}: {' '.join(ws)}" for k, ws in spans) or "—"
 
 
 def _tagging_flips(stack, target, source, lam, task_name):
@@ -56,8 +58,9 @@ def _tagging_flips(stack, target, source, lam, task_name):
         rows = ner.flips(stack, target, lam, task_name, limit=50)
     except InputError as e:
         return f"*{e}*", _empty()
-    table = [[spans_of(r["words"], r["gold"]),
-              *(spans_of(r["words"], r["tags"][w]) for w in ("A", "merged", "B")),
+    say = readable(stack, task_name)
+    table = [[spans_of(r["words"], r["gold"], say),
+              *(spans_of(r["words"], r["tags"][w], say) for w in ("A", "merged", "B")),
               " ".join(r["words"])[:140]] for r in rows]
     md = (f"{len(rows)} {target} test sentences whose spans differ between A, the merge at "
           f"λ = {round(lam, 1):g} and B, the merge's biggest wins over A first. Pick a row to try it.")

@@ -10,9 +10,9 @@ from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, pts, task_choices, task_kind)
 
-TITLE = "## langarith · language arithmetic for MAD-X adapters: `merged = λ·A + (1−λ)·B`"
-LINE = ("A language adapter without training: two trained ones mixed parameter by parameter "
-        "([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737)).")
+TITLE = "### langarith · language arithmetic: `merged = λ·A + (1−λ)·B`"
+LINE = ("MAD-X language adapters merged without training "
+        "([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737))")
 INTRO = """\
 Pick a target language (one without an adapter of its own is marked *zero-shot*: A is then
 English, the task's training language; a target with its own adapter is the *enhancement*
@@ -48,8 +48,16 @@ def premise_line(stack: LanguageStack, task_name: str | None) -> str:
     p = _premise(stack, task_name)
     if p is None:
         return ""
-    return (f"**Premise:** this task barely depends on the language adapter (own vs English: "
-            f"{pts(p['lo'])} to {pts(p['hi'])} points), so read its gains with their intervals.")
+    return (f"**Premise:** own adapter vs English: {pts(p['lo'])} to {pts(p['hi'])} points on this "
+            "task; read its gains with their intervals.")
+
+
+def premise_title(stack: LanguageStack, task_name: str | None) -> str:
+    """The premise's accordion title: its numbers, in a few words."""
+    p = _premise(stack, task_name)
+    if p is None:
+        return "Premise"
+    return f"Premise: own adapter vs English, {pts(p['lo'])} to {pts(p['hi'])} points (why it matters)"
 
 
 def premise_note(stack: LanguageStack, task_name: str | None) -> str:
@@ -68,22 +76,28 @@ def premise_note(stack: LanguageStack, task_name: str | None) -> str:
 
 
 @guarded
-def on_target(stack: LanguageStack, target: str, current: str | None = None, note: str | None = None):
+def on_target(stack: LanguageStack, target: str, current: str | None = None, note: str | None = None,
+              lesson: dict | None = None):
     """A new target: the suggested source, its examples, a first text on which the merge changes
     the prediction (from the dev set), and whether this is zero-shot or enhancement. A source
-    restored from a link (``note``) is kept when it suits the target."""
+    restored from a link (``note``) is kept when it suits the target, and a class link's text
+    (``lesson``, from ``on_url``) replaces the first text."""
     bundle = stack.bundle
     a = tasks.baseline_language(stack, target)
     source = tasks.suggested_source(stack, target)
-    if (note or "").startswith("Restored") and current in bundle.adapter_languages() and current != a:
+    restored = (note or "").startswith("Restored")
+    if restored and current in bundle.adapter_languages() and current != a:
         source = current
     ex = list(bundle.language(target).examples)
     first = results.first_example(stack, target)
     where = ""
-    if first:
+    linked = (lesson or {}).get("text") if restored else None
+    if linked:
+        where = " The text is **the class link's.**"
+    elif first:
         where = " The first text is **from the dev set; the merge changes this prediction.**"
         ex = [first] + [e for e in ex if e != first]
-    text = ex[0] if ex else FALLBACK_TEXT
+    text = linked or (ex[0] if ex else FALLBACK_TEXT)
     lang = bundle.language(target)
     setting = "zero-shot" if a != target else "enhancement"
     if lang.is_variant:
@@ -93,25 +107,29 @@ def on_target(stack: LanguageStack, target: str, current: str | None = None, not
     suggested = tasks.suggested_source(stack, target)
     info = f"Baseline A = **{a}** ({setting}); source B = **{source}**" + \
         (" (the suggested one)." if source == suggested else f" (suggested: {suggested}).") + where
-    return (gr.update(value=source), gr.update(choices=ex, value=text if ex else None),
+    return (gr.update(value=source), gr.update(choices=ex, value=text if text in ex else None),
             text, tasks.mask_a_word(text, stack.tokenizer.mask_token), info)
 
 
 @guarded
-def on_label_free(stack: LanguageStack, target: str, source: str | None, task_name: str | None = None):
-    """"Use the label-free λ": the slider goes to the masked-LM minimum of the target's unlabelled
-    held-out text (``lambda_rules``' ``mlm`` rule), and one line says how that λ did on the test
-    set against the dev-chosen one. Where the bundle lacks the curve or the sweep, λ stays and the
-    line says why."""
-    r = lambda_rules.label_free_lambda(stack, target, source, task_name)
+def on_label_free(stack: LanguageStack, target: str, source: str | None, task_name: str | None = None,
+                  rule: str = "mlm"):
+    """"Use the label-free λ": the slider goes to the λ of the chosen label-free rule
+    (``lambda_rules``: ``mlm``, the masked-LM minimum of the target's unlabelled held-out text, or
+    ``entropy``, the task head's least uncertain λ on its unlabelled dev texts), and one line names
+    the rule and says how that λ did on the test set against the dev-chosen one. Where the bundle
+    lacks the data, λ stays and the line says why."""
+    r = lambda_rules.label_free_lambda(stack, target, source, task_name, rule=rule or "mlm")
     return (r["lam"] if r["ok"] else gr.update()), r["message"]
 
 
 def on_url(stack: LanguageStack, request: gr.Request):
     """``?target=pt&source=es&lam=0.7`` restores a view (``&lam_layers=0.2,0.8&lam_inv=0.5`` the
-    per-layer method with its anchors); a bad link says why and is ignored."""
+    per-layer method with its anchors); a class link adds ``&task=..&example=2`` (or
+    ``&text=..``) ``&step=3``: the task, the text and the tour step (``lesson``, read by
+    ``on_target`` and the tour). A bad link says why and is ignored."""
     params = dict(request.query_params) if request else {}
-    keep = (gr.update(),) * 6
+    keep = (gr.update(),) * 8
     if "target" not in params:
         return (*keep, "")
     try:
@@ -124,15 +142,34 @@ def on_url(stack: LanguageStack, request: gr.Request):
             from ..arithmetic import layer_lambdas
 
             layer_lambdas(r.lam_layers, stack.n_layers)  # bad anchors: refused here, with the reason
+        lesson = _lesson(stack, r.target, share.lesson_from_query(params))
         # No source in the link: the target's suggested one (not whatever the page showed before)
         return (r.target, r.source or tasks.suggested_source(stack, r.target), r.lam,
                 "layer_gradient" if layered else gr.update(),
                 ", ".join(f"{t:g}" for t in r.lam_layers) if layered else gr.update(),
                 r.lam_inv if layered and r.lam_inv is not None else gr.update(),
-                f"Restored from the link: {r.target}.")
+                lesson["task"] or gr.update(), lesson,
+                f"Restored from the link: {r.target}" + (f", {lesson['what']}." if lesson["what"] else "."))
     except BAD_INPUT as e:
         gr.Warning(f"ignored the link's parameters: {e}")
         return (*keep, f"Link ignored: {e}")
+
+
+def _lesson(stack: LanguageStack, target: str, lesson: share.Lesson) -> dict:
+    """A class link's task, text and step, checked against this bundle: the page's state."""
+    names = [name for _, name in task_choices(stack)]
+    if lesson.task is not None and lesson.task not in names:
+        raise InputError(f"unknown task {lesson.task!r} in the link; this page has: {', '.join(names)}")
+    text = lesson.text
+    if lesson.example is not None:
+        ex = stack.bundle.language(target).examples
+        if lesson.example >= len(ex):
+            raise InputError(f"the link's example {lesson.example} is not one of {target}'s "
+                             f"{len(ex)} examples (0 to {len(ex) - 1})")
+        text = ex[lesson.example]
+    what = [w for w, v in (("the task", lesson.task), ("the text", text),
+                           (f"tour step {lesson.step}", lesson.step)) if v is not None]
+    return dict(task=lesson.task, text=text, step=lesson.step, what=", ".join(what))
 
 
 def layout(stack: LanguageStack, c: Controls) -> None:
@@ -142,61 +179,74 @@ def layout(stack: LanguageStack, c: Controls) -> None:
     first = first_target(stack)
     shown = task_choices(stack)
     first_task = shown[0][1] if shown else None
-    gr.Markdown(TITLE, elem_id="title")
-    with gr.Row(equal_height=True):  # one row: every pixel of height goes to the first screen
-        gr.Markdown(LINE, elem_id="intro-line")
-        gr.Markdown(f"Bundle **{bundle.name}** · device `{stack.device}`", elem_id="bundle-info")
-        with gr.Accordion("What this page shows", open=False, elem_id="about"):
-            gr.Markdown(INTRO)
+    # Every pixel of height goes to the first screen (a 1280 × 720 projector): one line per row,
+    # each row's parts in columns (so that an empty note takes width, not height).
+    with gr.Row():
+        with gr.Column(scale=3, min_width=420):
+            gr.Markdown(TITLE, elem_id="title")
+        with gr.Column(scale=2, min_width=280):
+            gr.Markdown(f"{LINE} · bundle **{bundle.name}** on `{stack.device}`", elem_id="intro-line")
+        with gr.Column(scale=1, min_width=180):
+            with gr.Accordion("What this page shows", open=False, elem_id="about"):
+                gr.Markdown(INTRO)
     with gr.Row():
         c.target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
-                               elem_id="target", scale=2)
+                               elem_id="target", scale=3)
         c.source = gr.Dropdown(language_choices(stack, with_adapter_only=True),
                                value=tasks.suggested_source(stack, first),
                                label="Source language B (related, with an adapter)", elem_id="source",
-                               scale=2)
-        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=3)
+                               scale=3)
+        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=4)
         swept = any(results.bundle_results(stack).get(s) for s in results.SETTINGS)
-        c.label_free = gr.Button("use the label-free λ", size="sm", elem_id="label-free", scale=1,
-                                 min_width=120, visible=swept)  # a hub profile ships no sweeps
-    with gr.Row(equal_height=True):
-        c.task = gr.Radio(shown, value=first_task, label="Task", elem_id="task", visible=len(shown) > 1,
-                          scale=2)
-        with gr.Column(scale=3):
-            c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
-            with gr.Accordion("Why this matters", open=False, elem_id="premise-more",
+        with gr.Column(scale=1, min_width=150, visible=swept):  # a hub profile ships no sweeps
+            c.label_free = gr.Button("use the label-free λ", size="sm", elem_id="label-free")
+            c.label_free_rule = gr.Radio([("masked-LM", "mlm"), ("entropy", "entropy")], value="mlm",
+                                         show_label=False, container=False, elem_id="label-free-rule")
+    with gr.Row():  # the task, and its premise (its numbers in the title, the why one click away)
+        with gr.Column(scale=5):
+            c.task = gr.Radio(shown, value=first_task, show_label=False, container=False, elem_id="task",
+                              visible=len(shown) > 1)
+        with gr.Column(scale=3, min_width=240):
+            with gr.Accordion(premise_title(stack, first_task), open=False, elem_id="premise-more",
                               visible=bool(premise_note(stack, first_task))) as c.premise_box:
+                c.premise = gr.Markdown(premise_line(stack, first_task), elem_id="premise")
                 c.premise_more = gr.Markdown(premise_note(stack, first_task), elem_id="premise-note")
-    c.label_free_note = gr.Markdown(elem_id="label-free-note")
-    with gr.Row():
-        c.setting = gr.Markdown(elem_id="setting", scale=4)
-        c.link_note = gr.Markdown(elem_id="link-note", scale=1)
-
+    with gr.Row():  # the pair's setting, and the notes of the moment beside it
+        with gr.Column(scale=3):
+            c.setting = gr.Markdown(elem_id="setting")
+        with gr.Column(scale=2):
+            c.label_free_note = gr.Markdown(elem_id="label-free-note")
+            c.link_note = gr.Markdown(elem_id="link-note")
+    c.lesson = gr.State()  # a class link's task, text and tour step (on_url)
 
 def target_event(stack: LanguageStack, c: Controls) -> dict:
     """A new target (or task): the suggested source, the first text and the setting."""
-    return event(on_target, [c.target, c.source, c.link_note],
+    return event(on_target, [c.target, c.source, c.link_note, c.lesson],
                  [c.source, c.example, c.text, c.mask_text, c.setting])
 
 
-def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks) -> None:
-    """``follow.pair(event)`` appends what follows a new pair (the other panels' steps)."""
+def wire(stack: LanguageStack, c: Controls, follow, demo: gr.Blocks, link_step: dict) -> None:
+    """``follow.pair(event)`` appends what follows a new pair (the other panels' steps);
+    ``link_step``: the tour's step of a class link, taken before the page's first comparison."""
     follow.pair(c.target.change(**target_event(stack, c), api_name="set_target"))
-    c.target.input(lambda: "", None, c.link_note, api_name="clear_link", **CPU_LANE, **PRIVATE)
+    gr.on([c.target.input, c.task.input], lambda: "", None, c.link_note, api_name="clear_link",
+          **CPU_LANE, **PRIVATE)
     c.task.change(lambda t: (premise_line(stack, t), premise_note(stack, t),
-                             gr.update(visible=bool(premise_note(stack, t)))), c.task,
+                             gr.update(visible=bool(premise_note(stack, t)), label=premise_title(stack, t))),
+                  c.task,
                   [c.premise, c.premise_more, c.premise_box], api_name="task_note", **CPU_LANE, **PRIVATE)
     follow.pair(c.task.change(**target_event(stack, c), api_name="task_target", **PRIVATE))
     follow.pair(c.source.input(lambda: None, None, None, api_name="source_changed", **CPU_LANE,
                                **PRIVATE))
     # The label-free λ is set like a tour step (the comparison and the flips follow); its line
     # belongs to one pair and task, so a new one clears it.
-    follow.lam(c.label_free.click(**event(on_label_free, [c.target, c.source, c.task],
+    follow.lam(c.label_free.click(**event(on_label_free, [c.target, c.source, c.task, c.label_free_rule],
                                           [c.lam, c.label_free_note]), api_name="label_free_lambda"))
-    gr.on([c.target.change, c.source.change, c.task.change], lambda: "", None, c.label_free_note,
+    gr.on([c.target.change, c.source.change, c.task.change, c.label_free_rule.change], lambda: "", None,
+          c.label_free_note,
           api_name="clear_label_free", **CPU_LANE, **PRIVATE)
     m = c.method
     load = demo.load(**event(on_url, None, [c.target, c.source, c.lam, m.method, m.lam_layers,
-                                                   m.lam_inv, c.link_note]),
+                                            m.lam_inv, c.task, c.lesson, c.link_note]),
                      api_name="from_link", **PRIVATE)
-    follow.pair(load.then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))
+    follow.pair(load.then(**link_step).then(**target_event(stack, c), api_name="target_on_load", **PRIVATE))

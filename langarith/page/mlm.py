@@ -28,8 +28,8 @@ def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
           f"on the second half the merge's loss is **{s['merged']:.3f}** vs A = {curve['a']} {s['a']:.3f}, "
           f"B = {curve['b']} {s['b']:.3f}: {verdict} ({s['merged'] - best:+.3f}; "
           f"{curve['n_texts']} paragraphs no adapter was trained on, {curve['n_tokens']} masked tokens).")
-    return plots.mlm_figure(curve, f"Masked-LM loss of held-out {target} text over λ", lam,
-                            height=330), md
+    return plots.mlm_figure(curve, f"held-out {target} text", lam, height=FIRST_SCREEN_PLOT_HEIGHT,
+                            compact=True), md
 
 
 def _grid(lam: float) -> list[float]:
@@ -100,6 +100,9 @@ def on_mlm_ensemble(stack: LanguageStack, target: str, source: str, lam: float, 
           f"(equal at λ = 0 and 1, where both are one adapter).")
     return plots.merge_vs_ensemble_mlm_figure(merge, ens, "Masked-LM loss of this text: merge vs "
                                               "ensemble", lam), md
+
+
+FIRST_SCREEN_PLOT_HEIGHT = 250  # px: with the tour above it, inside a 1280 × 720 projector screen
 
 
 def layout_heldout() -> dict:

@@ -98,9 +98,9 @@ class Step:
 
 STEPS = (Step("1 · A alone", lambda ls: 1.0, _say_a),
          Step("2 · B alone", lambda ls: 0.0, _say_b),
-         Step("3 · The merge (dev λ)", lambda ls: ls.best, _say_merge),
-         Step("4 · Where it changes", lambda ls: ls.best, _say_flips, changed_item=True),
-         Step("5 · The curve", lambda ls: (ls.curve["halves"]["best_lam_first"] if ls.curve else ls.best),
+         Step("3 · Merge", lambda ls: ls.best, _say_merge),
+         Step("4 · Changes", lambda ls: ls.best, _say_flips, changed_item=True),
+         Step("5 · Curve", lambda ls: (ls.curve["halves"]["best_lam_first"] if ls.curve else ls.best),
               _say_curve))
 
 
@@ -124,24 +124,52 @@ def on_step(stack: LanguageStack, step: int, target: str, source: str, task_name
     text = _changed_item(stack, target, ls.b, lam, task_name) if s.changed_item else None
     keep = gr.update()
     return (lam, text or keep, tasks.mask_a_word(text, stack.tokenizer.mask_token) if text else keep,
-            f"**{s.title}.** {s.say(ls)}")
+            f"**{s.title}.** {s.say(ls)}", int(step) + 1)
+
+
+@guarded
+def on_link_step(stack: LanguageStack, lesson: dict | None, target: str, source: str, note: str,
+                 task_name: str | None = None):
+    """A class link's tour step (1-based), before the page's first comparison: its λ and
+    sentence, and (step 4) its changed dev item as the lesson's text unless the link brings one.
+    A step the tour lacks is ignored with the reason in the link's note."""
+    keep = gr.update()
+    step = (lesson or {}).get("step")
+    if step is None or not note.startswith("Restored"):
+        return (keep,) * 5
+    if not 1 <= step <= len(STEPS):
+        why = f"the link's tour step {step} is not one of the tour's 1 to {len(STEPS)}"
+        gr.Warning(f"ignored the link's tour step: {why}")
+        return keep, keep, keep, f"{note.rstrip('.')} (its tour step is ignored: {why}).", keep
+    lam, text, _, said, shown = on_step(stack, step - 1, target, source, task_name)
+    if isinstance(text, str) and not lesson.get("text"):
+        lesson = {**lesson, "text": text}
+    return lam, said, shown, keep, lesson
 
 
 def layout() -> dict:
     with gr.Row(elem_id="tour"):
-        gr.Markdown("**Tour for a class**", elem_id="tour-title")
-        buttons = [gr.Button(s.title, size="sm", elem_id=f"tour-{i + 1}", min_width=90)
+        buttons = [gr.Button(s.title, size="sm", elem_id=f"tour-{i + 1}", min_width=60)
                    for i, s in enumerate(STEPS)]
-        animate = gr.Button("▶ animate λ", size="sm", elem_id="animate", min_width=90)
+        animate = gr.Button("▶ animate", size="sm", elem_id="animate", min_width=60)
     steps = [gr.Number(i, precision=0, visible=False) for i in range(len(STEPS))]  # each button's step
-    note = gr.Markdown("Click the steps in order: each sets λ and says in one sentence what to look at.",
+    step = gr.State()  # the step the tour shows last (1-based): a class link carries it
+    note = gr.Markdown("**Tour for a class:** click the steps in order; each sets λ and says in one "
+                       "sentence what to look at.",
                        elem_id="tour-note")
-    return dict(buttons=buttons, steps=steps, animate=animate, note=note)
+    return dict(buttons=buttons, steps=steps, animate=animate, note=note, step=step)
 
 
 def wire(stack: LanguageStack, c: Controls, p: dict, follow_lam) -> None:
     """``follow_lam(event)``: what follows a λ set by the page (comparison, flips, live curve)."""
     for i, (button, step) in enumerate(zip(p["buttons"], p["steps"])):
         follow_lam(button.click(**event(on_step, [step, c.target, c.source, c.task],
-                                        [c.lam, c.text, c.mask_text, p["note"]]),
+                                        [c.lam, c.text, c.mask_text, p["note"], c.step]),
                                 api_name=f"tour_{i + 1}", **PRIVATE))
+
+
+def link_step_event(c: Controls, p: dict) -> dict:
+    """A class link's tour step, between the link's restore and the page's first comparison
+    (``header.wire`` chains it)."""
+    return event(on_link_step, [c.lesson, c.target, c.source, c.link_note, c.task],
+                 [c.lam, p["note"], c.step, c.link_note, c.lesson], api_name="tour_from_link", **PRIVATE)
