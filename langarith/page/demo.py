@@ -10,6 +10,18 @@ from ..model import LanguageStack
 from . import answers, compare, flips, header, keep, method, mlm, similarity, sweep, tour
 from .common import LINEAR, PRIVATE, Controls, Method, batch_answer, event, model_handler, serve
 
+# The page's one stylesheet (Gradio 6 takes it at ``launch(css=CSS)``). The tagged spans read as a
+# paragraph: Gradio lays each span out as a flex item of its own, a line each, which pushed the
+# merged spans below a 1280 × 720 screen (issue 27); a type badge never breaks inside a word.
+CSS = """
+#spans-a .textfield, #spans-merged .textfield, #spans-b .textfield {
+  display: block; line-height: 1.6; word-break: normal; }
+#spans-a .label, #spans-merged .label, #spans-b .label { white-space: nowrap; }
+#spans-a .token.highlighted, #spans-merged .token.highlighted, #spans-b .token.highlighted {
+  margin-left: 0; margin-right: 0.25em; }
+"""
+
+
 @model_handler(duration=40, batched=True)
 def on_after_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                           method: Method = LINEAR, task_name=None):

@@ -200,8 +200,10 @@ def layout(stack: LanguageStack, c: Controls) -> None:
         swept = any(results.bundle_results(stack).get(s) for s in results.SETTINGS)
         with gr.Column(scale=1, min_width=150, visible=swept):  # a hub profile ships no sweeps
             c.label_free = gr.Button("use the label-free λ", size="sm", elem_id="label-free")
-            c.label_free_rule = gr.Radio([("masked-LM", "mlm"), ("entropy", "entropy")], value="mlm",
-                                         show_label=False, container=False, elem_id="label-free-rule")
+            # A dropdown, not a radio: two stacked radio items made the header row taller (issue 27)
+            c.label_free_rule = gr.Dropdown([("masked-LM loss", "mlm"), ("head entropy", "entropy")],
+                                            value="mlm", show_label=False, container=False,
+                                            elem_id="label-free-rule")
     with gr.Row():  # the task, and its premise (its numbers in the title, the why one click away)
         with gr.Column(scale=5):
             c.task = gr.Radio(shown, value=first_task, show_label=False, container=False, elem_id="task",
