@@ -77,14 +77,18 @@ def similarity(stack: LanguageStack) -> dict:
             "relative_to_init": stack.init is not None}
 
 
-def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None) -> list[dict]:
+def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None,
+                 progress=None) -> list[dict]:
     """Source languages for a target, most similar first.
 
     With an adapter of its own, the target is compared by cosine of language vectors. Without one
     (zero-shot) there is no vector to compare; each adapter is scored instead by its masked-LM loss
-    on the target's example texts (lower: the adapter models the language better)."""
+    on the target's example texts (lower: the adapter models the language better), one
+    ``progress(done, total, code)`` per adapter. Either way the candidates are the bundle's
+    ``source_languages``: never a low-resource variant."""
     lang = stack.bundle.language(target)
     a = tasks.baseline_language(stack, target)
+    sources = [c for c in stack.bundle.source_languages(target) if c != a]
     if lang.has_adapter:
         sim = sim or similarity(stack)
         if target not in sim["languages"]:
@@ -92,14 +96,22 @@ def rank_sources(stack: LanguageStack, target: str, sim: dict | None = None) -> 
                                    f"{stack.bundle.task_language}'s and cannot be compared")
         i = sim["languages"].index(target)
         scored = [{"language": c, "score": sim["overall"][i][j], "measure": "cosine"}
-                  for j, c in enumerate(sim["languages"]) if c != target]
+                  for j, c in enumerate(sim["languages"]) if c in sources]
     else:
-        texts = list(lang.examples)
-        if not texts:
-            raise tasks.InputError(f"{target} has no example texts to rank sources by")
-        scored = [{"language": c, "score": -tasks.mlm_loss(stack, texts, c), "measure": "-MLM loss"}
-                  for c in stack.bundle.source_languages(target) if c != a]
+        scored = _mlm_scores(stack, target, sources, progress)
     return sorted(scored, key=lambda d: -d["score"])
+
+
+def _mlm_scores(stack: LanguageStack, target: str, sources: list[str], progress=None) -> list[dict]:
+    texts = list(stack.bundle.language(target).examples)
+    if not texts:
+        raise tasks.InputError(f"{target} has no example texts to rank sources by")
+    out = []
+    for i, c in enumerate(sources):
+        out.append({"language": c, "score": -tasks.mlm_loss(stack, texts, c), "measure": "-MLM loss"})
+        if progress:
+            progress(i + 1, len(sources), c)
+    return out
 
 
 def similarity_vs_gain(stack: LanguageStack, sweeps: dict[str, dict], sim: dict | None = None) -> list[dict]:

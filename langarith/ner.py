@@ -271,6 +271,16 @@ def precomputed(stack: LanguageStack, task: str | None = None) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def shipped_sweep(stack: LanguageStack, target: str, a: str, b: str, task: str) -> dict | None:
+    """The build's span-F1 curve of this pair (whatever its grid), or None."""
+    pre = precomputed(stack, task) or {}
+    for group in ("zero_shot", "enhancement", "low_resource"):
+        c = pre.get(group, {}).get(target)
+        if c and c["a"] == a and c["b"] == b:
+            return c
+    return None
+
+
 def _curve(target: str, a: str, b: str, lambdas, dev: dict, test: dict) -> dict:
     """A sweep's summary in the shape the topic task's sweep has, with intervals over sentences."""
     import numpy as np
@@ -304,11 +314,9 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
         raise InputError("the λ grid needs 0 and 1 (B alone and A alone) for the baselines")
     t = stack.bundle.task_of_kind("tagging", task)
     a, b = merge_pair(stack, target, source)
-    pre = precomputed(stack, t.name) if use_precomputed else None
-    for group in ("zero_shot", "enhancement", "low_resource"):
-        c = (pre or {}).get(group, {}).get(target)
-        if c and c["a"] == a and c["b"] == b and [p["lam"] for p in c["points"]] == list(lambdas):
-            return {**c, "precomputed": True}
+    c = shipped_sweep(stack, target, a, b, t.name) if use_precomputed else None
+    if c and [p["lam"] for p in c["points"]] == list(lambdas):
+        return {**c, "precomputed": True}
     data = {s: load_tagging_eval(stack, target, t.name, s) for s in ("dev", "test")}
     if not data["dev"] or not data["test"]:
         raise InputError(f"the {target} eval set needs dev and test sentences")

@@ -24,7 +24,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .model import Bundle, BundleError
+from .model import Bundle, BundleError, InputError
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +137,7 @@ def _task_refs(tasks) -> list[str]:
 def hub_repos(name: str, languages: list[str] | None = None, cat: dict | None = None) -> list[str]:
     """Every hub repository a profile uses (all its languages unless ``languages`` is given)."""
     m = manifest_for(name, cat)
+    _check_codes(name, m, languages)
     refs = [m["tokenizer"]] + _task_refs(m["tasks"])
     refs += [lang["adapter"] for lang in m["languages"]
              if lang["adapter"] and (languages is None or lang["code"] in languages
@@ -146,6 +147,16 @@ def hub_repos(name: str, languages: list[str] | None = None, cat: dict | None = 
         if r.startswith(HUB) and r[len(HUB):] not in out:
             out.append(r[len(HUB):])
     return out
+
+
+def _check_codes(name: str, manifest: dict, languages: list[str] | None) -> None:
+    """Refuse codes the profile lacks or has no adapter for: skipping them would look like a
+    successful download of nothing."""
+    have = {lang["code"] for lang in manifest["languages"] if lang["adapter"]}
+    bad = sorted(set(languages or ()) - have)
+    if bad:
+        raise InputError(f"profile {name!r} has no language adapter for {', '.join(bad)}; "
+                         f"it has: {', '.join(sorted(have))}")
 
 
 def list_profiles(cat: dict | None = None) -> list[dict]:
@@ -223,13 +234,11 @@ def _cache_dir(cache_dir: str | Path | None) -> str | None:
 
 
 def _how_to_get(repo_ids: list[str], profile: str | None) -> str:
-    cmds = "\n".join(f"    huggingface-cli download {r}" for r in repo_ids)
-    via = (f"\nor, for the whole profile: python -m langarith fetch --profile {profile}"
-           if profile else "")
-    them = "it" if len(repo_ids) == 1 else "them"
-    return (f"Get {them} on a machine with network access (and HF_HUB_OFFLINE unset):\n{cmds}{via}\n"
-            f"then copy the Hugging Face cache (HF_HUB_CACHE) here, or use the embedded profile "
-            f"(--profile embedded), which needs no network.")
+    """What to do about missing repositories, in one line (a CLI error is one line)."""
+    each = " ".join(f"`huggingface-cli download {r}`" for r in repo_ids)
+    fetch = f"`python -m langarith fetch --profile {profile}` (or {each})" if profile else each
+    return (f"On a machine with network access (HF_HUB_OFFLINE unset) run {fetch}, then copy its "
+            f"Hugging Face cache (HF_HUB_CACHE) here; or use --profile embedded, which needs no network.")
 
 
 def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_only: bool | None = None,
@@ -306,15 +315,21 @@ class HubBundle(Bundle):
                 resolve_repo(repo, self.cache_dir, local_only=True, files=self._files(repo))
             except ProfileUnavailable:
                 missing.append(repo)
-        if not missing:
-            return
-        if hub_offline():
+        if not hub_offline():  # online: download (huggingface_hub shows tqdm progress)
+            missing = [repo for repo in missing if not self._downloaded(repo)]
+        if missing:  # one message naming every repository still missing, offline or not
+            why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hub could not be reached"
             raise ProfileUnavailable(
                 f"profile {self.profile!r} needs {len(missing)} repositories that are not in the "
-                f"Hugging Face cache ({_cache_dir(self.cache_dir) or 'default cache'}) and "
-                f"HF_HUB_OFFLINE is set: {', '.join(missing)}. " + _how_to_get(missing, self.profile))
-        for repo in missing:  # online: download (huggingface_hub shows tqdm progress)
+                f"Hugging Face cache ({_cache_dir(self.cache_dir) or 'default cache'}) and {why}: "
+                f"{', '.join(missing)}. " + _how_to_get(missing, self.profile))
+
+    def _downloaded(self, repo: str) -> bool:
+        try:
             resolve_repo(repo, self.cache_dir, profile=self.profile, files=self._files(repo))
+        except ProfileUnavailable:
+            return False
+        return True
 
 
 def load_profile(name: str | None = None, cache_dir: str | Path | None = None, *,
@@ -342,7 +357,11 @@ def fetch_profile(name: str, languages: list[str] | None = None,
     """Download a hub profile's repositories into the HF cache (for preloading a machine)."""
     out = []
     m = manifest_for(name, cat)
-    for repo in hub_repos(name, languages, cat):
+    repos = hub_repos(name, languages, cat)
+    if hub_offline():  # fetch is the one command that must reach the Hub
+        raise ProfileUnavailable("fetch downloads from the Hugging Face Hub, and HF_HUB_OFFLINE is "
+                                 "set: unset it (on a machine with network access) and run it again")
+    for repo in repos:
         folder = resolve_repo(repo, cache_dir, profile=name, files=files_for(m, repo))
         out.append({"repo": repo, "folder": str(folder)})
     return out

@@ -53,6 +53,12 @@ def sweep_summary(stack: LanguageStack, target: str, source: str | None = None) 
     return None
 
 
+def shipped_sweep(stack: LanguageStack, target: str, source: str, task: str) -> dict | None:
+    """The precomputed sweep of this pair on this task (whatever its λ grid), or None."""
+    pre = sweep_summary(stack, target, source)
+    return pre if pre and pre.get("task") == task else None
+
+
 def sweep_items(stack: LanguageStack, target: str, source: str | None = None) -> dict | None:
     """The precomputed sweep with per-item predictions (``predictions[split][i]`` at
     ``points[i]["lam"]``), or None."""

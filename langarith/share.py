@@ -11,11 +11,12 @@ import json
 import math
 import shutil
 import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import tasks
-from .arithmetic import MERGE_METHODS, MergeError, check_lambda, check_weights, layer_lambdas
+from .arithmetic import (DEFAULT_DENSITY, MERGE_METHODS, METHODS, MergeError, check_lambda,
+                         check_weights, layer_lambdas)
 from .model import InputError, LanguageStack, Merge
 
 MAX_LANGUAGES = 4
@@ -63,8 +64,19 @@ class Recipe:
         extrapolate = self.allow_extrapolation or self.method == "task_arithmetic"
         if self.method == "layer_gradient":
             return self._layer_merge(stack, w)
-        return Merge.of(w, self.method, density=self.density, seed=self.seed,
+        return Merge.of(w, self.method, density=self.used_density(), seed=self.seed,
                         allow_extrapolation=extrapolate)
+
+    def used_density(self) -> float | None:
+        """The density the method runs with (None for methods without one): the recipe's, else
+        the one default every caller shares, so a saved recipe says what was used."""
+        if "density" not in METHODS[self.method].params:
+            return None
+        return DEFAULT_DENSITY if self.density is None else self.density
+
+    def resolved(self) -> "Recipe":
+        """This recipe with the defaults it ran with written in (what ``recipe.json`` keeps)."""
+        return replace(self, density=self.used_density()) if self.method in METHODS else self
 
     def _typology_merge(self, stack: LanguageStack) -> Merge:
         from . import typology
@@ -249,7 +261,7 @@ def export(stack: LanguageStack, recipe: Recipe, out: str | Path) -> dict:
     merge = recipe.merge(stack)  # validate first: a refused recipe leaves no folder behind
     out.mkdir(parents=True, exist_ok=True)
     folder = stack.save_merged(merge, out / "merged_adapter")
-    (out / "recipe.json").write_text(recipe.to_json() + "\n", encoding="utf-8")
+    (out / "recipe.json").write_text(recipe.resolved().to_json() + "\n", encoding="utf-8")
     shutil.copy(out / "recipe.json", folder / "recipe.json")
     zip_path = shutil.make_archive(str(out / "merged_adapter"), "zip", root_dir=folder)
     return {"adapter_dir": str(folder), "zip": zip_path, "recipe": str(out / "recipe.json"),
