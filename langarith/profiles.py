@@ -159,6 +159,15 @@ def _check_codes(name: str, manifest: dict, languages: list[str] | None) -> None
                          f"it has: {', '.join(sorted(have))}")
 
 
+def _bundle_tasks(entry: dict) -> list[str]:
+    """A bundle profile's tasks as its manifest says (names, as for hub profiles), + fill-mask."""
+    path = Path(REPO_ROOT / entry["bundle"]) / "manifest.json"
+    if not path.is_file():
+        return entry.get("tasks", [])
+    tasks = json.loads(path.read_text(encoding="utf-8")).get("tasks", [])
+    return [t["name"] for t in tasks] + ["fill-mask"]
+
+
 def list_profiles(cat: dict | None = None) -> list[dict]:
     cat = cat or catalogue()
     out = []
@@ -178,7 +187,7 @@ def list_profiles(cat: dict | None = None) -> list[dict]:
                        not_yet=[t["name"] for t in e.get("not_yet", [])],
                        memory=memory_estimate(name, cat=cat))
         else:
-            row.update(bundle=e["bundle"], tasks=e.get("tasks", []))
+            row.update(bundle=e["bundle"], tasks=_bundle_tasks(e))
         out.append(row)
     return out
 
