@@ -5,10 +5,11 @@ process) under N students and under many events.
         [--soak 10000] [--out benchmarks/RESULTS_class.md]
 
 - class: each student is a ``gradio_client`` client that, on every release, sends what the page
-  sends after a release (``/compare``, then ``/fill_mask``, then ``/mlm_live``) for one of five
-  zero-shot pairs with its own text, at a λ drawn in [0, 1], then thinks 1-2 s. Reported: release →
-  predictions (``/compare`` answered) and → whole chain, p50/p95/max, errors, and the answers that
-  differ from the same ``/compare`` request sent alone afterwards (probabilities to 1e-5).
+  sends on a release (the predictions ``/compare_recipe``; then the details step ``/details`` and
+  the flips ``/flips`` at once) for one of five zero-shot pairs with its own text, then thinks
+  1-2 s. λ on the slider's grid (what the page sends) or anywhere in [0, 1] (API callers).
+  Reported: release → predictions and → whole chain, p50/p95/max, errors, and the answers that
+  differ from the same request computed alone afterwards in a fresh stack (probabilities to 1e-5).
 - soak: 4 clients send ``/flips`` (CPU-only) and, every 10th, ``/compare``; median latency of each
   per block of events served, and the server's RSS.
 """
@@ -54,13 +55,24 @@ def texts_of_pairs() -> dict[str, str]:
     return {t: b.language(t).examples[0] for t in PAIRS if t in b.languages}
 
 
-def run_class(url: str, students: int, releases: int, texts: dict[str, str], seed: int = 0) -> dict:
+def lambdas_of(mode: str, rng: random.Random) -> float:
+    """A student's λ: on the slider's grid (what the page sends: multiples of its step, 0.05), or
+    anywhere in [0, 1] to two decimals (what an API caller may send)."""
+    return round(rng.randrange(21) * 0.05, 2) if mode == "slider" else round(rng.random(), 2)
+
+
+def run_class(url: str, students: int, releases: int, texts: dict[str, str], mode: str = "slider",
+              seed: int = 0) -> dict:
+    """N students releasing the slider R times each; every release is the page's chain: the
+    predictions (``/compare_recipe``, the release event itself), then the details step
+    (``/details``: fill-mask, the text's masked-LM loss, the per-layer plots) and the flips
+    (``/flips``, a CPU-only event) at once, as the page sends them."""
     from gradio_client import Client
 
     from langarith import tasks
 
     rng = random.Random(seed)
-    plan = [[(t, round(rng.random(), 2), rng.uniform(1.0, 2.0)) for t in
+    plan = [[(t, lambdas_of(mode, rng), rng.uniform(1.0, 2.0)) for t in
              [list(texts)[(s + r) % len(texts)] for r in range(releases)]] for s in range(students)]
     clients = [Client(url, verbose=False) for _ in range(students)]
     to_pred, to_chain, errors, answers = [], [], [], []
@@ -75,10 +87,12 @@ def run_class(url: str, students: int, releases: int, texts: dict[str, str], see
                 text = texts[target]
                 probe = tasks.mask_a_word(text, "<mask>")
                 t0 = time.perf_counter()
-                got = c.predict(target, None, lam, text, probe, api_name="/compare")
+                got = c.predict(target, None, lam, text, probe, api_name="/compare_recipe")
                 t1 = time.perf_counter()
-                c.predict(target, None, lam, text, probe, api_name="/fill_mask")
-                c.predict(target, None, lam, text, api_name="/mlm_live")
+                details = c.submit(target, None, lam, text, probe, api_name="/details")
+                flips = c.submit(target, None, lam, None, api_name="/flips")
+                details.result(timeout=300)
+                flips.result(timeout=300)
                 t2 = time.perf_counter()
                 with lock:
                     to_pred.append(t1 - t0)
@@ -96,20 +110,43 @@ def run_class(url: str, students: int, releases: int, texts: dict[str, str], see
     for th in threads:
         th.join(900)
     wall = time.perf_counter() - t0
-    from test_load import first_difference
-
-    alone = Client(url, verbose=False)
-    diffs = [first_difference(got, alone.predict(req[0], None, req[1], req[2], req[3], api_name="/compare"))
-             for req, got in answers]
-    differing = sum(d is not None for d in diffs)
 
     def stat(xs):
         return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
 
-    return {"students": students, "releases": releases, "to_predictions": stat(to_pred),
+    return {"students": students, "releases": releases, "lambdas": mode, "to_predictions": stat(to_pred),
             "to_chain": stat(to_chain), "errors": len(errors), "error_examples": errors[:3],
-            "differing": differing, "difference_examples": [d for d in diffs if d][:3],
-            "answers": len(answers), "wall_s": wall}
+            "answers": answers, "wall_s": wall}
+
+
+def check_alone(runs: list[dict]) -> None:
+    """Each class answer against the same request alone, computed afresh in this process (its
+    own stack and memo, one request per call): the three prediction columns to 1e-5."""
+    from langarith.model import LanguageStack
+    from langarith.page import compare
+    from test_load import first_difference
+
+    stack = LanguageStack(ROOT / "assets" / "bundle")
+    for run in runs:
+        diffs = []
+        for (target, lam, text, probe), got in run.pop("answers"):
+            want = compare.on_predict_rows(stack, [target], [None], [lam], [text], [probe])
+            got = _labels(got[:4])
+            # a gr.Label sends its top classes only (num_top_classes): compare those
+            want = [want[0][0]] + [dict(sorted(col[0]["value"].items(), key=lambda kv: -kv[1])[:len(g)])
+                                   for col, g in zip(want[1:4], got[1:])]
+            diffs.append(first_difference(got, want))
+        run["differing"] = sum(d is not None for d in diffs)
+        run["checked"] = len(diffs)
+        run["difference_examples"] = [d for d in diffs if d][:3]
+
+
+def _labels(out: list) -> list:
+    """A predictions answer as (formula, {label: probability} × 3) for comparing."""
+    def value(o):  # an update dict from the API carries the Label's value under "value"
+        return o["value"] if isinstance(o, dict) and "__type__" in o else o or {}
+
+    return [out[0]] + [{c["label"]: c["confidence"] for c in value(o).get("confidences", [])} for o in out[1:4]]
 
 
 def run_soak(url: str, pid: int, events: int, block: int = 1000) -> dict:
@@ -158,13 +195,16 @@ def render(res: dict) -> str:
     out = ["# A class on one Space (benchmarks/classroom.py)", "",
            f"Command: `{res['command']}`; {res['date']}; {os.cpu_count()} cores; the app in its own process "
            "(`python app.py`, shipped bundle, CPU).", "",
-           "| students × releases | release → predictions p50 / p95 / max (s) | whole chain p50 / p95 (s) "
-           "| errors | answers differing from alone |", "|---|---|---|---|---|"]
+           "Each release is the page's chain: predictions (`/compare_recipe`), then the details step "
+           "(`/details`) and the flips (`/flips`) at once. λ: `slider` = the slider's 0.05 grid (what the page "
+           "sends), `any` = anywhere in [0, 1] (API callers).", "",
+           "| λ | students × releases | release → predictions p50 / p95 / max (s) | whole chain p50 / p95 (s) "
+           "| errors | answers differing from alone |", "|---|---|---|---|---|---|"]
     for c in res.get("class", []):
         p, w = c["to_predictions"], c["to_chain"]
-        out.append(f"| {c['students']} × {c['releases']} | {p.get('p50', 0):.2f} / {p.get('p95', 0):.2f} / "
-                   f"{p.get('max', 0):.2f} | {w.get('p50', 0):.2f} / {w.get('p95', 0):.2f} | {c['errors']} | "
-                   f"{c['differing']} of {c['answers']} |")
+        out.append(f"| {c['lambdas']} | {c['students']} × {c['releases']} | {p.get('p50', 0):.2f} / "
+                   f"{p.get('p95', 0):.2f} / {p.get('max', 0):.2f} | {w.get('p50', 0):.2f} / "
+                   f"{w.get('p95', 0):.2f} | {c['errors']} | {c['differing']} of {c['checked']} |")
     if res.get("soak"):
         s = res["soak"]
         out += ["", f"Soak: {s['events']} events from 4 clients (`/flips`, every 10th `/compare`).", "",
@@ -180,29 +220,38 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--students", default="1,8,30")
     ap.add_argument("--releases", type=int, default=4)
+    ap.add_argument("--lambdas", default="slider,any", help="slider: the page's 0.05 grid; any: [0, 1]")
     ap.add_argument("--soak", type=int, default=10000, help="events of the soak (0: none)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_class.md"))
     args = ap.parse_args(argv)
     res = {"command": "python benchmarks/classroom.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "class": []}
     texts = texts_of_pairs()
+    from langarith import tasks
+
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_app(Path(tmp))
         try:
             from gradio_client import Client
 
             warm = Client(url, verbose=False)
-            for t, text in texts.items():  # first calls: lazy imports, A's and B's memo
-                warm.predict(t, None, 0.5, text, "", api_name="/compare")
-            for n in [int(x) for x in args.students.split(",") if x]:
-                log(f"class: {n} students")
-                res["class"].append(run_class(url, n, args.releases, texts))
-                log(json.dumps(res["class"][-1]))
+            for t, text in texts.items():  # first calls: lazy imports, A's and B's memo, and
+                # each text's masked-LM curve over the slider's grid (as the teacher's own page
+                # load of a class link computes it)
+                probe = tasks.mask_a_word(text, "<mask>")
+                warm.predict(t, None, 0.5, text, probe, api_name="/compare_recipe")
+                warm.predict(t, None, 0.5, text, probe, api_name="/details")
+            for mode in [m for m in args.lambdas.split(",") if m]:
+                for n in [int(x) for x in args.students.split(",") if x]:
+                    log(f"class: {n} students, λ {mode}")
+                    res["class"].append(run_class(url, n, args.releases, texts, mode))
+                    log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
             if args.soak:
                 res["soak"] = run_soak(url, proc.pid, args.soak)
         finally:
             proc.terminate()
             proc.wait(30)
+    check_alone(res["class"])  # after the app has stopped: it does not compete with the class
     text = render(res)
     Path(args.out).write_text(text + "\n")
     print(json.dumps(res, default=str))

@@ -96,16 +96,18 @@ def weighted_sum(state_dicts: Sequence[StateDict], weights: Sequence[float],
     return {k: sum(w * sd[k] for w, sd in zip(ws, state_dicts)) for k in state_dicts[0]}
 
 
-def row_merge(tensors: Sequence[torch.Tensor], row_weights: torch.Tensor) -> torch.Tensor:
-    """One merge per row of a batch: ``out[r] = Σ_l row_weights[r, l] · tensors[l]``
-    ([rows, *shape]). The batched form of ``weighted_sum`` for one tensor: a batch in which every
-    visitor has their own λ shares one forward pass, each row computing with its own merge."""
-    if row_weights.ndim != 2 or row_weights.shape[1] != len(tensors):
-        raise MergeError(f"{len(tensors)} tensors but row weights of shape {tuple(row_weights.shape)}")
-    w = row_weights.to(tensors[0].dtype)
-    out = w[:, 0].reshape(-1, *[1] * tensors[0].ndim) * tensors[0]
-    for l in range(1, len(tensors)):
-        out = out + w[:, l].reshape(-1, *[1] * tensors[l].ndim) * tensors[l]
+def row_mix(outputs: Sequence[torch.Tensor], row_weights: torch.Tensor) -> torch.Tensor:
+    """``out[r] = Σ_l row_weights[r, l] · outputs[l][r]``: each row of a batch mixes the sources'
+    outputs with its own weights. For a linear map this equals running row r through the merged
+    map ``Σ_l w[r, l]·W_l`` (bias likewise), so visitors with their own λ share one forward pass
+    without a merged weight matrix per row."""
+    if row_weights.ndim != 2 or row_weights.shape[1] != len(outputs):
+        raise MergeError(f"{len(outputs)} outputs but row weights of shape {tuple(row_weights.shape)}")
+    shape = (-1, *[1] * (outputs[0].ndim - 1))
+    w = row_weights.to(outputs[0].dtype)
+    out = outputs[0] * w[:, 0].reshape(shape)
+    for l in range(1, len(outputs)):
+        out = out + outputs[l] * w[:, l].reshape(shape)
     return out
 
 

@@ -21,9 +21,11 @@ T = TypeVar("T")
 MEMO_LIMITS = {
     "merge": 8,  # model.LanguageStack.compute: a recipe's merged state dict, one adapter's size
     "single": 256,  # tasks: one adapter's (unmerged) predictions of a text
+    "merged": 4096,  # tasks: a merge's predictions and hidden-state shift of a text (small)
     "fill_mask": 512,  # tasks: the MLM head's top tokens
     "sweep": 64, "ensemble_sweep": 64,  # tasks: λ sweeps over an eval set
     "mlm_loss": 2048,  # tasks: masked-LM losses of texts under one adapter
+    "eval": 64,  # tasks: a language's labelled eval items, read from the bundle once
     "pair_statistics": 64,  # analysis: per-layer statistics of a pair
     "similarity": 2,  # analysis: the language-vector similarity matrix
 }

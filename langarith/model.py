@@ -37,7 +37,7 @@ from typing import Iterator, Mapping
 
 import torch
 
-from .arithmetic import MergeError, check_compatible, check_weights, merge_method, row_merge
+from .arithmetic import MergeError, check_compatible, check_weights, merge_method, row_mix
 from .cache import MEMO_LIMITS, Memo
 
 log = logging.getLogger(__name__)
@@ -458,13 +458,12 @@ class RowMix:
         return w
 
     def linear(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        """``x`` [rows, ..., in] through row r's merge of the linear map ``key``."""
-        w = self.current(x.shape[0])
-        weight = row_merge([s.views[key + ".weight"] for s in self._sources], w)  # [rows, out, in]
-        bias = row_merge([s.views[key + ".bias"] for s in self._sources], w)  # [rows, out]
-        flat = x.reshape(x.shape[0], -1, x.shape[-1])
-        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
-        return out.reshape(*x.shape[:-1], weight.shape[1])
+        """``x`` [rows, ..., in] through row r's merge of the linear map ``key``: each source's
+        own map over the whole batch, mixed per row (``arithmetic.row_mix``; exact by linearity,
+        and no merged weight matrix per row)."""
+        outs = [torch.nn.functional.linear(x, s.views[key + ".weight"], s.views[key + ".bias"])
+                for s in self._sources]
+        return row_mix(outs, self.current(x.shape[0]))
 
 
 def _rename_head(model, old: str, new: str) -> None:

@@ -144,11 +144,9 @@ def masked_logits(model, enc: dict, positions: torch.Tensor, rows=None) -> torch
 def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tuple[str, float]]:
     """Top-k tokens for the first mask in ``text``, from the MLM head over the language adapter
     alone (this runs the invertible adapter forward at the input and in reverse before the head).
-    A single language's answer does not depend on λ and is cached."""
-    if isinstance(adapter, str):
-        return list(stack.memo.get("fill_mask", (text, adapter, k),
-                                    lambda: tuple(_fill_mask(stack, text, adapter, k))))
-    return _fill_mask(stack, text, adapter, k)
+    Cached by value (a class sliding λ over one text asks for the same merges again and again)."""
+    return list(stack.memo.get("fill_mask", (text, _adapter_key(adapter), k),
+                                lambda: tuple(_fill_mask(stack, text, adapter, k))))
 
 
 def _fill_mask(stack: LanguageStack, text: str, adapter, k: int) -> list[tuple[str, float]]:
@@ -252,10 +250,15 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
         lam = dict(merge.weights).get(a, float("nan"))
     pa, ha, mask = single_prediction(stack, text, a, task_.name)
     pb, _, _ = single_prediction(stack, text, b, task_.name)
-    pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
+
+    def merged():
+        pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
+        return pm[0].tolist(), _hidden_shift(hm, ha, mask[0:1])
+
+    pm, shift = stack.memo.get("merged", (text, _adapter_key(weights), task_.name), merged)
     cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
-                     labels=list(task_.labels), probs={"merged": pm[0].tolist(), "A": pa, "B": pb},
-                     hidden_shift=_hidden_shift(hm, ha, mask[0:1]), notice=notice)
+                     labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
+                     hidden_shift=list(shift), notice=notice)
     if mask_text is not None:
         mtext, _ = clean_text(mask_text)
         cmp.fill_mask = {"merged": fill_mask(stack, mtext, weights),
@@ -304,22 +307,39 @@ def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None =
             todo.append((i, text, target, a, b, lam, notice, pa, pb, ha, mask))
         except (InputError, MergeError) as e:
             out[i] = e
-    if todo:
-        probs, hidden, masks = classify_rows(stack, [t[1] for t in todo],
-                                             [row_weights(t[3], t[4], t[5]) for t in todo], task_.name)
-        for r, (i, text, target, a, b, lam, notice, pa, pb, ha, mask) in enumerate(todo):
+    # A class slides λ over the same few texts on the slider's grid: a merged answer already
+    # computed (keyed by text, merge and task, as ``compare`` keys it) costs no forward pass.
+    key = {t[0]: (t[1], _adapter_key({t[3]: t[5], t[4]: 1.0 - t[5]}), task_.name) for t in todo}
+    run = [t for t in todo if not stack.memo.has("merged", key[t[0]])]
+    fresh = {}
+    if run:
+        probs, hidden, _ = classify_rows(stack, [t[1] for t in run],
+                                         [row_weights(t[3], t[4], t[5]) for t in run], task_.name)
+        for r, (i, *_, ha, mask) in enumerate(run):
             n = int(mask.sum())  # this row's tokens: the padding of the batch is not its own
             hm = [h[r:r + 1, :n] for h in hidden]
-            out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula({a: lam, b: 1.0 - lam}),
-                                labels=list(task_.labels),
-                                probs={"merged": probs[r].tolist(), "A": pa, "B": pb},
-                                hidden_shift=_hidden_shift(hm, ha, mask[0:1]), notice=notice)
+            fresh[i] = (probs[r].tolist(), _hidden_shift(hm, ha, mask[0:1]))
+    for i, text, target, a, b, lam, notice, pa, pb, _, _ in todo:
+        pm, shift = stack.memo.get("merged", key[i], lambda: fresh[i])
+        out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula({a: lam, b: 1.0 - lam}),
+                            labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
+                            hidden_shift=list(shift), notice=notice)
     return out
 
 
-@torch.inference_mode()
 def fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int = 5) -> list:
-    """``fill_mask`` of text i under merge ``rows[i]``, all in one pass: a list of top-k lists."""
+    """``fill_mask`` of text i under merge ``rows[i]``: a list of top-k lists. The answers not
+    in the memo (under ``fill_mask``'s keys) are computed in one pass."""
+    keys = [(t, _adapter_key(r), k) for t, r in zip(texts, rows)]
+    todo = [i for i, key in enumerate(keys) if not stack.memo.has("fill_mask", key)]
+    fresh = dict(zip(todo, _fill_mask_rows(stack, [texts[i] for i in todo], [rows[i] for i in todo], k)))
+    return [list(stack.memo.get("fill_mask", key, lambda i=i: tuple(fresh[i]))) for i, key in enumerate(keys)]
+
+
+@torch.inference_mode()
+def _fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int) -> list:
+    if not texts:
+        return []
     mask = stack.tokenizer.mask_token
     for t in texts:
         if mask not in t:
@@ -415,7 +435,9 @@ def load_eval(stack: LanguageStack, lang: str, task: str | None = None,
     path = eval_path(stack, lang, t.name)
     if path is None:
         raise InputError(f"no {t.name} eval set for {lang}: this bundle has none for that language")
-    return [r for r in read_jsonl(path) if split is None or r["split"] == split]
+    # Read once per stack: the page's flips read it on every λ (a gzip of 1,000 items each time).
+    rows = stack.memo.get("eval", str(path), lambda: tuple(read_jsonl(path)))
+    return [dict(r) for r in rows if split is None or r["split"] == split]
 
 
 def metrics(gold: list[int], pred: list[int], n_labels: int) -> dict[str, float]:

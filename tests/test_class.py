@@ -25,21 +25,24 @@ def _requests(stack, n=6):
     return out
 
 
-def test_row_merge_equals_each_rows_weighted_sum():
+def test_row_mix_equals_each_row_through_its_own_merged_linear_map():
     g = torch.Generator().manual_seed(0)
-    a, b, c = (torch.randn(3, 4, generator=g) for _ in range(3))
+    ws = [torch.randn(5, 4, generator=g) for _ in range(3)]
+    bs = [torch.randn(5, generator=g) for _ in range(3)]
+    x = torch.randn(3, 7, 4, generator=g)  # 3 rows (visitors) of 7 tokens
     w = torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0], [0.2, 0.3, 0.5]])
-    got = arithmetic.row_merge([a, b, c], w)
-    for r in range(3):  # independent: the N-way weighted sum of the arithmetic layer, row by row
-        want = arithmetic.weighted_sum([{"t": a}, {"t": b}, {"t": c}], w[r].tolist())["t"]
-        torch.testing.assert_close(got[r], want)
+    got = arithmetic.row_mix([torch.nn.functional.linear(x, W, b) for W, b in zip(ws, bs)], w)
+    for r in range(3):  # independent: the N-way weighted sum of the weights, then the map
+        merged = arithmetic.weighted_sum([{"W": W, "b": b} for W, b in zip(ws, bs)], w[r].tolist())
+        torch.testing.assert_close(got[r], torch.nn.functional.linear(x[r], merged["W"], merged["b"]))
     with pytest.raises(arithmetic.MergeError):
-        arithmetic.row_merge([a, b], w)
+        arithmetic.row_mix([x, x], w)
 
 
 def test_a_batch_with_one_lambda_per_row_equals_the_same_requests_one_by_one(stack):
     reqs = _requests(stack)
     batch = tasks.compare_rows(stack, reqs)
+    tasks.clear_cache(stack, "merged")  # the one-by-one answers computed again, not read back
     alone = [tasks.compare(stack, *r) for r in reqs]
     for got, want in zip(batch, alone):
         assert got.formula == want.formula and got.lam == want.lam
@@ -95,6 +98,7 @@ def test_the_batched_compare_handler_equals_the_unbatched_one_row_by_row(stack):
     cols = list(zip(*[(t, None, lam, text, "") for text, t, _, lam in reqs]))
     got = compare.on_compare_rows(stack, *map(list, cols))
     assert len(got) == 9 and all(len(col) == len(reqs) for col in got)
+    tasks.clear_cache(stack, "merged")
     for i, (text, t, _, lam) in enumerate(reqs):
         want = compare.on_compare(stack, t, None, lam, text, "")
         assert got[0][i] == want[0]
@@ -150,17 +154,63 @@ def test_the_batched_handler_through_the_zerogpu_standin_equals_it_in_process(st
 
 def test_the_pages_model_events_are_batched_and_public_names_are_unique(stack):
     from langarith.page import build_demo
+    from langarith.page import demo as demo_module
 
     demo = build_demo(stack)
     by_name = {}
     for f in demo.fns.values():
         by_name.setdefault(f.api_name, []).append(f)
-    for name in ("compare", "fill_mask", "mlm_live", "compare_recipe", "compare_drag", "after_compare"):
+    for name in ("compare", "fill_mask", "mlm_live", "compare_recipe", "compare_drag", "details"):
         (f,) = by_name[name]
-        assert f.batch and f.max_batch_size == hosting.MAX_BATCH and f.concurrency_id == "model", name
+        size = demo_module.DETAILS_BATCH if name == "details" else hosting.MAX_BATCH
+        assert f.batch and f.max_batch_size == size and f.concurrency_id == "model", name
+    assert demo_module.DETAILS_BATCH < hosting.MAX_BATCH  # the heavy step in smaller batches
     public = [f.api_name for f in demo.fns.values() if f.api_visibility == "public"]
     assert len(public) == len(set(public)) and "flips" in public  # each public event its own name
     assert not [n for n in public if n[-2:-1] == "_" and n[-1].isdigit()]  # none renamed by Gradio
+
+
+def test_the_details_step_equals_fill_mask_the_texts_loss_and_the_plots_one_by_one(stack):
+    """The step after the predictions, batched: each row's fill-mask, live masked-LM curve and
+    per-layer plots equal the unbatched handlers' (computed again, not read from the memo)."""
+    from langarith.page import demo
+
+    reqs = _requests(stack, 3)
+    probes = [tasks.mask_a_word(r[0], stack.tokenizer.mask_token) for r in reqs]
+    got = demo.on_details_rows(stack, [r[1] for r in reqs], [None] * 3, [r[3] for r in reqs],
+                               [r[0] for r in reqs], probes)
+    assert len(got) == 7 and all(len(col) == 3 for col in got)
+    for kind in ("merged", "fill_mask", "mlm_loss"):
+        tasks.clear_cache(stack, kind)
+    for i, (text, t, _, lam) in enumerate(reqs):
+        fills = compare.on_fill_mask(stack, t, None, lam, text, probes[i])
+        for k in range(3):
+            g, w = got[k][i]["value"], fills[k]["value"]
+            assert g.keys() == w.keys() and list(g.values()) == pytest.approx(list(w.values()), abs=1e-5)
+        assert got[4][i] == mlm.on_mlm_live(stack, t, None, lam, text)[1]  # the loss line, 3 decimals
+        full = compare.on_compare(stack, t, None, lam, text, "")
+        for g, w in zip((got[5][i], got[6][i]), full[-2:]):  # the plots' numbers, to float tolerance
+            gy = [y for tr in g.data for y in (tr.y or ())]
+            wy = [y for tr in w.data for y in (tr.y or ())]
+            assert gy == pytest.approx(wy, abs=1e-5) and g.layout.title.text == w.layout.title.text
+
+
+def test_a_merged_answer_asked_again_costs_no_forward_pass(stack, monkeypatch):
+    """A class slides λ over one text: a (text, λ) any visitor already asked for is read from
+    the stack's memo, the same answer; a new λ in the same batch still gets its own pass."""
+    reqs = _requests(stack, 3)
+    tasks.clear_cache(stack, "merged")
+    first = tasks.compare_rows(stack, reqs)
+    passes = []
+    real = tasks.classify_rows
+    monkeypatch.setattr(tasks, "classify_rows", lambda s, texts, rows, task=None: passes.append(len(texts))
+                        or real(s, texts, rows, task))
+    again = tasks.compare_rows(stack, reqs)
+    assert passes == [] and [a.probs for a in again] == [f.probs for f in first]
+    new = (reqs[0][0], reqs[0][1], None, 0.123)
+    mixed = tasks.compare_rows(stack, [*reqs, new])
+    assert passes == [1] and mixed[-1].lam == 0.123
+    assert mixed[-1].probs["merged"] != pytest.approx(first[0].probs["merged"], abs=1e-6)
 
 
 def test_the_queue_keeps_only_recent_event_records():

@@ -131,7 +131,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
     from langarith import hosting
 
     model = {"compare", "fill_mask", "fill_mask_probe", "compare_recipe", "compare_drag", "sweep",
-             "ensemble_sweep", "mlm_live", "after_compare",
+             "ensemble_sweep", "mlm_live", "details",
              "mlm_ensemble", "export", "rank_sources", "typology_ranks", "animate"}
     cpu = {"set_target", "sweep_tab", "measured", "layer_plot", "typology", "similarity", "flips",
            "mlm_heldout", "load_recipe", "from_link", "task_note", "pick_flip"}
@@ -142,7 +142,7 @@ def test_model_events_share_one_concurrency_group(stack, gpu_demo):
             assert f.concurrency_id != "model" and f.concurrency_limit, f.api_name
     assert not [f.api_name for f in gpu_demo.fns.values()
                 if f.concurrency_id == "model" and f.api_name not in model
-                and not f.api_name.startswith(("refresh", "fill_mask_step", "after_compare"))]
+                and not f.api_name.startswith(("refresh", "fill_mask_step", "details_step"))]
 
 
 def test_method_values_are_one_object(stack):

@@ -21,6 +21,8 @@ from ..model import BundleError, InputError, LanguageStack
 BAD_INPUT = (InputError, MergeError, BundleError)
 FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
 PRIVATE = dict(api_visibility="private")  # events that only serve the page itself
+LAM_STEP = 0.05  # the λ slider's step: the page only ever sends multiples of it
+LAM_GRID = tuple(round(i * LAM_STEP, 2) for i in range(round(1 / LAM_STEP) + 1))
 
 
 def guarded(fn):
@@ -54,13 +56,15 @@ def guarded(fn):
 _SERVED: dict = {}
 
 
-def model_handler(duration, batched: bool = False, frame_pause: float | None = None):
+def model_handler(duration, batched: bool | int = False, frame_pause: float | None = None):
     """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
     boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
     callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it.
     ``batched``: the handler takes the waiting calls of its event together (each input a list,
     one list per output back; Gradio's ``batch=True``): one GPU call and one forward pass serve
-    every visitor in the batch. ``frame_pause``: the handler yields frames; they are computed in
+    every visitor in the batch; an int: at most that many visitors a batch (a heavy step in
+    small batches, so that the predictions queued behind it wait little). ``frame_pause``: the
+    handler yields frames; they are computed in
     one GPU call and played to the page this many seconds apart."""
     def mark(fn):
         fn.gpu_seconds, fn.batched, fn.frame_pause = duration, batched, frame_pause
@@ -111,13 +115,16 @@ CPU_LANE = dict(concurrency_limit=4)
 
 # A batch: the calls of one event waiting when the model is free (Gradio does not wait for a
 # batch to fill), at most a class's worth, so one pass stays about half a second on 2 cores.
-BATCH = dict(batch=True, max_batch_size=hosting.MAX_BATCH)
 
 
 def lane(fn) -> dict:
     if not is_model_handler(fn):
         return CPU_LANE
-    return {**MODEL_LANE, **(BATCH if getattr(fn, "batched", False) else {})}
+    batched = getattr(fn, "batched", False)
+    if not batched:
+        return MODEL_LANE
+    size = hosting.MAX_BATCH if batched is True else int(batched)
+    return {**MODEL_LANE, "batch": True, "max_batch_size": size}
 
 
 # --- batched handlers: one visitor per row --------------------------------------------------------

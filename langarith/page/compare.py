@@ -142,7 +142,8 @@ def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method
     lam = tasks.check_lambda(lam)
     merge = method.merge(stack, target, source, lam)
     a, b = tasks.merge_pair(stack, target, source)
-    weights = merge if merge is not None else {a: lam, b: 1.0 - lam}
+    weights = merge if merge is not None else tasks.row_weights(a, b, lam)  # the batch's memo key
+
     def tokens(adapter):
         if merged_fill is not None and adapter is weights:
             return merged_fill
@@ -193,6 +194,8 @@ def _linear_rows(stack, methods, targets, task_names) -> list[int]:
 
 
 def compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full: bool) -> list:
+    """Each row's ``compare_view`` (a tuple of outputs, or its bad-input error): the plain linear
+    merges of a classification task in one forward pass (or from the memo)."""
     n = len(target)
     source, lam, text, task_name = (per_row(n, v) for v in (source, lam, text, task_name))
     methods = method_rows(method, n)
@@ -202,9 +205,8 @@ def compare_rows(stack, target, source, lam, text, mask_text, method, task_name,
         idx = [i for i in fast if task_name[i] == task]
         got = tasks.compare_rows(stack, [(text[i], target[i], source[i], lam[i]) for i in idx], task)
         done.update(zip(idx, got))
-    rows = [each_row(compare_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i],
+    return [each_row(compare_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i],
                      full, done.get(i)) for i in range(n)]
-    return batch_answer(rows, 9 if full else 7)
 
 
 @model_handler(duration=30, batched=True)
@@ -212,14 +214,17 @@ def on_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                     method: Method = LINEAR, task_name=None):
     """``on_compare`` for every visitor waiting on the event (each input a list): the plain
     linear merges of the batch in one forward pass, one merge per row."""
-    return compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+    return batch_answer(compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True), 9)
 
 
 @model_handler(duration=20, batched=True)
-def on_drag_rows(stack: LanguageStack, target, source, lam, text, mask_text,
-                 method: Method = LINEAR, task_name=None):
-    """``on_drag`` batched: predictions only."""
-    return compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=False)
+def on_predict_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                    method: Method = LINEAR, task_name=None):
+    """What the page sends on a drag, a release, a new text or pair: the formula and the three
+    predictions only, for every visitor waiting. The plots, fill-mask and the text's loss (below
+    the first screen) follow in the details step (``demo.on_details_rows``), so the predictions
+    are never behind them."""
+    return batch_answer(compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=False), 7)
 
 
 def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) -> list:
@@ -330,8 +335,8 @@ def outputs(p: dict) -> list:
 
 
 def run_event(stack: LanguageStack, c: Controls, p: dict) -> dict:
-    """The full comparison, as a step after any change."""
-    return event(on_compare_rows, inputs(c), outputs(p), api_name="refresh", **PRIVATE)
+    """The predictions, as a step after any change (the details step follows them)."""
+    return event(on_predict_rows, inputs(c), outputs(p)[:7], api_name="refresh", **PRIVATE)
 
 
 def fill_event(stack: LanguageStack, c: Controls, p: dict, **kw) -> dict:
@@ -346,9 +351,9 @@ def wire(stack: LanguageStack, c: Controls, p: dict, follow, animate) -> None:
     """The slider: predictions follow it while dragging (only the latest pending update runs:
     no queue of stale work), the full comparison on release; ``follow.text``/``follow.lam``
     chain what follows a new text or a released λ; ``animate``: the tour's button."""
-    c.lam.input(**event(on_drag_rows, inputs(c), outputs(p)[:7]), api_name="compare_drag",
+    c.lam.input(**event(on_predict_rows, inputs(c), outputs(p)[:7]), api_name="compare_drag",
                 **QUIET, **PRIVATE)
-    follow.lam(c.lam.release(**event(on_compare_rows, inputs(c), outputs(p)),
+    follow.lam(c.lam.release(**event(on_predict_rows, inputs(c), outputs(p)[:7]),
                              api_name="compare_recipe", **QUIET), released=True)
     p["linear_api"].click(**event(on_compare_rows, inputs(c)[:5], outputs(p)), api_name="compare")
     p["linear_api"].click(**event(on_fill_mask_rows, inputs(c)[:5], p["fills"]), api_name="fill_mask")

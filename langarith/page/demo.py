@@ -22,39 +22,45 @@ CSS = """
 """
 
 
-@model_handler(duration=40, batched=True)
-def on_after_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
-                          method: Method = LINEAR, task_name=None):
-    """What follows the predictions, in one event (one round trip, not two): fill-mask under A,
-    the merge and B, and the masked-LM loss of the text over λ; every visitor waiting in one
-    batch."""
+DETAILS_BATCH = 8  # visitors a details batch: about a second of work, so predictions wait little
+
+
+@model_handler(duration=40, batched=DETAILS_BATCH)
+def on_details_rows(stack: LanguageStack, target, source, lam, text, mask_text,
+                    method: Method = LINEAR, task_name=None):
+    """What follows the predictions, in one event (one round trip): fill-mask under A, the merge
+    and B, the masked-LM loss of the text over λ, and the per-layer plots of weights and hidden
+    states; every visitor waiting in one batch. The merged forward of the plots comes from the
+    memo the predictions filled."""
     fills = compare.fill_rows(stack, target, source, lam, text, mask_text, method, task_name)
     lives = mlm.live_rows(stack, target, source, lam, text)
-    errors = [e for e in (*fills, *lives) if isinstance(e, Exception)]
+    views = compare.compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+    errors = [e for e in (*fills, *lives, *views) if isinstance(e, Exception)]
     if len(target) == 1 and errors:
         raise gr.Error(str(errors[0])) from None
     rows = []
-    for f, l in zip(fills, lives):
+    for f, l, v in zip(fills, lives, views):
         f = tuple(gr.update() for _ in range(3)) if isinstance(f, Exception) else f
         l = (gr.update(), f"**Not run:** {l}") if isinstance(l, Exception) else l
-        rows.append((*f, *l))
-    return batch_answer(rows, 5)
+        v = (gr.update(), gr.update()) if isinstance(v, Exception) else v[-2:]
+        rows.append((*f, *l, *v))
+    return batch_answer(rows, 7)
 
 
 class Follow:
     """What runs after an event, by what it changed. The model steps are chained (one visitor's
-    comparison, then one step for fill-mask and the masked-LM loss of its text: the predictions
-    are painted first); the precomputed ones (flips, held-out curve, sweep tab) are CPU-only
-    events of their own that never wait behind the model."""
+    predictions, then one details step for fill-mask, the masked-LM loss of its text and the
+    per-layer plots: the predictions are painted first); the precomputed ones (flips, held-out
+    curve, sweep tab) are CPU-only events of their own that never wait behind the model."""
 
-    def __init__(self, run: dict, fill: dict, after: dict, precomputed: list[dict], on_lam: list[dict]):
-        self.run, self.fill, self.after = run, fill, after
+    def __init__(self, run: dict, after: dict, precomputed: list[dict], on_lam: list[dict]):
+        self.run, self.after = run, after
         self.precomputed, self.on_lam = precomputed, on_lam
         self._n = 0  # λ-setting events chained so far (their private steps' names)
 
     def compared(self, dep) -> None:
-        """After a comparison re-run by the method panel or a loaded recipe: fill-mask."""
-        dep.then(**self.fill)
+        """After predictions re-run by the method panel or a loaded recipe: the details."""
+        dep.then(**self.after)
 
     def pair(self, dep) -> None:
         """A new pair (target, source, task): everything."""
@@ -63,13 +69,16 @@ class Follow:
             dep.then(**step)
 
     def text(self, dep) -> None:
-        """A new text: its predictions, then fill-mask and its masked-LM loss."""
+        """A new text: its predictions, then the details."""
         dep.then(**self.run).then(**self.after)
 
     def lam(self, dep, released: bool = False) -> None:
         """λ set by the page (a tour step, the animation) or released on the slider (whose event
-        is the comparison itself): the comparison, then fill-mask and the text's loss; the flips."""
-        (dep if released else dep.then(**self.run)).then(**self.after, show_progress="hidden")
+        is the predictions themselves): the predictions, then the details; the flips."""
+        # After the slider's release, the details step is public (``/details``: what a class
+        # benchmark sends); everywhere else it is a private step.
+        (dep if released else dep.then(**self.run)).then(
+            **(self.after if not released else {**self.after, "api_name": "details", "api_visibility": "public"}))
         self._n += 1
         for step in self.on_lam:  # public only after the slider's release; a name of its own each
             dep.then(**(step if released else {**step, **PRIVATE, "api_name": f"{step['api_name']}_after_set_{self._n}"}))
@@ -110,9 +119,10 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         run = compare.run_event(stack, c, shown)
         heldout = mlm.heldout_event(stack, c, mlm_panel, api_name="mlm_heldout", **PRIVATE)
         follow = Follow(
-            run=run, fill=compare.fill_event(stack, c, shown),
-            after=event(on_after_compare_rows, compare.inputs(c),
-                        [*shown["fills"], *mlm.outputs_live(mlm_panel)], api_name="after_compare", **PRIVATE),
+            run=run,
+            after=event(on_details_rows, compare.inputs(c),
+                        [*shown["fills"], *mlm.outputs_live(mlm_panel), shown["geometry"], shown["hidden"]],
+                        api_name="details_step", show_progress="hidden", **PRIVATE),
             precomputed=[flips.flips_event(stack, c, flips_panel, **PRIVATE), heldout,
                          *sweep.shipped_events(stack, c, sweep_panel)],
             on_lam=[flips.flips_event(stack, c, flips_panel, api_name="flips")])

@@ -7,7 +7,7 @@ import gradio as gr
 
 from .. import lambda_rules, results, share, tasks
 from ..model import InputError, LanguageStack
-from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded,
+from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LAM_STEP, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, pts, task_choices, task_kind)
 
 TITLE = "### langarith · language arithmetic: `merged = λ·A + (1−λ)·B`"
@@ -196,7 +196,7 @@ def layout(stack: LanguageStack, c: Controls) -> None:
                                value=tasks.suggested_source(stack, first),
                                label="Source language B (related, with an adapter)", elem_id="source",
                                scale=3)
-        c.lam = gr.Slider(0, 1, value=0.5, step=0.05, label="λ (weight of A)", elem_id="lam", scale=4)
+        c.lam = gr.Slider(0, 1, value=0.5, step=LAM_STEP, label="λ (weight of A)", elem_id="lam", scale=4)
         swept = any(results.bundle_results(stack).get(s) for s in results.SETTINGS)
         with gr.Column(scale=1, min_width=150, visible=swept):  # a hub profile ships no sweeps
             c.label_free = gr.Button("use the label-free λ", size="sm", elem_id="label-free")

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import plots, results, tasks
 from ..model import LanguageStack
-from .common import Controls, batch_answer, each_row, event, guarded, model_handler, per_row
+from .common import LAM_GRID, Controls, batch_answer, each_row, event, guarded, model_handler, per_row
 
 
 @guarded
@@ -33,15 +33,18 @@ def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
 
 
 def _grid(lam: float) -> list[float]:
-    return sorted({*tasks.MLM_LIVE_LAMBDAS, round(lam, 6)})
+    """Every λ the slider can show, and this one: a text's curve is computed once (about 100
+    scoring passes) and then serves every visitor's release on it from the stack's memo (a class
+    slides λ over the same text); a λ off the slider's grid (an API caller's) adds 5 passes."""
+    return sorted({*LAM_GRID, round(lam, 6)})
 
 
 @model_handler(duration=20)
 @guarded
 def on_mlm_live(stack: LanguageStack, target: str, source: str, lam: float, text: str,
                 progress=gr.Progress()):
-    """The masked-LM loss of the text in the box at 5 λ values and the current one (A and B
-    alone are cached per text, so a new λ costs one scoring pass)."""
+    """The masked-LM loss of the text in the box at every λ of the slider's grid (computed once
+    per text) and the current one."""
     progress(0, desc="masked-LM loss over λ")
     return live_view(stack, target, source, lam, text, progress=lambda i, n, m: progress(i / n, desc=m))
 
