@@ -37,10 +37,14 @@ from benchmarks.run import free_port, log, percentile, proc_memory, wait_http  #
 PAIRS = ("pt", "pt-br", "gl", "ca", "sl")  # the shipped bundle's zero-shot targets (B: suggested)
 
 
-def start_app(logdir: Path) -> tuple[subprocess.Popen, str]:
+def start_app(logdir: Path, profiling: bool = False) -> tuple[subprocess.Popen, str]:
+    """``python app.py`` on the shipped bundle; ``profiling``: with Gradio's per-event traces
+    (``GRADIO_PROFILING``: queue wait and function time of every event), for the class only (the
+    traces are kept in memory, which a soak would count)."""
     port = free_port()
     env = dict(os.environ, LANGARITH_BUNDLE=str(ROOT / "assets" / "bundle"), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), GRADIO_SERVER_PORT=str(port))
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), GRADIO_SERVER_PORT=str(port),
+               GRADIO_PROFILING="1" if profiling else "")
     logf = open(logdir / f"app-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -61,8 +65,14 @@ def lambdas_of(mode: str, rng: random.Random) -> float:
     return round(rng.randrange(21) * 0.05, 2) if mode == "slider" else round(rng.random(), 2)
 
 
-def run_class(url: str, students: int, releases: int, texts: dict[str, str], mode: str = "slider",
-              seed: int = 0) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_class(url: str, server_pid: int, students: int, releases: int, texts: dict[str, str],
+              mode: str = "slider", seed: int = 0) -> dict:
     """N students releasing the slider R times each; every release is the page's chain: the
     predictions (``/compare_recipe``, the release event itself), then the details step
     (``/details``: fill-mask, the text's masked-LM loss, the per-layer plots) and the flips
@@ -104,19 +114,42 @@ def run_class(url: str, students: int, releases: int, texts: dict[str, str], mod
                 errors.append(f"student {s}: {type(e).__name__}: {e}")
 
     threads = [threading.Thread(target=student, args=(s,), daemon=True) for s in range(students)]
+    cpu0 = cpu_seconds(server_pid), time.process_time()
     t0 = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join(900)
     wall = time.perf_counter() - t0
+    # Both sides share this machine's cores: the students' clients take CPU a real class's
+    # browsers would take on their own machines.
+    cpu = {"server_cpu_s": cpu_seconds(server_pid) - cpu0[0], "clients_cpu_s": time.process_time() - cpu0[1]}
 
     def stat(xs):
         return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
 
     return {"students": students, "releases": releases, "lambdas": mode, "to_predictions": stat(to_pred),
             "to_chain": stat(to_chain), "errors": len(errors), "error_examples": errors[:3],
-            "answers": answers, "wall_s": wall}
+            "answers": answers, "wall_s": wall, **cpu}
+
+
+def where_time_goes(url: str) -> dict:
+    """Gradio's traces of the events served since the last call, by event: how many calls (a
+    batch is one), the time waiting in the queue and in the function (p50/p95, ms), and the
+    function's total time (the model lane's busy time, for the model events)."""
+    import httpx
+
+    traces = httpx.get(url + "gradio_api/profiling/traces", timeout=60).json()
+    httpx.post(url + "gradio_api/profiling/clear", timeout=60)
+    out = {}
+    for name in sorted({t["fn_name"] for t in traces}):
+        mine = [t for t in traces if t["fn_name"] == name]
+        # total: pre- and postprocessing and the function (fn_call_ms is not traced for batches)
+        wait, call = [t["queue_wait_ms"] for t in mine], [t["total_ms"] for t in mine]
+        out[name] = {"calls": len(mine), "queue_wait_p50": statistics.median(wait),
+                     "queue_wait_p95": percentile(wait, 0.95), "fn_p50": statistics.median(call),
+                     "fn_p95": percentile(call, 0.95), "fn_total_s": sum(call) / 1000}
+    return out
 
 
 def check_alone(runs: list[dict]) -> None:
@@ -205,6 +238,19 @@ def render(res: dict) -> str:
         out.append(f"| {c['lambdas']} | {c['students']} × {c['releases']} | {p.get('p50', 0):.2f} / "
                    f"{p.get('p95', 0):.2f} / {p.get('max', 0):.2f} | {w.get('p50', 0):.2f} / "
                    f"{w.get('p95', 0):.2f} | {c['errors']} | {c['differing']} of {c['checked']} |")
+    heavy = [c for c in res.get("class", []) if c.get("events")]
+    if heavy:
+        c = max(heavy, key=lambda c: c["students"])
+        out += ["", f"Where the time goes at {c['students']} students (λ {c['lambdas']}; Gradio's traces, "
+                "one call per batch for the batched model events):", "",
+                "| event | calls | queue wait p50 / p95 (ms) | processing p50 / p95 (ms) | processing total (s) |",
+                "|---|---|---|---|---|"]
+        for name, e in sorted(c["events"].items(), key=lambda kv: -kv[1]["fn_total_s"]):
+            out.append(f"| `{name}` | {e['calls']} | {e['queue_wait_p50']:.0f} / {e['queue_wait_p95']:.0f} | "
+                       f"{e['fn_p50']:.0f} / {e['fn_p95']:.0f} | {e['fn_total_s']:.1f} |")
+        out.append(f"\nThe class ran {c['wall_s']:.1f} s of wall time; the server used {c['server_cpu_s']:.1f} "
+                   f"CPU-s and the {c['students']} clients (this machine too) {c['clients_cpu_s']:.1f} CPU-s "
+                   f"of the {os.cpu_count()} cores' {os.cpu_count() * c['wall_s']:.1f}.")
     if res.get("soak"):
         s = res["soak"]
         out += ["", f"Soak: {s['events']} events from 4 clients (`/flips`, every 10th `/compare`).", "",
@@ -230,7 +276,7 @@ def main(argv=None) -> int:
     from langarith import tasks
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_app(Path(tmp))
+        proc, url = start_app(Path(tmp), profiling=True)
         try:
             from gradio_client import Client
 
@@ -241,16 +287,23 @@ def main(argv=None) -> int:
                 probe = tasks.mask_a_word(text, "<mask>")
                 warm.predict(t, None, 0.5, text, probe, api_name="/compare_recipe")
                 warm.predict(t, None, 0.5, text, probe, api_name="/details")
+            where_time_goes(url)
             for mode in [m for m in args.lambdas.split(",") if m]:
                 for n in [int(x) for x in args.students.split(",") if x]:
                     log(f"class: {n} students, λ {mode}")
-                    res["class"].append(run_class(url, n, args.releases, texts, mode))
+                    res["class"].append(run_class(url, proc.pid, n, args.releases, texts, mode))
+                    res["class"][-1]["events"] = where_time_goes(url)
                     log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
-            if args.soak:
-                res["soak"] = run_soak(url, proc.pid, args.soak)
         finally:
             proc.terminate()
             proc.wait(30)
+        if args.soak:  # a fresh app: the soak's first block is its first events
+            proc, url = start_app(Path(tmp))
+            try:
+                res["soak"] = run_soak(url, proc.pid, args.soak)
+            finally:
+                proc.terminate()
+                proc.wait(30)
     check_alone(res["class"])  # after the app has stopped: it does not compete with the class
     text = render(res)
     Path(args.out).write_text(text + "\n")

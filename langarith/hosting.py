@@ -6,7 +6,8 @@
 - ``encoder_cache_dir()``: where the rebuilt base encoder goes: persistent storage (``/data``)
   when the Space has it, since a Space's own disk is wiped on every restart.
 - ``QUEUE`` / ``MODEL_CONCURRENCY``: the Gradio queue's settings and the limit of the one shared
-  concurrency group of the events that run the model.
+  concurrency group of the events that run the model; ``queue(demo)`` applies them, keeps the
+  queue's records bounded and serves the predictions before the heavier steps.
 
 Import this module before anything initialises CUDA: on ZeroGPU ``spaces`` must patch torch first.
 """
@@ -31,6 +32,7 @@ F = TypeVar("F", bound=Callable)
 # ZeroGPU a second concurrent call of the same decorated function forks a second worker that
 # copies the whole model to the GPU again.
 MODEL_CONCURRENCY = 1
+MODEL_GROUP = "model"  # the concurrency id of the model events
 # The most visitors' calls of one model event served by one batched call (one forward pass):
 # a class. On ZeroGPU a batch is one GPU call (the quota of its first visitor is checked).
 MAX_BATCH = 32
@@ -120,10 +122,40 @@ class RecentEvents(dict):
         return self.added
 
 
+# --- what a visitor looks at first is served first -----------------------------------------------
+# Gradio serves one concurrency group's events in arrival order. After a release a class queues
+# predictions (one light pass) and details (fill-mask, the text's loss, plots: heavier) for
+# every student; in arrival order, a student's predictions wait behind the others' details.
+
+
+def served_first(event) -> bool:
+    """An event whose handler is marked ``served_first`` (``page.common.model_handler``)."""
+    return bool(getattr(getattr(event.fn, "fn", None), "served_first", False))
+
+
+class FirstInLine(list):
+    """The model group's waiting events, those ``served_first`` ahead of the others (each kind in
+    its own arrival order). Gradio's queue takes ``[0]`` and batches the waiting events of the
+    same handler, so the predictions of everyone waiting are one batch, before any details."""
+
+    def append(self, event) -> None:
+        if served_first(event):
+            self.insert(next((i for i, e in enumerate(self) if not served_first(e)), len(self)), event)
+        else:
+            super().append(event)
+
+
 def queue(demo):
-    """``demo.queue(**QUEUE)`` with the queue's per-event records bounded (``RecentEvents``)."""
+    """``demo.queue(**QUEUE)`` with the queue's per-event records bounded (``RecentEvents``) and
+    the model group's events ``FirstInLine``."""
     demo.queue(**QUEUE)
-    demo._queue.event_analytics = RecentEvents()
-    demo._queue.ANAYLTICS_CACHE_FREQUENCY = ANALYTICS_EVERY  # (sic: Gradio's spelling)
+    q = demo._queue
+    q.event_analytics = RecentEvents()
+    q.ANAYLTICS_CACHE_FREQUENCY = ANALYTICS_EVERY  # (sic: Gradio's spelling)
+    for block_fn in demo.fns.values():  # Gradio makes a group's queue at its first event: now
+        if block_fn.concurrency_id == MODEL_GROUP:
+            q.create_event_queue_for_fn(block_fn)
+    if MODEL_GROUP in q.event_queue_per_concurrency_id:
+        q.event_queue_per_concurrency_id[MODEL_GROUP].queue = FirstInLine()
     return demo
 

@@ -213,6 +213,32 @@ def test_a_merged_answer_asked_again_costs_no_forward_pass(stack, monkeypatch):
     assert mixed[-1].probs["merged"] != pytest.approx(first[0].probs["merged"], abs=1e-6)
 
 
+def test_predictions_are_served_before_the_heavier_steps_waiting_in_the_model_group(stack):
+    """Waiting model events: the predictions (``served_first``) go ahead of details and the
+    rest, each kind in arrival order, so Gradio's next batch is everyone's predictions."""
+    from types import SimpleNamespace
+
+    from langarith.page import build_demo
+    from langarith.page import demo as demo_module
+
+    def ev(name, first):
+        return SimpleNamespace(name=name, fn=SimpleNamespace(fn=SimpleNamespace(served_first=first)))
+
+    line = hosting.FirstInLine()
+    for name, first in (("d1", False), ("p1", True), ("d2", False), ("p2", True), ("s1", False)):
+        line.append(ev(name, first))
+    assert [e.name for e in line] == ["p1", "p2", "d1", "d2", "s1"]
+    # on the page: the predictions' handler is marked, the details' is not, and the model
+    # group's queue is a FirstInLine from the start
+    assert compare.on_predict_rows.served_first and not demo_module.on_details_rows.served_first
+    page = hosting.queue(build_demo(stack))
+    group = page._queue.event_queue_per_concurrency_id[hosting.MODEL_GROUP]
+    assert isinstance(group.queue, hosting.FirstInLine)
+    fns = {f.api_name: f for f in page.fns.values()}
+    assert hosting.served_first(SimpleNamespace(fn=fns["compare_recipe"]))
+    assert not hosting.served_first(SimpleNamespace(fn=fns["details"]))
+
+
 def test_the_queue_keeps_only_recent_event_records():
     events = hosting.RecentEvents(keep=100)
     for i in range(1000):

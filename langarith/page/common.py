@@ -56,7 +56,8 @@ def guarded(fn):
 _SERVED: dict = {}
 
 
-def model_handler(duration, batched: bool | int = False, frame_pause: float | None = None):
+def model_handler(duration, batched: bool | int = False, frame_pause: float | None = None,
+                  served_first: bool = False):
     """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
     boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
     callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it.
@@ -64,10 +65,12 @@ def model_handler(duration, batched: bool | int = False, frame_pause: float | No
     one list per output back; Gradio's ``batch=True``): one GPU call and one forward pass serve
     every visitor in the batch; an int: at most that many visitors a batch (a heavy step in
     small batches, so that the predictions queued behind it wait little). ``frame_pause``: the
-    handler yields frames; they are computed in
-    one GPU call and played to the page this many seconds apart."""
+    handler yields frames; they are computed in one GPU call and played to the page this many
+    seconds apart. ``served_first``: its events go ahead of the other waiting model events
+    (``hosting.FirstInLine``): what a visitor looks at first."""
     def mark(fn):
         fn.gpu_seconds, fn.batched, fn.frame_pause = duration, batched, frame_pause
+        fn.served_first = served_first
         return fn
     return mark
 
@@ -109,7 +112,7 @@ def run_handler(fn, *inputs):
 # --- the queue's lanes --------------------------------------------------------------------------
 # Model events share one group sized for one model; every CPU-only event has its own limit, so
 # precomputed figures and the page's own bookkeeping never wait behind the model.
-MODEL_LANE = dict(concurrency_id="model", concurrency_limit=hosting.MODEL_CONCURRENCY)
+MODEL_LANE = dict(concurrency_id=hosting.MODEL_GROUP, concurrency_limit=hosting.MODEL_CONCURRENCY)
 CPU_LANE = dict(concurrency_limit=4)
 
 

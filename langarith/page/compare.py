@@ -217,7 +217,7 @@ def on_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
     return batch_answer(compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True), 9)
 
 
-@model_handler(duration=20, batched=True)
+@model_handler(duration=20, batched=True, served_first=True)
 def on_predict_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                     method: Method = LINEAR, task_name=None):
     """What the page sends on a drag, a release, a new text or pair: the formula and the three
