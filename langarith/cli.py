@@ -254,28 +254,15 @@ def _items(shipped: dict | None) -> str:
             else "the eval set")
 
 
-def _classification_sweep(stack, args, a: str, b: str, task: str) -> dict:
-    """The bundle's precomputed sweep when it covers this pair and grid (500 + 500 items take
-    about half a minute per λ on a CPU), else one computed here with progress."""
-    from . import results, tasks
-
-    shipped = results.shipped_sweep(stack, args.target, b, task)
+def _sweep(stack, args, kind, a: str, b: str, task: str) -> dict:
+    """The build's curve when it covers this pair and grid (500 + 500 items take about half a
+    minute per λ on a CPU), else one computed here with progress."""
+    shipped = kind.shipped_sweep(stack, args.target, a, b, task) if kind.shipped_sweep else None
     grid = _grid_for(args, shipped, 11, _items(shipped))
     if shipped and not args.recompute and [p["lam"] for p in shipped["points"]] == grid:
         return {**shipped, "precomputed": True}
     note(f"evaluating {len(grid)} λ values on the {args.target} eval set ...")
-    return tasks.sweep(stack, args.target, b, grid, task=task, progress=show_progress)
-
-
-def _tagging_sweep(stack, args, a: str, b: str, task: str) -> dict:
-    from . import ner
-
-    shipped = ner.shipped_sweep(stack, args.target, a, b, task)
-    grid = _grid_for(args, shipped, 11, _items(shipped))
-    if not (shipped and [p["lam"] for p in shipped["points"]] == grid) or args.recompute:
-        note(f"tagging {len(grid)} λ values on the {args.target} eval set ...")
-    return ner.tagging_sweep(stack, args.target, b, grid, task, use_precomputed=not args.recompute,
-                             progress=show_progress)
+    return kind.run_sweep(stack, args.target, b, grid, task, show_progress, args.recompute)
 
 
 def _layer_fields(args) -> dict:
@@ -296,21 +283,15 @@ def _layer_merge(stack, args, source: str):
     return Recipe(target=args.target, source=source, lam=args.lam, **fields).merge(stack)
 
 
-def _tagging_task(stack, name: str | None):
-    """The task named by --task when it is a tagging task, else None (the default paths)."""
+def _own_compare(stack, name: str | None):
+    """The kind of the task --task names when that kind compares a text its own way (merged by
+    λ·A + (1−λ)·B only, e.g. span tagging), else None (the default task's path, every method)."""
     if not name:
         return None
-    t = stack.bundle.task(name)
-    return t if t.kind == "tagging" else None
+    from .task_kinds import kind_of
 
-
-def _tagging_predict(stack, args, source: str, text: str, task: str) -> dict:
-    from . import ner
-
-    cmp = ner.compare_ner(stack, text, args.target, source, args.lam, task=task)
-    out = cmp.to_json()
-    out["task"] = task
-    return out
+    kind = kind_of(stack, name)
+    return kind if kind.compare is not None and not kind.all_methods else None
 
 
 def _typology_json(stack, target: str | None, ranking: list | None) -> dict:
@@ -392,9 +373,9 @@ def _predict(stack, args, text: str) -> dict:
     from . import tasks
 
     a, b, layer_merge = _merge_pair(stack, args)
-    tagging = _tagging_task(stack, args.task)
-    hub_out = (_tagging_predict(stack, args, b, text, tagging.name) if tagging
-               else _hub_predict(stack, args, a, b, text))
+    own = _own_compare(stack, args.task)
+    hub_out = (own.compare(stack, text, args.target, b, args.lam, stack.bundle.task(args.task).name)
+               if own else _hub_predict(stack, args, a, b, text))
     if hub_out is not None:
         return hub_out
     mask_text = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
@@ -456,16 +437,17 @@ def cmd_sweep(stack, args) -> dict:
     from . import tasks
 
     a, b = tasks.merge_pair(stack, args.target, args.source)
-    tagging = _tagging_task(stack, args.task)
-    task = tagging.name if tagging else stack.bundle.task(args.task).name
-    run = _tagging_sweep if tagging else _classification_sweep
-    r = run(stack, args, a, b, task)
+    from .task_kinds import kind_of
+
+    kind = kind_of(stack, args.task)
+    task = stack.bundle.task(args.task).name
+    r = _sweep(stack, args, kind, a, b, task)
     out = {"target": r["target"], "source": r["source"], "a": r["a"],
            "points": r["points"], "baselines": r["baselines"], "best_lam": r["best_lam"],
            **{g: r[g] for g in ("gain_vs_a", "gain_vs_b", "gain_vs_better")},
            "n_dev": r["n_dev"], "n_test": r["n_test"], "task": task,
            "precomputed": r.get("precomputed", False)}
-    if tagging:
+    if "bootstrap" in r:  # the paired bootstrap's summary, whatever the kind
         out.update(bootstrap=r["bootstrap"])
     if args.rule:
         out.update(_ruled(stack, args, r["b"], out))

@@ -32,12 +32,13 @@ curves with their per-paragraph sums (``results/mlm_texts.json``, written by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import results, stats
 from .arithmetic import MergeError, check_lambda
+from .cache import MEMO_LIMITS, Memo
 from .model import Bundle, InputError, LanguageStack
 
 RULES = ("dev", "mlm", "entropy", "fixed")
@@ -165,9 +166,11 @@ def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=Non
 @dataclass
 class Shipped:
     """The bundle's files without a model: what these functions read of a ``LanguageStack`` is
-    only its ``bundle``, so the report runs in seconds without building the encoder."""
+    only its ``bundle`` (and its memo, where eval sets are kept once read), so the report runs
+    in seconds without building the encoder."""
 
     bundle: Bundle
+    memo: Memo = field(default_factory=lambda: Memo(MEMO_LIMITS))
 
 
 

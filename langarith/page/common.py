@@ -15,6 +15,7 @@ from dataclasses import astuple, dataclass, fields
 import gradio as gr
 
 from .. import hosting, share, tasks, typology
+from ..task_kinds import KINDS, TaskKind, kind_of
 from ..arithmetic import MergeError
 from ..model import BundleError, InputError, LanguageStack
 
@@ -366,21 +367,27 @@ def first_target(stack: LanguageStack) -> str:
 
 
 def task_choices(stack: LanguageStack) -> list[tuple[str, str]]:
-    """The page's tasks: classification (topic) and tagging (spans); QA has its own tab."""
+    """The page's tasks (the kinds ``on_page``: classification, span tagging); QA has its own tab."""
     return [(t.title, t.name) for t in stack.bundle.tasks.values()
-            if t.kind in ("classification", "tagging")]
+            if t.kind in KINDS and KINDS[t.kind].on_page]
 
 
-def task_kind(stack: LanguageStack, task_name: str | None) -> str | None:
-    """"classification", "tagging", or None (a fill-mask-only profile)."""
-    if not task_choices(stack):
-        return None
-    return stack.bundle.task(task_name or task_choices(stack)[0][1]).kind
+def page_task(stack: LanguageStack, task_name: str | None) -> str | None:
+    """The task the page shows: the picker's, else its first; None for a profile with none (then
+    the page compares fill-mask only)."""
+    shown = task_choices(stack)
+    return (task_name or shown[0][1]) if shown else None
+
+
+def page_kind(stack: LanguageStack, task_name: str | None) -> TaskKind | None:
+    """The registry entry of the task the page shows, or None (fill-mask only)."""
+    task = page_task(stack, task_name)
+    return kind_of(stack, task) if task else None
 
 
 def readable(stack: LanguageStack, task_name: str | None):
-    """``code -> name`` as a class reads it ("swriter" -> "Writer", "UI" -> "UI element"): the
-    page shows these; the codes stay in the JSON, the CLI and the API. Unknown codes pass through."""
+    """Code -> the name the page shows (``label_names`` of the task in the manifest: "Writer" for
+    ``swriter``); the codes stay in the JSON, the CLI and the API. Unknown codes pass through."""
     shown = task_choices(stack)
     names = stack.bundle.task(task_name or shown[0][1]).label_names if shown else {}
     return lambda code: names.get(code, code)

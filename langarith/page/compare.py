@@ -10,10 +10,10 @@ import gradio as gr
 
 from .. import analysis, plots, tasks
 from ..model import InputError, LanguageStack
-from .common import BAD_INPUT
-from .common import (CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, batch_answer, each_row,
-                     event, first_target, guarded, method_rows, model_handler, per_row, readable,
-                     task_kind)
+from ..task_kinds import TaskKind
+from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, batch_answer,
+                     each_row, event, first_target, guarded, method_rows, model_handler, page_kind,
+                     page_task, per_row, readable)
 
 WHO = ("A", "merged", "B")
 
@@ -64,14 +64,9 @@ def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge, done=None)
     return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), _hidden())
 
 
-@dataclass(frozen=True)
-class KindView:
-    predict: Callable  # (stack, text, target, a, b, lam, task_name, merge, done) -> Shown
-    all_methods: bool  # every method of the panel, or λ·A + (1−λ)·B only
-
-
-KINDS = {"classification": KindView(_classification, True), "tagging": KindView(_tagging, False),
-         None: KindView(_fill_mask_only, False)}
+# The predictions view of each task kind (``task_kinds.KINDS``), and of a profile with no task.
+VIEWS: dict[str | None, Callable] = {"classification": _classification, "tagging": _tagging,
+                                     None: _fill_mask_only}
 
 
 def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
@@ -98,17 +93,18 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
     (labels or spans); with ``full``, also the weight and hidden-state plots. (Fill-mask is its
     own event, ``fill_view``: the predictions are painted before its three MLM forwards.)
     ``done``: the comparison already computed in a batch (``compare_rows``)."""
-    view = KINDS[task_kind(stack, task_name)]
+    kind = page_kind(stack, task_name)
+    all_methods = kind is not None and kind.all_methods
     if method.method == tasks.ENSEMBLE:
-        if not view.all_methods:
+        if not all_methods:
             raise InputError("the output ensemble is shown for classification tasks only for now")
         return _compare_ensemble(stack, target, source, lam, text, task_name, full)
     merge = method.merge(stack, target, source, lam)
-    if merge is not None and not view.all_methods:
+    if merge is not None and not all_methods:
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
     a, b = tasks.merge_pair(stack, target, source)
-    s = view.predict(stack, text, target, a, b, lam, task_name, merge, done)
+    s = VIEWS[kind.name if kind else None](stack, text, target, a, b, lam, task_name, merge, done)
     notice = s.notice or notice
     head = f"### `{s.formula}`" + (f"\n\n*{notice}*" if notice else "")
     if not full:
@@ -185,25 +181,30 @@ def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: st
 # --- the batched handlers: every visitor waiting on an event in one forward pass ------------------
 
 
-def _linear_rows(stack, methods, targets, task_names) -> list[int]:
-    """Rows whose merge is the plain λ·A + (1−λ)·B of a classification task: these share one
-    pass (``tasks.compare_rows``); other methods write the live slot, one row at a time."""
-    return [i for i, m in enumerate(methods)
-            if m.merges_linearly and m.method != tasks.ENSEMBLE
-            and each_row(task_kind, stack, task_names[i]) == "classification"]
+def _linear_rows(stack, methods, task_names) -> dict[int, Callable]:
+    """Rows whose merge is the plain λ·A + (1−λ)·B of a task kind with ``compare_rows`` (one
+    pass for many visitors), and that function; other rows write the live slot one at a time."""
+    out = {}
+    for i, m in enumerate(methods):
+        kind = each_row(page_kind, stack, task_names[i])
+        if (m.merges_linearly and m.method != tasks.ENSEMBLE and isinstance(kind, TaskKind)
+                and kind.compare_rows is not None):
+            out[i] = kind.compare_rows
+    return out
 
 
 def compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full: bool) -> list:
     """Each row's ``compare_view`` (a tuple of outputs, or its bad-input error): the plain linear
-    merges of a classification task in one forward pass (or from the memo)."""
+    merges of a task kind with ``compare_rows`` in one forward pass (or from the memo)."""
     n = len(target)
     source, lam, text, task_name = (per_row(n, v) for v in (source, lam, text, task_name))
     methods = method_rows(method, n)
     done: dict = {}
-    fast = _linear_rows(stack, methods, target, task_name)
+    fast = _linear_rows(stack, methods, task_name)
     for task in {task_name[i] for i in fast}:
         idx = [i for i in fast if task_name[i] == task]
-        got = tasks.compare_rows(stack, [(text[i], target[i], source[i], lam[i]) for i in idx], task)
+        got = fast[idx[0]](stack, [(text[i], target[i], source[i], lam[i]) for i in idx],
+                           page_task(stack, task))
         done.update(zip(idx, got))
     return [each_row(compare_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i],
                      full, done.get(i)) for i in range(n)]

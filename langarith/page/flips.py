@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import results, tasks
 from ..model import InputError, LanguageStack
-from .common import PRIVATE, Controls, event, guarded, readable, task_kind
+from .common import PRIVATE, Controls, event, guarded, page_kind, page_task, readable
 
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
 COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]
@@ -71,27 +71,16 @@ def _no_flips(stack, target, source, lam, task_name):
     return "No labelled eval set in this profile (see the λ sweep tab).", _empty()
 
 
-def _classification_text(stack, target, source, lam, task_name, row):
-    f = results.flips(stack, target, source, lam, "dev")
-    return f["texts"][f["rows"][row]["key"]] if row < len(f["rows"]) else None
-
-
-def _tagging_text(stack, target, source, lam, task_name, row):
-    from .. import ner
-
-    rows = ner.flips(stack, target, lam, task_name, limit=50)
-    return " ".join(rows[row]["words"]) if row < len(rows) else None
-
-
-FLIPS = {"classification": _classification_flips, "tagging": _tagging_flips}  # else _no_flips
-ROW_TEXT = {"classification": _classification_text, "tagging": _tagging_text}
+# The flips table of each task kind (``task_kinds.KINDS``); a kind without one: ``_no_flips``.
+TABLES = {"classification": _classification_flips, "tagging": _tagging_flips}
 
 
 @guarded
 def on_flips(stack: LanguageStack, target: str, source: str, lam: float, task_name: str | None = None):
     """Where the merge matters at this λ: counts of items the merge fixes and breaks against A and
     against B, and the items whose prediction differs between A, the merge and B."""
-    return FLIPS.get(task_kind(stack, task_name), _no_flips)(stack, target, source, lam, task_name)
+    kind = page_kind(stack, task_name)
+    return TABLES.get(kind.name if kind else None, _no_flips)(stack, target, source, lam, task_name)
 
 
 @guarded
@@ -100,8 +89,10 @@ def on_pick_flip(stack: LanguageStack, target: str, source: str, lam: float,
     """A picked row of the flips table: its full text (the table shows it cut short) into the
     text box, with a fill-mask probe."""
     row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-    text_of = ROW_TEXT.get(task_kind(stack, task_name))
-    full = text_of(stack, target, source, lam, task_name, row) if text_of and row is not None else None
+    kind = page_kind(stack, task_name)
+    texts = (kind.changed_texts(stack, target, source, lam, page_task(stack, task_name))
+             if kind and kind.changed_texts and row is not None else [])
+    full = texts[row] if row is not None and row < len(texts) else None
     if full is None:
         return gr.update(), gr.update()
     return full, tasks.mask_a_word(full, stack.tokenizer.mask_token)

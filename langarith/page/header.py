@@ -8,7 +8,7 @@ import gradio as gr
 from .. import lambda_rules, results, share, tasks
 from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LAM_STEP, PRIVATE, Controls, event, first_target, guarded,
-                     language_choices, pts, task_choices, task_kind)
+                     language_choices, page_task, pts, task_choices)
 
 TITLE = "### langarith · language arithmetic: `merged = λ·A + (1−λ)·B`"
 LINE = ("MAD-X language adapters merged without training "
@@ -35,7 +35,8 @@ ARM_LINE = {"converged": "trained to convergence on it (the paper's setting: lit
 def _premise(stack: LanguageStack, task_name: str | None) -> dict | None:
     """The premise's numbers: own adapter vs English on each language's test set."""
     prem = results.bundle_results(stack).get("premise") or {}
-    if task_kind(stack, task_name) != "classification" or not prem:
+    # measured on the bundle's own (topic) task: shown beside that task only
+    if not prem or page_task(stack, task_name) != stack.bundle.default_task:
         return None
     diffs = {c: v["own_minus_en"] for c, v in prem.items()}
     return dict(lo=min(d["points"] for d in diffs.values()), hi=max(d["points"] for d in diffs.values()),

@@ -10,8 +10,8 @@ import gradio as gr
 
 from .. import plots, results, tasks
 from ..model import InputError, LanguageStack
-from .common import (Controls, ci_words, event, gain_line, guarded, model_handler, served_stack,
-                     task_kind)
+from .common import (Controls, ci_words, event, gain_line, guarded, model_handler, page_kind, page_task,
+                     served_stack)
 
 SWEEP_POINTS = 11
 ITEMS_PER_GPU_SECOND = 200  # a conservative rate for short items on a shared GPU
@@ -62,27 +62,6 @@ def _profile_results(stack: LanguageStack, target: str) -> dict | None:
     return None
 
 
-def _shipped_classification(stack, target, source, task_name):
-    curve = results.sweep_summary(stack, target, source)
-    if curve:
-        return plots.sweep_figure(curve, f"{target}: precomputed by the build on the shipped eval "
-                                  f"set (n = {curve['n_dev']} dev, {curve['n_test']} test)"), \
-            sweep_summary(curve)
-    return None, "No precomputed curve for this pair: press **Run sweep**."
-
-
-def _shipped_tagging(stack, target, source, task_name):
-    from .. import ner
-
-    pre = ner.precomputed(stack, task_name)
-    for group in results.SETTINGS:
-        c = (pre or {}).get(group, {}).get(target)
-        if c and c["b"] == source:
-            return plots.sweep_figure(c, f"{target}: span F1, precomputed (n = {c['n_dev']} dev, "
-                                      f"{c['n_test']} test sentences)"), sweep_summary(c)
-    return None, "No precomputed span-F1 curve for this pair: press **Run sweep**."
-
-
 def _reproduced(stack, target, source, task_name):
     c = _profile_results(stack, target)
     if c:
@@ -92,35 +71,22 @@ def _reproduced(stack, target, source, task_name):
                   "and start the app with `LANGARITH_RESULTS` pointing at its output folder.")
 
 
-def _nothing(stack, target, source, task_name):
-    return None, "This profile has no labelled eval set."
-
-
-SHIPPED = {"classification": _shipped_classification, "tagging": _shipped_tagging}
-
-
 @guarded
 def on_sweep_tab(stack: LanguageStack, target: str, source: str, task_name: str | None = None):
     """The precomputed sweep, with a 95 % interval at each λ and the gains in words (a hub
     profile: the reproduce command's results)."""
-    kind = task_kind(stack, task_name)
-    if stack.bundle.manifest.get("lazy_languages") and kind != "classification":
+    kind = page_kind(stack, task_name)
+    if kind is None or kind.sweep is None:
+        return None, "This profile has no labelled eval set."
+    a, b = tasks.merge_pair(stack, target, source)
+    curve = kind.shipped_sweep(stack, target, a, b, page_task(stack, task_name))
+    if curve:
+        metric = "span F1" if plots.metric_of(curve) == "f1" else plots.metric_of(curve)
+        return plots.sweep_figure(curve, f"{target}: {metric}, precomputed by the build (n = "
+                                  f"{curve['n_dev']} dev, {curve['n_test']} test)"), sweep_summary(curve)
+    if stack.bundle.manifest.get("lazy_languages"):
         return _reproduced(stack, target, source, task_name)
-    return SHIPPED.get(kind, _nothing)(stack, target, source, task_name)
-
-
-def _run_tagging(stack, target, source, task_name, report):
-    from .. import ner
-
-    return ner.tagging_sweep(stack, target, source, task=task_name, use_precomputed=False,
-                             progress=report)
-
-
-def _run_classification(stack, target, source, task_name, report):
-    return tasks.sweep(stack, target, source, task=task_name, progress=report)
-
-
-RUN = {"tagging": _run_tagging}  # else the classification sweep
+    return None, "No precomputed curve for this pair: press **Run sweep**."
 
 
 @model_handler(duration=_sweep_seconds(passes=1))
@@ -130,8 +96,11 @@ def on_run_sweep(stack: LanguageStack, target: str, source: str, task_name: str 
     """Evaluate the merge over 11 λ on the target's eval set (dev chooses λ, test reports)."""
     progress(0, desc="λ sweep")
     report = lambda i, n, m: progress(i / n, desc=m)  # noqa: E731
-    run = RUN.get(task_kind(stack, task_name), _run_classification)
-    s = run(stack, target, source, task_name, report)
+    kind = page_kind(stack, task_name)
+    if kind is None:
+        raise InputError("this profile has no labelled eval set to sweep")
+    s = kind.run_sweep(stack, target, tasks.merge_pair(stack, target, source)[1], tasks.DEFAULT_LAMBDAS,
+                       page_task(stack, task_name), report, recompute=True)
     return plots.sweep_figure(s, f"{target}: computed now (n = {s['n_dev']} dev, "
                               f"{s['n_test']} test)"), sweep_summary(s)
 
@@ -141,7 +110,8 @@ def on_run_sweep(stack: LanguageStack, target: str, source: str, task_name: str 
 def on_ensemble_sweep(stack: LanguageStack, target: str, source: str, task_name: str | None = None,
                       progress=gr.Progress()):
     """The output ensemble over λ on the eval set, with the same intervals as the merge's sweep."""
-    if task_kind(stack, task_name) != "classification":
+    kind = page_kind(stack, task_name)
+    if kind is None or not kind.all_methods:  # the ensemble mixes label probabilities
         raise InputError("the output-ensemble sweep needs a classification task with eval sets")
     progress(0, desc="A's and B's stacks on the eval set")
     c = tasks.ensemble_sweep(stack, target, source, task=task_name,

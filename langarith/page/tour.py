@@ -12,26 +12,7 @@ import gradio as gr
 
 from .. import results, tasks
 from ..model import InputError, LanguageStack
-from .common import PRIVATE, Controls, event, guarded, task_kind
-
-
-def _dev_lambda_topic(stack, target, source, task_name):
-    curve = results.sweep_summary(stack, target, source)
-    return curve["best_lam"] if curve else None
-
-
-def _dev_lambda_tagging(stack, target, source, task_name):
-    from .. import ner
-
-    pre = ner.precomputed(stack, task_name) or {}
-    for group in results.SETTINGS:
-        c = pre.get(group, {}).get(target)
-        if c and c["b"] == source:
-            return c["best_lam"]
-    return None
-
-
-DEV_LAMBDA = {"classification": _dev_lambda_topic, "tagging": _dev_lambda_tagging}
+from .common import PRIVATE, Controls, event, guarded, page_kind, page_task
 
 
 @dataclass
@@ -53,7 +34,8 @@ class Lesson:
 
 def lesson(stack: LanguageStack, target: str, source: str | None, task_name: str | None) -> Lesson:
     a, b = tasks.merge_pair(stack, target, source)
-    dev = DEV_LAMBDA.get(task_kind(stack, task_name), lambda *_: None)(stack, target, b, task_name)
+    kind = page_kind(stack, task_name)
+    dev = kind.dev_lambda(stack, target, a, b, page_task(stack, task_name)) if kind else None
     return Lesson(target, a, b, dev, results.mlm_summary(stack, target, b))
 
 
@@ -105,14 +87,15 @@ STEPS = (Step("1 · A alone", lambda ls: 1.0, _say_a),
 
 
 def _changed_item(stack, target, source, lam, task_name) -> str | None:
-    """A dev item whose label the merge at ``lam`` changes (its wins first), else None."""
-    if task_kind(stack, task_name) != "classification":
+    """An eval item whose prediction the merge at ``lam`` changes (its wins first), else None."""
+    kind = page_kind(stack, task_name)
+    if kind is None or kind.changed_texts is None:
         return None
     try:
-        f = results.flips(stack, target, source, lam, "dev")
+        texts = kind.changed_texts(stack, target, source, lam, page_task(stack, task_name))
     except InputError:
         return None
-    return f["texts"][f["rows"][0]["key"]] if f["rows"] else None
+    return texts[0] if texts else None
 
 
 @guarded
