@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from .paths import cache_dir
+
 try:  # preinstalled on ZeroGPU Spaces; optional everywhere else
     import spaces
 
@@ -70,12 +72,10 @@ def encoder_cache_dir() -> Path:
     ``$LANGARITH_CACHE`` when set (an explicit choice wins); else ``/data/langarith`` on a Space
     with persistent storage, so a restart does not download and rebuild it again; else
     ``~/.cache/langarith``."""
-    if os.environ.get("LANGARITH_CACHE"):
-        return Path(os.environ["LANGARITH_CACHE"])
     root = persistent_root()
-    if root is not None:
-        return root / "langarith"
-    return Path.home() / ".cache" / "langarith"
+    if os.environ.get("LANGARITH_CACHE") or root is None:
+        return cache_dir()
+    return root / "langarith"
 
 
 def use_encoder_cache() -> Path:

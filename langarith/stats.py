@@ -82,13 +82,16 @@ def resample_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.nd
     return out
 
 
-def _interval(x: np.ndarray) -> list[float]:
+def percentile_interval(x: np.ndarray) -> list[float]:
+    """The 95 % percentile interval of resampled values: ``[2.5th, 97.5th percentile]``."""
     lo, hi = np.percentile(x, [2.5, 97.5])
     return [float(lo), float(hi)]
 
 
-def _gain(points: float, resampled: np.ndarray) -> dict:
-    return {"points": float(points), "ci95": _interval(resampled),
+def bootstrap_gain(points: float, resampled: np.ndarray) -> dict:
+    """A gain as every result writes it: ``points`` (on the full sample), its 95 % percentile
+    interval ``ci95`` and ``p_positive`` (the share of resamples with a gain above zero)."""
+    return {"points": float(points), "ci95": percentile_interval(resampled),
             "p_positive": float(np.mean(resampled > 0))}
 
 
@@ -136,11 +139,11 @@ def bootstrap_sweep(lambdas, dev_counts, test_counts, *, n_resamples: int = N_RE
     return {
         "best_lam": float(lam[best]),
         "test_at_best": float(pm), "a": float(pa), "b": float(pb),
-        "gain_vs_a": _gain(pm - pa, merged - a),
-        "gain_vs_b": _gain(pm - pb, merged - b),
-        "gain_vs_better": _gain(pm - max(pa, pb), merged - np.maximum(a, b)),
+        "gain_vs_a": bootstrap_gain(pm - pa, merged - a),
+        "gain_vs_b": bootstrap_gain(pm - pb, merged - b),
+        "gain_vs_better": bootstrap_gain(pm - max(pa, pb), merged - np.maximum(a, b)),
         "lam_chosen": {f"{x:g}": float(np.mean(chosen == i)) for i, x in enumerate(lam)},
-        "test_ci95": [_interval(test_m[:, i]) for i in range(len(lam))],
+        "test_ci95": [percentile_interval(test_m[:, i]) for i in range(len(lam))],
         "n_dev": int(dev.shape[1]), "n_test": int(test.shape[1]), "n_resamples": int(n_resamples),
         "seed": int(seed),
     }
@@ -154,7 +157,7 @@ def bootstrap_difference(counts_x, counts_y, *, n_resamples: int = N_RESAMPLES, 
         raise ValueError("paired counts must have the same shape [items, k] and at least one item")
     w = resample_counts(x.shape[0], n_resamples, np.random.default_rng(seed))
     d = (metric(w @ x) - metric(w @ y)) * scale
-    return _gain((metric(x.sum(0)) - metric(y.sum(0))) * scale, d)
+    return bootstrap_gain((metric(x.sum(0)) - metric(y.sum(0))) * scale, d)
 
 
 def _index_of(lam: np.ndarray, value: float) -> int:
@@ -178,7 +181,8 @@ def bootstrap_metric(counts, *, n_resamples: int = N_RESAMPLES, seed: int = SEED
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError("counts must be [items, k] with at least one item")
     w = resample_counts(x.shape[0], n_resamples, np.random.default_rng(seed))
-    return {"points": float(metric(x.sum(0)) * scale), "ci95": _interval(metric(w @ x) * scale)}
+    return {"points": float(metric(x.sum(0)) * scale),
+            "ci95": percentile_interval(metric(w @ x) * scale)}
 
 
 # --- similarity of feature vectors and agreement of rankings (typology, layer 3) ----------------
@@ -259,5 +263,5 @@ def bootstrap_choice_difference(dev_x, test_x, prefer_x, dev_y, test_y, prefer_y
     (ix, px), (iy, py) = full(dx, tx, prefer_x), full(dy, ty, prefer_y)
     diff = resampled(dx, tx, prefer_x) - resampled(dy, ty, prefer_y)
     return {"x_chosen": ix, "y_chosen": iy, "x_test": px, "y_test": py,
-            "gain": _gain(px - py, diff), "n_dev": int(dx.shape[1]), "n_test": int(tx.shape[1]),
-            "n_resamples": int(n_resamples), "seed": int(seed)}
+            "gain": bootstrap_gain(px - py, diff), "n_dev": int(dx.shape[1]),
+            "n_test": int(tx.shape[1]), "n_resamples": int(n_resamples), "seed": int(seed)}

@@ -38,7 +38,7 @@ def test_span_extraction_nested_adjacent_hidden():
     raw = _parse(tagging.SpanParser)["par_1"]
     text, spans = tagging.marked_to_spans(raw)
     # the same text as the corpus stage's parser (so the vocabulary and the MLM filter apply)
-    assert text == corpus._norm(_parse(corpus._HelpParser)["par_1"])
+    assert text == corpus._norm(_parse(corpus.HelpParagraphParser)["par_1"])
     assert text == ("Choose Format - Cells or press Ctrl+1, then type =SUM(A1). A tooltip. Use SUM in "
                     "Tools Options.")
     got = [(text[s:e], kind) for s, e, kind in spans]

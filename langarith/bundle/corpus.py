@@ -192,7 +192,7 @@ _BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6"}
 _SKIP_TAGS = {"script", "style", "head", "title"}
 
 
-class _HelpParser(HTMLParser):
+class HelpParagraphParser(HTMLParser):
     """Collects the text of every ``<p id=..>`` / ``<h* id=..>`` in document order."""
 
     def __init__(self) -> None:
@@ -272,7 +272,7 @@ def parse_help(root: Path, lang_dir: str) -> dict[str, tuple[str, str]]:
         rel = path.relative_to(base)
         module = rel.parts[0]
         relpath = "/".join(rel.parts[1:])
-        parser = _HelpParser()
+        parser = HelpParagraphParser()
         parser.feed(path.read_text(encoding="utf-8", errors="replace"))
         parser.close()
         for pid, raw in parser.items:
@@ -285,7 +285,7 @@ def parse_help(root: Path, lang_dir: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _help_lang_dir(root: Path, lang: str) -> str:
+def help_language_dir(root: Path, lang: str) -> str:
     """The language directory inside an extracted help package (e.g. ``en-US``, ``pt-BR``).
 
     Some packages carry variants (``libreoffice-help-ca`` has ``ca`` and ``ca-valencia``): the
@@ -308,7 +308,7 @@ def _parsed_cached(cache: Path, lang: str, root: Path) -> dict[str, tuple[str, s
     if cfile.exists():
         with gzip.open(cfile, "rt", encoding="utf-8") as f:
             return {k: tuple(v) for k, v in json.load(f).items()}
-    lang_dir = _help_lang_dir(root, lang)
+    lang_dir = help_language_dir(root, lang)
     t = time.time()
     data = parse_help(root, lang_dir)
     _log(f"parsed {lang} ({lang_dir}): {len(data)} paragraphs in {time.time() - t:.1f}s")

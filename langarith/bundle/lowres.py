@@ -326,15 +326,15 @@ def eval_bundle(build: Build, dest: Path) -> Path:
 
 def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> dict | None:
     """The span-tagging λ curve of A and B on ``target``'s sentences (None without the task)."""
-    from ..ner import _curve
+    from ..ner import sweep_summary
     from . import tagging
 
     if tagging.TASK not in stack.bundle.tasks:
         return None
     ev = tagging.Evaluator(stack, cache)
     runs = {lam: ev.scores(target, a, b, lam) for lam in lambdas}
-    return _curve(target, a, b, list(lambdas), {x: runs[x]["dev"] for x in lambdas},
-                  {x: runs[x]["test"] for x in lambdas})
+    return sweep_summary(target, a, b, list(lambdas), {x: runs[x]["dev"] for x in lambdas},
+                         {x: runs[x]["test"] for x in lambdas})
 
 
 def stage_eval(build: Build, dest: Path) -> dict:

@@ -63,7 +63,7 @@ def _log(msg: str) -> None:
 # --- span extraction ---------------------------------------------------------------------------
 
 
-class SpanParser(corpus_mod._HelpParser):
+class SpanParser(corpus_mod.HelpParagraphParser):
     """The corpus parser (same text, same ids) that also marks kept spans in the text stream.
 
     Markers travel with the text into parent blocks exactly as the corpus parser moves text, so
@@ -189,7 +189,7 @@ def _parsed_spans(cache: Path, lang: str) -> dict[str, tuple[str, list]]:
             return {k: (v[0], [tuple(s) for s in v[1]]) for k, v in json.load(f).items()}
     root = cache / "root" / corpus_mod.package_for(lang)
     t = time.time()
-    data = parse_help_spans(root, corpus_mod._help_lang_dir(root, lang))
+    data = parse_help_spans(root, corpus_mod.help_language_dir(root, lang))
     _log(f"parsed spans {lang}: {len(data)} paragraphs in {time.time() - t:.1f} s")
     cfile.parent.mkdir(parents=True, exist_ok=True)
     tmp = cfile.with_suffix(".tmp")
@@ -345,7 +345,7 @@ def train_tagger(model, tokenizer, items: list[dict], ckpt: Path, *, epochs: int
     (linear warm-up over 5 %, linear decay to the step or time budget, whichever ends first)."""
     from adapters.composition import Stack
 
-    from .train import SEED, Schedule, _lr_at, freeze_all_but
+    from .train import SEED, Schedule, freeze_all_but, scheduled_lr
 
     rows = [encode(tokenizer, it["words"], it["tags"])[:2] for it in items]
     plan = _batches(rows, batch, SEED, epochs)
@@ -368,7 +368,7 @@ def train_tagger(model, tokenizer, items: list[dict], ckpt: Path, *, epochs: int
     t0, last_save = time.time() - spent, time.time()
     while step < len(plan) and time.time() - t0 < max_seconds:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, time.time() - t0, sched)
+            g["lr"] = scheduled_lr(step, time.time() - t0, sched)
         ids, att, lab = _collate(rows, plan[step], tokenizer.pad_token_id)
         logits = model(input_ids=ids, attention_mask=att, head=TASK).logits
         loss = torch.nn.functional.cross_entropy(logits.float().view(-1, len(LABELS)), lab.view(-1))
@@ -536,7 +536,7 @@ def evaluate_all(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[fl
     curves of ``pairs`` (target -> (A, B, group)). Returns (results, stored predictions)."""
     import numpy as np
 
-    from ..ner import _curve
+    from ..ner import sweep_summary
     from ..stats import bootstrap_difference
 
     ev = Evaluator(stack, cache, task)
@@ -557,8 +557,8 @@ def evaluate_all(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[fl
     stored: dict = {}
     for target, (a, b, group) in pairs.items():
         runs = {lam: ev.scores(target, a, b, lam) for lam in lambdas}
-        curve = _curve(target, a, b, lambdas, {x: runs[x]["dev"] for x in lambdas},
-                       {x: runs[x]["test"] for x in lambdas})
+        curve = sweep_summary(target, a, b, lambdas, {x: runs[x]["dev"] for x in lambdas},
+                              {x: runs[x]["test"] for x in lambdas})
         curve["counts"] = {s: [runs[x][s]["counts"] for x in lambdas] for s in ("dev", "test")}
         res[group][target] = curve
         stored[target] = _stored_predictions(ev, target, a, b, lambdas)

@@ -120,7 +120,7 @@ def mlm_loss(model, inputs: torch.Tensor, positions: torch.Tensor, labels: torch
     return torch.nn.functional.cross_entropy(mlm_logits(model, inputs, positions).float(), labels)
 
 
-def _lr_at(step: int, elapsed: float, sched: Schedule) -> float:
+def scheduled_lr(step: int, elapsed: float, sched: Schedule) -> float:
     """Linear warm-up over 5 %, then linear decay to 0 by the step budget or the time budget,
     whichever comes first (so a run cut by time still ends at a low learning rate)."""
     warm = max(1, sched.steps // 20)
@@ -169,7 +169,7 @@ def train_loop(model, params, batches, loss_fn, sched: Schedule, desc: str, devi
         stopped, resume_at = "early stop", sched.steps  # it had stopped before the interruption
     for step in range(resume_at, sched.steps):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, time.time() - t0, sched)
+            g["lr"] = scheduled_lr(step, time.time() - t0, sched)
         batch = next(batches)
         with autocast(device):
             loss = loss_fn(batch)
