@@ -122,6 +122,12 @@ def uriel_code(code: str) -> str:
     return iso
 
 
+def feature_set_choices() -> list[tuple[str, str]]:
+    """(label, name) of every feature set, e.g. ("syntax (syntax_knn, cosine)", "syntax"): a
+    dropdown's choices."""
+    return [(f"{name} ({vec}, {measure})", name) for name, (vec, measure) in FEATURE_SETS.items()]
+
+
 def check_feature_set(name: str) -> str:
     if name not in FEATURE_SETS:
         raise InputError(f"unknown typology feature set {name!r}; known: {', '.join(FEATURE_SETS)}")

@@ -11,9 +11,6 @@ from ..model import LanguageStack
 from .common import (CPU_LANE, PANEL, PRIVATE, Controls, MethodControls, event, guarded,
                      method_choices)
 
-FEATURE_CHOICES = [(f"{name} ({vec}, {measure})", name)
-                   for name, (vec, measure) in typology.FEATURE_SETS.items()]
-
 
 @guarded
 def on_layer_plot(stack: LanguageStack, lam, lam_layers, lam_inv, extrapolate=False):
@@ -62,7 +59,7 @@ def layout(stack: LanguageStack, c: Controls):
                                 "adapter, per-layer λ)", elem_id="lam-inv")
             layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
         with gr.Row():
-            typology_set = gr.Dropdown(FEATURE_CHOICES, value=d.typology_set,
+            typology_set = gr.Dropdown(typology.feature_set_choices(), value=d.typology_set,
                                        label="typology merge: URIEL feature set",
                                        elem_id="typology-merge-set")
             typology_k = gr.Slider(1, 4, value=d.typology_k, step=1, label="k (most similar adapters)",

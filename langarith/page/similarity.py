@@ -11,9 +11,6 @@ from .. import analysis, plots, results, typology
 from ..model import LanguageStack
 from .common import Controls, event, guarded, model_handler
 
-FEATURE_CHOICES = [(f"{name} ({vec}, {measure})", name)
-                   for name, (vec, measure) in typology.FEATURE_SETS.items()]
-
 
 def _similarity(stack: LanguageStack) -> dict:
     return stack.memo.get("similarity", "all", lambda: analysis.similarity(stack))  # once per stack
@@ -95,8 +92,8 @@ def layout(stack: LanguageStack) -> dict:
     gain_plot = gr.Plot(elem_id="gain-plot")
     gr.Markdown("### Typology (URIEL, from lang2vec) beside the adapters' own similarity")
     with gr.Row():
-        fs = gr.Dropdown(FEATURE_CHOICES, value=typology.DEFAULT_FEATURE_SET, label="URIEL feature set",
-                         elem_id="typology-set")
+        fs = gr.Dropdown(typology.feature_set_choices(), value=typology.DEFAULT_FEATURE_SET,
+                         label="URIEL feature set", elem_id="typology-set")
         ty_rank = gr.Button("Rank sources by typology and by the adapters", elem_id="typology-rank")
     ty_plot = gr.Plot(elem_id="typology-plot")
     missing = gr.Markdown(elem_id="typology-missing")
