@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,8 @@ from ..stats import format_gain
 from . import train
 from .constants import LAMBDAS, LANG_INFO, TASK
 
-if TYPE_CHECKING:  # the context's type only: context never imports this module
+if TYPE_CHECKING:  # types only: context never imports this module
+    from ..model import LanguageStack
     from .context import Build
 
 # Variant language: its full partner. Languages with at least 600 k tokens of training text (nl
@@ -337,114 +339,126 @@ def tagging_curve(stack, target: str, a: str, b: str, lambdas, cache: Path) -> d
                          {x: runs[x]["test"] for x in lambdas})
 
 
-def stage_eval(build: Build, dest: Path) -> dict:
-    """Per variant of both arms (and per language's full adapter): the topic sweep with per-item
-    predictions, the held-out masked-LM curve and the tagging curve. Sweeps of the variants go
-    into ``dest``'s results as the setting ``low_resource`` (the page's sweep tab and flips read
-    them there), their tagging curves into the tagging results' ``low_resource`` group; the
-    gain-versus-data table into results/lowres.json.
+@dataclass
+class EvalRun:
+    """What every measurement of one ``lowres_eval`` run shares: the scratch bundle's stack, the
+    grids, the checkpoints (one per measured variant) and the packaged bundle's earlier table."""
+    build: Build
+    stack: LanguageStack  # over the scratch bundle
+    lambdas: list  # the topic and tagging sweeps
+    mlm_grid: list  # the masked-LM curve
+    ckpt: Path
+    tag_cache: Path
+    bs: int
+    previous: dict  # results/lowres.json's "languages" of the packaged bundle (or {})
 
-    A variant is measured when this machine trained it or holds its checkpoint; one measured by
-    an earlier run, whose training this machine did not repeat, keeps its shipped point.
-    ``LANGARITH_LOWRES_ONLY=nl,da@100k-conv`` measures only those languages or variants and
-    writes only the checkpoints: two such processes share a 2-core machine's work; a last run
-    without it assembles the results from the checkpoints in seconds."""
-    from .. import results as results_mod
+    def earlier(self, code: str, arm: str, key: str):
+        """The point a previous run shipped for this language, arm and share (or None)."""
+        row = self.previous.get(code, {})
+        return (row.get("points" if arm == "equal_compute" else "converged") or {}).get(key)
+
+    def measured_here(self, v: str) -> bool:
+        return ((self.ckpt / f"{v}.json").exists()
+                or (train_dir(self.build) / v / "adapter_config.json").exists())
+
+
+def eval_run(build: Build, dest: Path, scratch: Path) -> EvalRun:
     from ..model import LanguageStack
-    from ..results import evaluate_target, write_target
 
-    seed_stats(build, dest)
-    if selected("", ""):
-        install(build, dest)  # the shipped variants trained here, before they are measured
-    scratch = eval_bundle(build, dest)
-    stack = LanguageStack(scratch, device=build.device)
     # The topic and tagging sweeps on the 0.2 grid, the masked-LM curve on the 0.1 grid (the full
     # targets' are 0.1 and 0.05): CPU time, about 5 minutes a variant on one core.
     lambdas = [0.0, 0.5, 1.0] if build.quick else GRID
-    mlm_grid = lambdas if build.quick else LAMBDAS
-    tag_lambdas = lambdas
     ckpt = train_dir(build) / "eval"
     ckpt.mkdir(exist_ok=True)
-    tag_cache = build.work / "tagging" / "preds"
-    bs = 256 if build.device.type == "cuda" else 32
-    res_path = dest / "results" / "results.json"
-    res = json.loads(res_path.read_text(encoding="utf-8"))
-    res.setdefault("low_resource", {})
     prev_file = dest / "results" / "lowres.json"
     previous = json.loads(prev_file.read_text(encoding="utf-8")).get("languages", {}) \
         if prev_file.exists() else {}
-    table: dict = {}
-    t0 = time.time()
-    partial = not selected("", "")
+    return EvalRun(build, LanguageStack(scratch, device=build.device), lambdas,
+                   lambdas if build.quick else LAMBDAS, ckpt, build.work / "tagging" / "preds",
+                   256 if build.device.type == "cuda" else 32, previous)
 
-    def measure(name: str, target: str, text: str, b: str) -> dict:
-        held = results_mod.heldout_texts(stack, text)
 
-        def compute():
-            r = evaluate_target(stack, target, b, lambdas, mlm_grid, held, TASK, bs)
-            return {**r, "tagging": tagging_curve(stack, target, r["sweep"]["a"], b, tag_lambdas, tag_cache)}
+def measure_variant(run: EvalRun, name: str, target: str, text: str, b: str) -> dict:
+    """One variant's topic sweep, masked-LM curve (on ``text``'s held-out paragraphs) and tagging
+    curve, checkpointed under ``name``."""
+    from ..results import evaluate_target, heldout_texts
 
-        r = train.checkpointed(ckpt, name, compute)
-        g = r["sweep"]["gain_vs_better"]
-        _log(f"{name}: merge − better {format_gain(g)} at λ = {r['sweep']['best_lam']}")
-        return r
+    held = heldout_texts(run.stack, text)
 
-    def measured_here(v: str) -> bool:
-        return (ckpt / f"{v}.json").exists() or (train_dir(build) / v / "adapter_config.json").exists()
+    def compute():
+        r = evaluate_target(run.stack, target, b, run.lambdas, run.mlm_grid, held, TASK, run.bs)
+        return {**r, "tagging": tagging_curve(run.stack, target, r["sweep"]["a"], b, run.lambdas,
+                                              run.tag_cache)}
 
-    def earlier(code: str, arm: str, key: str):
-        """The point a previous run shipped for this language, arm and share (or None)."""
-        row = previous.get(code, {})
-        return (row.get("points" if arm == "equal_compute" else "converged") or {}).get(key)
+    r = train.checkpointed(run.ckpt, name, compute)
+    g = r["sweep"]["gain_vs_better"]
+    _log(f"{name}: merge − better {format_gain(g)} at λ = {r['sweep']['best_lam']}")
+    return r
+
+
+def variant_points(run: EvalRun, dest: Path, res: dict, code: str, partner: str) -> dict:
+    """arm -> share -> point of ``code``'s variants; each sweep measured here joins ``res``'s
+    ``low_resource`` setting."""
+    from ..results import write_target
 
     own = res.get("own_adapter", {})
-    trained = json.loads((train_dir(build) / "stats.json").read_text())
-    tok = build.tokenizer()
-    for code, partner in pairs(build).items():
-        rows: dict[str, dict] = {arm: {} for arm in ARMS}
-        for v, c, size, arm in all_variants(build):
-            if c != code:
-                continue
-            kept = earlier(code, arm, str(size))
-            # Measured by an earlier run and not here, or measured but not shipped (its weights
-            # are not in this bundle): its point stays in the table.
-            if kept and (v not in stack.bundle.languages or not measured_here(v)):
-                rows[arm][str(size)] = kept
-                continue
-            if v not in stack.bundle.languages or not selected(v, code):
-                continue
-            r = measure(v, v, code, partner)
-            sweep = {**r["sweep"], "own": own.get(code, {}).get("accuracy"),
-                     "own_label": f"full {code} adapter (test)"}
-            write_target(dest, res, "low_resource", v, {**r, "sweep": sweep})
-            rows[arm][str(size)] = point(r)
-        if not any(rows.values()):
+    rows: dict[str, dict] = {arm: {} for arm in ARMS}
+    for v, c, size, arm in all_variants(run.build):
+        if c != code:
             continue
-        if (ckpt / f"full-{code}.json").exists() or not earlier(code, "equal_compute", "full"):
-            if selected(f"full-{code}", code):
-                rows["equal_compute"]["full"] = point(train.checkpointed(
-                    ckpt, f"full-{code}", lambda: full_curves(
-                        stack, code, partner, lambdas, mlm_grid, tag_lambdas, tag_cache, bs)))
-        else:
-            rows["equal_compute"]["full"] = earlier(code, "equal_compute", "full")
-        tokens = {str(n): trained[variant_code(code, n)]["tokens"] for n in SIZES
-                  if variant_code(code, n) in trained}
-        tokens["full"] = share(tok, training_paragraphs(build, code), 10**12)[1]
-        table[code] = {"partner": partner, "points": rows["equal_compute"],
-                       "converged": rows["converged"], "tokens": tokens}
-    shutil.rmtree(scratch)
-    if partial:
-        return {"measured": os.environ.get("LANGARITH_LOWRES_ONLY"),
-                "eval_seconds": round(time.time() - t0, 1)}
-    train.write_json(res_path, res)
+        kept = run.earlier(code, arm, str(size))
+        # Measured by an earlier run and not here, or measured but not shipped (its weights
+        # are not in this bundle): its point stays in the table.
+        if kept and (v not in run.stack.bundle.languages or not run.measured_here(v)):
+            rows[arm][str(size)] = kept
+            continue
+        if v not in run.stack.bundle.languages or not selected(v, code):
+            continue
+        r = measure_variant(run, v, v, code, partner)
+        sweep = {**r["sweep"], "own": own.get(code, {}).get("accuracy"),
+                 "own_label": f"full {code} adapter (test)"}
+        write_target(dest, res, "low_resource", v, {**r, "sweep": sweep})
+        rows[arm][str(size)] = point(r)
+    return rows
+
+
+def full_point(run: EvalRun, code: str, partner: str) -> dict | None:
+    """The full adapter's point: measured here (checkpointed), else the earlier run's; None when
+    neither (another process of a split run measures it)."""
+    name = f"full-{code}"
+    if (run.ckpt / f"{name}.json").exists() or not run.earlier(code, "equal_compute", "full"):
+        if not selected(name, code):
+            return None
+        return point(train.checkpointed(run.ckpt, name, lambda: full_curves(
+            run.stack, code, partner, run.lambdas, run.mlm_grid, run.lambdas, run.tag_cache, run.bs)))
+    return run.earlier(code, "equal_compute", "full")
+
+
+def tokens_seen(build: Build, code: str, trained: dict, tok) -> dict:
+    """Tokens of own text behind each point: the variants' shares and the full adapter's text."""
+    tokens = {str(n): trained[variant_code(code, n)]["tokens"] for n in SIZES
+              if variant_code(code, n) in trained}
+    tokens["full"] = share(tok, training_paragraphs(build, code), 10**12)[1]
+    return tokens
+
+
+def copy_tagging_low_resource(build: Build, dest: Path, res: dict, ckpt: Path) -> None:
+    """The shipped variants' tagging curves into the tagging results' ``low_resource`` group."""
     spans = dest / "results" / "libreoffice_spans.json"
-    if spans.exists():
-        tag = json.loads(spans.read_text(encoding="utf-8"))
-        low = tag.setdefault("low_resource", {})
-        for v in res["low_resource"]:
-            if v in shipped(build) and (ckpt / f"{v}.json").exists():
-                low[v] = json.loads((ckpt / f"{v}.json").read_text())["tagging"]
-        spans.write_text(json.dumps(tag, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not spans.exists():
+        return
+    tag = json.loads(spans.read_text(encoding="utf-8"))
+    low = tag.setdefault("low_resource", {})
+    for v in res["low_resource"]:
+        if v in shipped(build) and (ckpt / f"{v}.json").exists():
+            low[v] = json.loads((ckpt / f"{v}.json").read_text())["tagging"]
+    spans.write_text(json.dumps(tag, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_lowres_table(build: Build, dest: Path, stack, table: dict, trained: dict,
+                       seconds: float) -> None:
+    """results/lowres.json: the gain-versus-data table with the arms' recipes and the training
+    records."""
     train.write_json(dest / "results" / "lowres.json", {
         "languages": table, "sizes": list(SIZES), "steps": STEPS,
         "arms": {"equal_compute": f"little training: {STEPS} steps of 16 × 128 tokens for either share",
@@ -458,8 +472,51 @@ def stage_eval(build: Build, dest: Path) -> dict:
         "shipped": [v for v in shipped(build) if v in stack.bundle.languages
                     and (dest / "adapters" / v / "adapter_config.json").exists()],
         "training": trained,
-        "eval_seconds": round(time.time() - t0, 1)})
-    return {"variants": len([v for v in stack.bundle.languages if "@" in v]),
+        "eval_seconds": round(seconds, 1)})
+
+
+def stage_eval(build: Build, dest: Path) -> dict:
+    """Per variant of both arms (and per language's full adapter): the topic sweep with per-item
+    predictions, the held-out masked-LM curve and the tagging curve. Sweeps of the variants go
+    into ``dest``'s results as the setting ``low_resource`` (the page's sweep tab and flips read
+    them there), their tagging curves into the tagging results' ``low_resource`` group; the
+    gain-versus-data table into results/lowres.json.
+
+    A variant is measured when this machine trained it or holds its checkpoint; one measured by
+    an earlier run, whose training this machine did not repeat, keeps its shipped point.
+    ``LANGARITH_LOWRES_ONLY=nl,da@100k-conv`` measures only those languages or variants and
+    writes only the checkpoints: two such processes share a 2-core machine's work; a last run
+    without it assembles the results from the checkpoints in seconds."""
+    seed_stats(build, dest)
+    partial = not selected("", "")
+    if not partial:
+        install(build, dest)  # the shipped variants trained here, before they are measured
+    scratch = eval_bundle(build, dest)
+    run = eval_run(build, dest, scratch)
+    res_path = dest / "results" / "results.json"
+    res = json.loads(res_path.read_text(encoding="utf-8"))
+    res.setdefault("low_resource", {})
+    t0 = time.time()
+    trained = json.loads((train_dir(build) / "stats.json").read_text())
+    tok = build.tokenizer()
+    table: dict = {}
+    for code, partner in pairs(build).items():
+        rows = variant_points(run, dest, res, code, partner)
+        if not any(rows.values()):
+            continue
+        full = full_point(run, code, partner)
+        if full is not None:
+            rows["equal_compute"]["full"] = full
+        table[code] = {"partner": partner, "points": rows["equal_compute"],
+                       "converged": rows["converged"], "tokens": tokens_seen(build, code, trained, tok)}
+    shutil.rmtree(scratch)
+    if partial:
+        return {"measured": os.environ.get("LANGARITH_LOWRES_ONLY"),
+                "eval_seconds": round(time.time() - t0, 1)}
+    train.write_json(res_path, res)
+    copy_tagging_low_resource(build, dest, res, run.ckpt)
+    write_lowres_table(build, dest, run.stack, table, trained, time.time() - t0)
+    return {"variants": len([v for v in run.stack.bundle.languages if "@" in v]),
             "eval_seconds": round(time.time() - t0, 1)}
 
 
