@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -38,6 +38,9 @@ from . import corpus as corpus_mod
 from . import train
 from .constants import ENHANCEMENT, FULL_EVAL, LAMBDAS, MLM_LAMBDAS, RELATED, TASK
 from .context import Build
+
+if TYPE_CHECKING:  # a type only: the model loads when a stage runs
+    from ..model import LanguageStack
 
 
 def default_cache() -> Path:
@@ -136,85 +139,135 @@ def stage_task(b: Build) -> dict:
     return stats
 
 
-def stage_evaluate(b: Build) -> dict:
-    """Per target: the λ sweep with per-item predictions on dev and test (for the bootstrap and
-    the "where the merge matters" view) and the held-out masked-LM curve. Resumable: each
-    target is checkpointed in WORK/evaluate/<target>.json."""
-    from .. import stats, tasks
-    from ..model import LanguageStack
-    from ..results import evaluate_target, write_target
+@dataclass
+class Evaluation:
+    """What the evaluate stage's steps share: the assembled bundle's stack, the grids, the batch
+    size and the checkpoint folder (WORK/evaluate, one file per measurement)."""
+    b: Build
+    stack: LanguageStack
+    grid: list  # the task's λ sweep
+    mlm_grid: list  # the masked-LM curve
+    bs: int
+    ckpt: Path
 
-    tok = b.tokenizer()
-    tok.save_pretrained(str(b.bundle / "tokenizer"))
+    def checkpointed(self, name: str, compute: Callable[[], dict]) -> dict:
+        return train.checkpointed(self.ckpt, name, compute)
+
+    def heldout(self, code: str) -> list[str]:
+        """``code``'s held-out masked-LM paragraphs, as the bundle ships them."""
+        text = (self.b.bundle / "eval" / "mlm" / f"{code}.txt").read_text(encoding="utf-8")
+        return text.split("\n")[:-1]
+
+
+def assemble_bundle(b: Build) -> None:
+    """The bundle's tokenizer, eval sets, held-out texts and manifest (the adapters are there)."""
+    b.tokenizer().save_pretrained(str(b.bundle / "tokenizer"))
     b.write_eval_sets(b.bundle / "eval" / TASK, 8 if b.smoke else FULL_EVAL)
     b.write_mlm_heldout(b.bundle / "eval" / "mlm")
     b.write_manifest({"path": os.path.relpath(b.base, b.bundle)})
-    stack = LanguageStack(b.bundle, device=b.device)
-    bs = 256 if b.device.type == "cuda" else 32
-    grid = [0.0, 0.5, 1.0] if b.quick else LAMBDAS
-    mlm_grid = [0.0, 0.5, 1.0] if b.quick else MLM_LAMBDAS
-    ckpt = _mkdir(b.work / "evaluate")
 
-    checkpointed = functools.partial(train.checkpointed, ckpt)
 
-    def heldout(code: str) -> list[str]:
-        return (b.bundle / "eval" / "mlm" / f"{code}.txt").read_text(encoding="utf-8").split("\n")[:-1]
-
-    def target_eval(target: str, src: str) -> dict:
-        r = evaluate_target(stack, target, src, grid, mlm_grid, heldout(target), TASK, bs)
-        sw, mlm, g = r["sweep"], r["mlm"], r["sweep"]["gain_vs_better"]
-        b.log(f"{target}: A={sw['a']} {sw['a_alone']['accuracy']:.3f} B={src} {sw['b_alone']['accuracy']:.3f} "
-              f"merged@{sw['best_lam']} {sw['test_at_best']['accuracy']:.3f}, gain vs better "
-              f"{stats.format_gain(g)}; MLM best λ {mlm['best_lam']}")
-        return r
-
-    settings = {
+def evaluation_settings(b: Build) -> dict[str, dict[str, tuple[str, str]]]:
+    """setting -> target -> (A, B): zero-shot targets merge English with their related language,
+    enhancement targets their own adapter with it."""
+    return {
         "zero_shot": {t: ("en", RELATED[t]) for t in b.targets if RELATED.get(t) in b.adapter_langs},
         "enhancement": {c: (c, RELATED[c]) for c in (ENHANCEMENT if not b.quick else ["es"])
                         if c in b.adapter_langs and RELATED.get(c) in b.adapter_langs},
     }
-    results: dict = {"task": TASK, "lambdas": grid, "mlm_lambdas": mlm_grid,
-                     "zero_shot": {}, "enhancement": {}, "mlm": {}, "own_adapter": {}}
-    for setting, pairs in settings.items():
-        for target, (a, src) in pairs.items():
-            r = checkpointed(target, functools.partial(target_eval, target, src))
-            write_target(b.bundle, results, setting, target, r)
-    # The masked-LM curve for every other language of the page, with its suggested source.
-    for code in b.eval_languages():
-        if code in results["mlm"] or RELATED.get(code) not in b.adapter_langs:
-            continue
-        a = code if code in b.adapter_langs else "en"
-        r = checkpointed(f"mlm-{code}", lambda: tasks.mlm_curve(stack, heldout(code), a,
-                                                               RELATED[code], mlm_grid))
-        results["mlm"][code] = tasks.heldout_mlm_summary(r)
-    # The premise: how much does the task depend on the language adapter at all? Every
-    # adapter language's test set under its own adapter and under the English one.
-    def premise() -> dict:
-        out = {}
-        for c in b.adapter_langs:
-            rows = tasks.load_eval(stack, c, TASK, "test")
-            out[c] = {k: tasks.encode_predictions(tasks.predict_labels(stack, rows, k, TASK, bs))
-                      for k in dict.fromkeys((c, "en"))}
-        return out
 
-    preds = checkpointed("premise", premise)
-    preds.pop("seconds", None)
-    results["own_adapter"], results["premise"] = {}, {}
+
+def evaluate_pair(ev: Evaluation, target: str, src: str) -> dict:
+    """One target's λ sweep with per-item predictions and its held-out masked-LM curve (logged)."""
+    from .. import stats
+    from ..results import evaluate_target
+
+    r = evaluate_target(ev.stack, target, src, ev.grid, ev.mlm_grid, ev.heldout(target), TASK, ev.bs)
+    sw, mlm, g = r["sweep"], r["mlm"], r["sweep"]["gain_vs_better"]
+    ev.b.log(f"{target}: A={sw['a']} {sw['a_alone']['accuracy']:.3f} B={src} "
+             f"{sw['b_alone']['accuracy']:.3f} merged@{sw['best_lam']} "
+             f"{sw['test_at_best']['accuracy']:.3f}, gain vs better {stats.format_gain(g)}; "
+             f"MLM best λ {mlm['best_lam']}")
+    return r
+
+
+def other_mlm_curves(ev: Evaluation, done: dict) -> dict:
+    """The masked-LM curve for every other language of the page (not in ``done``), with its
+    suggested source: code -> summary."""
+    from .. import tasks
+
+    out = {}
+    for code in ev.b.eval_languages():
+        if code in done or code in out or RELATED.get(code) not in ev.b.adapter_langs:
+            continue
+        a = code if code in ev.b.adapter_langs else "en"
+        r = ev.checkpointed(f"mlm-{code}", lambda: tasks.mlm_curve(
+            ev.stack, ev.heldout(code), a, RELATED[code], ev.mlm_grid))
+        out[code] = tasks.heldout_mlm_summary(r)
+    return out
+
+
+def premise_predictions(ev: Evaluation) -> dict:
+    """Every adapter language's test predictions under its own adapter and under the English one:
+    language -> adapter -> encoded predictions."""
+    from .. import tasks
+
+    out = {}
+    for c in ev.b.adapter_langs:
+        rows = tasks.load_eval(ev.stack, c, TASK, "test")
+        out[c] = {k: tasks.encode_predictions(tasks.predict_labels(ev.stack, rows, k, TASK, ev.bs))
+                  for k in dict.fromkeys((c, "en"))}
+    return out
+
+
+def premise_results(stack: LanguageStack, preds: dict) -> tuple[dict, dict]:
+    """(own_adapter, premise): each language's metrics under its own adapter, and per non-English
+    language its own adapter's accuracy against the English one's, with the paired bootstrap."""
+    from .. import stats, tasks
+
+    own_adapter, premise = {}, {}
     for c, by in preds.items():
         rows = tasks.load_eval(stack, c, TASK, "test")
         gold = tasks.gold_labels(stack, rows, TASK)
         own = tasks.decode_predictions(by[c])
-        results["own_adapter"][c] = tasks.metrics(gold, own, len(corpus_mod.CLASSES))
+        own_adapter[c] = tasks.metrics(gold, own, len(corpus_mod.CLASSES))
         if c != "en":
             correct = {k: [p == g for p, g in zip(tasks.decode_predictions(v), gold)]
                        for k, v in by.items()}
-            results["premise"][c] = {
-                "own": results["own_adapter"][c]["accuracy"],
+            premise[c] = {
+                "own": own_adapter[c]["accuracy"],
                 "en": sum(correct["en"]) / len(gold), "n": len(gold),
                 "own_minus_en": stats.bootstrap_difference(stats.accuracy_counts(correct[c]),
                                                            stats.accuracy_counts(correct["en"]))}
+    return own_adapter, premise
+
+
+def stage_evaluate(b: Build) -> dict:
+    """Per target: the λ sweep with per-item predictions on dev and test (for the bootstrap and
+    the "where the merge matters" view) and the held-out masked-LM curve. Resumable: each
+    target is checkpointed in WORK/evaluate/<target>.json."""
+    from .. import tasks
+    from ..model import LanguageStack
+    from ..results import write_target
+
+    assemble_bundle(b)
+    ev = Evaluation(b, LanguageStack(b.bundle, device=b.device),
+                    grid=[0.0, 0.5, 1.0] if b.quick else LAMBDAS,
+                    mlm_grid=[0.0, 0.5, 1.0] if b.quick else MLM_LAMBDAS,
+                    bs=256 if b.device.type == "cuda" else 32, ckpt=_mkdir(b.work / "evaluate"))
+    results: dict = {"task": TASK, "lambdas": ev.grid, "mlm_lambdas": ev.mlm_grid,
+                     "zero_shot": {}, "enhancement": {}, "mlm": {}, "own_adapter": {}}
+    for setting, pairs in evaluation_settings(b).items():
+        for target, (a, src) in pairs.items():
+            r = ev.checkpointed(target, functools.partial(evaluate_pair, ev, target, src))
+            write_target(b.bundle, results, setting, target, r)
+    results["mlm"].update(other_mlm_curves(ev, results["mlm"]))
+    # The premise: how much does the task depend on the language adapter at all?
+    preds = ev.checkpointed("premise", functools.partial(premise_predictions, ev))
+    preds.pop("seconds", None)
+    results["own_adapter"], results["premise"] = premise_results(ev.stack, preds)
     results["english"] = {**results["own_adapter"]["en"],
-                          "majority": _majority(tasks.load_eval(stack, "en", TASK, "test"))}
+                          "majority": _majority(tasks.load_eval(ev.stack, "en", TASK, "test"))}
     b.log(f"English test: {results['english']}")
     results["mlm_gate"] = json.loads((b.work / "mlm_gate.json").read_text())
     results["stages"] = b.stages
