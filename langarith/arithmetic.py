@@ -237,14 +237,14 @@ def layer_gradient(a: StateDict, b: StateDict, anchors, lam_inv: float,
 
 
 def layer_gradient_merge(init, adapters: Sequence[StateDict], weights: Sequence[float],
-                         anchors=None, lam_inv: float | None = None,
+                         lam_layers=None, lam_inv: float | None = None,
                          allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
-    """The registry's form of ``layer_gradient``: two adapters [A, B]; without anchors λ = the
-    first weight everywhere, and λ_inv defaults to it too."""
+    """The registry's form of ``layer_gradient``: two adapters [A, B]; without anchors
+    (``lam_layers``) λ = the first weight everywhere, and λ_inv defaults to it too."""
     if len(adapters) != 2:
         raise MergeError(f"a per-layer λ merges exactly two adapters (A and B), got {len(adapters)}")
     lam = check_lambda(weights[0], allow_extrapolation=True)
-    return layer_gradient(adapters[0], adapters[1], [lam] if anchors is None else anchors,
+    return layer_gradient(adapters[0], adapters[1], [lam] if lam_layers is None else lam_layers,
                           lam if lam_inv is None else lam_inv, allow_extrapolation=allow_extrapolation)
 
 
@@ -266,23 +266,69 @@ def typology_weights(similarities: Mapping[str, float], k: int, temperature: flo
 
 
 @dataclass(frozen=True)
+class MethodParam:
+    """One parameter of the merge methods, declared once: its name is the field of the recipe
+    (``share.Recipe``, ``recipe.json``), of the engine's ``model.Merge`` and of the page's method
+    panel (``page.common.Method``), and the CLI's option; ``methods``: the methods that read it;
+    ``to_function``: passed to the method's function (else the recipe uses it to choose the
+    weights, as the typology merge does)."""
+
+    name: str
+    type: type
+    default: object
+    help: str
+    methods: tuple[str, ...]
+    to_function: bool = True
+
+
+PARAMS: dict[str, MethodParam] = {p.name: p for p in [
+    MethodParam("density", float, DEFAULT_DENSITY, "the share of each language vector kept, in (0, 1]",
+                ("ties", "dare")),
+    MethodParam("seed", int, 0, "the seed of DARE's random drop", ("dare",)),
+    MethodParam("lam_layers", tuple, None, "per-layer λ: anchors from the bottom layer to the top, "
+                "interpolated linearly", ("layer_gradient",)),
+    MethodParam("lam_inv", float, None, "per-layer λ: the invertible adapter's λ (default: λ)",
+                ("layer_gradient",)),
+    MethodParam("typology", str, None, "the URIEL feature set of the similarity", ("typology",),
+                to_function=False),
+    MethodParam("k", int, None, "merge the k adapter languages most similar to the target",
+                ("typology",), to_function=False),
+    MethodParam("temperature", float, None, "weights wᵢ ∝ exp(simᵢ / T)", ("typology",),
+                to_function=False),
+]}
+
+
+@dataclass(frozen=True)
 class MergeMethod:
     """One merge method as data: what the model, the recipe, the page and the CLI read.
 
-    ``function(init, adapters, weights, **params)`` returns the merged state dict; ``params`` are
-    the recipe fields it takes (``model.Merge`` attributes: density, seed, anchors ...);
-    ``needs_init``: it works on language vectors θ − init; ``in_place``: the live slot writes it
-    as a weighted sum over flat buffers (``per_layer``: one λ per encoder layer) instead of
-    computing and copying a state dict; ``extrapolates``: its weights need not sum to 1."""
+    ``function(init, adapters, weights, **params)`` returns the merged state dict; ``params``:
+    the ``PARAMS`` it reads, as ``model.Merge`` holds them; ``needs_init``: it works on language
+    vectors θ − init; ``in_place``: the live slot writes it as a weighted sum over flat buffers
+    (``per_layer``: one λ per encoder layer) instead of computing and copying a state dict;
+    ``extrapolates``: its weights need not sum to 1; ``chooses_weights``: the languages and
+    weights come from the typology layer, not from the recipe."""
 
     name: str
     label: str
     function: Callable[..., dict[str, torch.Tensor]]
-    params: tuple[str, ...] = ()
     needs_init: bool = False
     in_place: bool = False
     per_layer: bool = False
     extrapolates: bool = False
+    chooses_weights: bool = False
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The keyword arguments of ``function``: its declared parameters, and for a per-layer
+        merge the recipe's extrapolation switch (its anchors are λ values too)."""
+        own = tuple(n for n, p in PARAMS.items() if self.name in p.methods and p.to_function)
+        return own + (("allow_extrapolation",) if self.per_layer else ())
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Every parameter a recipe of this method sets (the page shows these controls)."""
+        return tuple(n for n, p in PARAMS.items() if self.name in p.methods)
 
 
 def _linear(init, adapters, weights):
@@ -297,18 +343,14 @@ METHODS: dict[str, MergeMethod] = {m.name: m for m in [
     MergeMethod("linear", "linear: λ·A + (1−λ)·B", _linear, in_place=True),
     MergeMethod("task_arithmetic", "task arithmetic (may extrapolate)", _task_arithmetic,
                 needs_init=True, in_place=True, extrapolates=True),
-    MergeMethod("ties", "TIES", ties_merge, params=("density",), needs_init=True),
-    MergeMethod("dare", "DARE (seeded)", dare_merge, params=("density", "seed"), needs_init=True),
+    MergeMethod("ties", "TIES", ties_merge, needs_init=True),
+    MergeMethod("dare", "DARE (seeded)", dare_merge, needs_init=True),
     MergeMethod("layer_gradient", "per-layer λ (gradient over depth)", layer_gradient_merge,
-                params=("anchors", "lam_inv", "allow_extrapolation"), in_place=True,
-                per_layer=True),
+                in_place=True, per_layer=True),
     # weights from ``typology_weights`` (chosen by the typology layer), then a weighted sum
-    MergeMethod("typology", "typology-weighted (URIEL, top k)", _linear, in_place=True),
+    MergeMethod("typology", "typology-weighted (URIEL, top k)", _linear, in_place=True,
+                chooses_weights=True),
 ]}
-
-# The plain form, name -> function, for code that only calls a method.
-MERGE_METHODS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
-    name: m.function for name, m in METHODS.items()}
 
 
 def merge_method(name: str) -> MergeMethod:

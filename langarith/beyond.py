@@ -28,7 +28,7 @@ def gradient_grid(values=GRADIENT_VALUES) -> list[tuple[float, float]]:
 def gradient_merge(a: str, b: str, anchors) -> Merge:
     """The per-layer merge of A and B for anchors, λ_inv = the bottom anchor."""
     anchors = tuple(float(t) for t in anchors)
-    return Merge.of({a: anchors[0], b: 1.0 - anchors[0]}, "layer_gradient", anchors=anchors,
+    return Merge.of({a: anchors[0], b: 1.0 - anchors[0]}, "layer_gradient", lam_layers=anchors,
                     lam_inv=anchors[0])
 
 

@@ -406,11 +406,13 @@ def _export_recipe(stack, args):
     if args.recipe:
         return share.Recipe.from_json(_read_recipe(args.recipe))
     _, b, _ = _merge_pair(stack, args)  # checks --lam-layers as predict and merge do
+    from .arithmetic import METHODS
+
     fields = {"method": args.method, **_layer_fields(args)}  # --lam-layers: per layer
-    if args.method == "typology":
-        fields.update(k=args.k, temperature=args.temperature, typology=args.typology)
-    return share.Recipe(target=args.target, source=b, lam=args.lam,
-                        density=args.density, seed=args.seed, **fields)
+    # the method's declared parameters, as the options of the same names set them
+    fields.update({p: getattr(args, p) for p in METHODS[fields["method"]].settings
+                   if p not in fields and hasattr(args, p)})
+    return share.Recipe(target=args.target, source=b, lam=args.lam, **fields)
 
 
 def _read_recipe(path: str) -> str:
@@ -622,11 +624,12 @@ def _serve_options(p) -> None:
 
 
 def _methods_help() -> str:
-    from .arithmetic import DEFAULT_DENSITY, METHODS
+    from .arithmetic import METHODS
 
-    names = "; ".join(f"{m.name}: {m.label.split(': ', 1)[-1]}" for m in METHODS.values())
-    return (f"merge method (default linear): {names}. TIES and DARE use --density "
-            f"(default {DEFAULT_DENSITY}, recorded in recipe.json)")
+    names = "; ".join(f"{m.name}: {m.label.split(': ', 1)[-1]}"
+                      + (f" (--{', --'.join(m.settings).replace('_', '-')})" if m.settings else "")
+                      for m in METHODS.values())
+    return f"merge method (default linear): {names}. The values used are recorded in recipe.json"
 
 
 def _add_predict(sub, common, merge) -> None:
@@ -661,7 +664,7 @@ def _add_curves(sub, common) -> None:
 
 
 def _add_export(sub, common) -> None:
-    from .arithmetic import METHODS
+    from .arithmetic import METHODS, PARAMS
     from .typology import FEATURE_SETS
 
     ex = _command(sub, "export", cmd_export, "write a merged adapter folder, its zip and a JSON "
@@ -672,16 +675,19 @@ def _add_export(sub, common) -> None:
     what.add_argument("--recipe", metavar="FILE", help="export what a recipe.json (from export or "
                       "the page) says; its fields replace --source, --lam, --method and the rest")
     ex.add_argument("--method", choices=list(METHODS), default="linear", help=_methods_help())
-    ex.add_argument("--density", type=density_arg, help="TIES/DARE: the share of each language "
-                    "vector kept, in (0, 1]")
-    ex.add_argument("--seed", type=int, default=0, help="DARE: the seed of the random drop (default 0)")
+    # the methods' parameters as declared once (arithmetic.PARAMS), each with its check here;
+    # the per-layer λ's two come with the merge options (--lam-layers, --lam-inv)
+    checks = {"density": dict(type=density_arg), "seed": dict(type=int),
+              "k": dict(type=int, choices=range(1, 5)), "temperature": dict(type=positive_arg),
+              "typology": dict(choices=list(FEATURE_SETS))}
+    for name, p in PARAMS.items():
+        if name in checks:
+            default = "" if p.default is None else f" (default {p.default})"
+            ex.add_argument(f"--{name}", default=p.default, help=f"{', '.join(p.methods)}: {p.help}{default}",
+                            **checks[name])
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for merged_adapter/, its zip "
                     "and recipe.json")
     ex.add_argument("--task", help="also write this task adapter and head (out/task_adapter)")
-    ex.add_argument("--k", type=int, choices=range(1, 5), help="typology: merge the k most similar "
-                    "adapter languages")
-    ex.add_argument("--temperature", type=positive_arg, help="typology: wᵢ ∝ exp(simᵢ / T)")
-    ex.add_argument("--typology", choices=list(FEATURE_SETS), help="typology: URIEL feature set")
 
 
 def _add_hub(sub) -> None:

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import tasks
-from .arithmetic import (DEFAULT_DENSITY, MERGE_METHODS, METHODS, MergeError, check_lambda,
-                         check_weights, layer_lambdas)
+from .arithmetic import (METHODS, PARAMS, check_lambda, check_weights, layer_lambdas,
+                         merge_method)
 from .model import InputError, LanguageStack, Merge
 
 MAX_LANGUAGES = 4
@@ -43,16 +43,15 @@ class Recipe:
     def merge(self, stack: LanguageStack) -> Merge:
         """The engine's merge for this recipe (validated against the stack)."""
         stack.bundle.language(self.target)
-        if self.method not in MERGE_METHODS:
-            raise MergeError(f"unknown merge method {self.method!r}; known: {', '.join(MERGE_METHODS)}")
-        if self.method == "typology":  # weights from URIEL similarity, k and T: not from the recipe
+        method = merge_method(self.method)
+        if method.chooses_weights:  # weights from URIEL similarity, k and T: not from the recipe
             return self._typology_merge(stack)
         if self.weights:
             if len(self.weights) > MAX_LANGUAGES:
                 raise InputError(f"at most {MAX_LANGUAGES} languages can be merged")
             w = dict(self.weights)
             check_weights(list(w.values()), allow_extrapolation=self.allow_extrapolation
-                          or self.method != "linear")
+                          or method.name != "linear")
         else:
             lam = check_lambda(self.lam, allow_extrapolation=self.allow_extrapolation)
             a = tasks.baseline_language(stack, self.target)
@@ -61,22 +60,24 @@ class Recipe:
                 raise InputError(f"source and baseline are both {a}")
             w = {a: lam, b: 1.0 - lam}
         stack.check_mergeable(list(w))
-        extrapolate = self.allow_extrapolation or self.method == "task_arithmetic"
-        if self.method == "layer_gradient":
+        extrapolate = self.allow_extrapolation or method.extrapolates
+        if method.per_layer:
             return self._layer_merge(stack, w)
-        return Merge.of(w, self.method, density=self.used_density(), seed=self.seed,
-                        allow_extrapolation=extrapolate)
+        return Merge.of(w, self.method, allow_extrapolation=extrapolate,
+                        **{p: self.used(p) for p in method.params if p in PARAMS})
 
-    def used_density(self) -> float | None:
-        """The density the method runs with (None for methods without one): the recipe's, else
-        the one default every caller shares, so a saved recipe says what was used."""
-        if "density" not in METHODS[self.method].params:
+    def used(self, param: str):
+        """What a parameter runs with: the recipe's value, else its one declared default
+        (``arithmetic.PARAMS``), so a saved recipe says what was used; None where the method
+        does not read it."""
+        if self.method not in METHODS or param not in METHODS[self.method].settings:
             return None
-        return DEFAULT_DENSITY if self.density is None else self.density
+        value = getattr(self, param)
+        return PARAMS[param].default if value is None else value
 
     def resolved(self) -> "Recipe":
         """This recipe with the defaults it ran with written in (what ``recipe.json`` keeps)."""
-        return replace(self, density=self.used_density()) if self.method in METHODS else self
+        return replace(self, density=self.used("density")) if self.method in METHODS else self
 
     def _typology_merge(self, stack: LanguageStack) -> Merge:
         from . import typology
@@ -93,7 +94,7 @@ class Recipe:
         layer_lambdas(anchors, stack.n_layers, allow_extrapolation=self.allow_extrapolation)
         lam_inv = check_lambda(self.lam if self.lam_inv is None else self.lam_inv,
                                allow_extrapolation=self.allow_extrapolation)
-        return Merge.of(w, "layer_gradient", anchors=tuple(float(t) for t in anchors),
+        return Merge.of(w, self.method, lam_layers=tuple(float(t) for t in anchors),
                         lam_inv=lam_inv, allow_extrapolation=self.allow_extrapolation)
 
     def to_json(self) -> str:
@@ -242,7 +243,7 @@ def to_query(recipe: Recipe, lesson: Lesson | None = None) -> str:
     q = {"target": recipe.target, "lam": f"{recipe.lam:g}"}
     if recipe.source:
         q["source"] = recipe.source
-    if recipe.method == "layer_gradient" and recipe.lam_layers is not None:
+    if recipe.method in METHODS and METHODS[recipe.method].per_layer and recipe.lam_layers is not None:
         q["lam_layers"] = ",".join(f"{t:g}" for t in recipe.lam_layers)
         if recipe.lam_inv is not None:
             q["lam_inv"] = f"{recipe.lam_inv:g}"

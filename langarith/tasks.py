@@ -86,7 +86,7 @@ def formula(weights) -> str:
 def layer_formula(merge) -> str:
     """``merged = λₗ·en + (1−λₗ)·es, λₗ 0.20 → 0.50 → 0.80 over the layers, λ_inv 0.50``."""
     (a, lam), (b, _) = merge.weights
-    anchors = merge.anchors if merge.anchors is not None else (lam,)
+    anchors = merge.lam_layers if merge.lam_layers is not None else (lam,)
     lam_inv = lam if merge.lam_inv is None else merge.lam_inv
     path = " → ".join(f"{t:.2f}" for t in anchors)
     return f"merged = λₗ·{a} + (1−λₗ)·{b}, λₗ {path} over the layers, λ_inv {lam_inv:.2f}"

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from . import results, stats, tasks
-from .arithmetic import MERGE_METHODS, MergeError, typology_weights
+from .arithmetic import METHODS, MergeError, typology_weights
 from .model import InputError, LanguageStack, Merge
 
 FEATURE_SETS = {  # our name -> (lang2vec feature set, measure)
@@ -264,7 +264,7 @@ def merge_weights(stack: LanguageStack, target: str, feature_set: str = DEFAULT_
 
 def merge(stack: LanguageStack, target: str, feature_set: str = DEFAULT_FEATURE_SET,
           k: int = DEFAULT_K, temperature: float = DEFAULT_TEMPERATURE) -> Merge:
-    assert "typology" in MERGE_METHODS
+    assert "typology" in METHODS
     w = merge_weights(stack, target, feature_set, k, temperature)
     stack.check_mergeable(list(w))
     return Merge.of(w, "typology")

@@ -50,7 +50,7 @@ def test_layer_lambdas_interpolate_between_evenly_spread_anchors():
 def test_live_per_layer_merge_matches_a_hand_computation_layer_by_layer(deep):
     assert deep.n_layers == 4
     a, b = deep.language_state_dict("en"), deep.language_state_dict("es")
-    merge = Merge.of({"en": 0.5, "es": 0.5}, "layer_gradient", anchors=(0.2, 0.8), lam_inv=0.35)
+    merge = Merge.of({"en": 0.5, "es": 0.5}, "layer_gradient", lam_layers=(0.2, 0.8), lam_inv=0.35)
     with deep.lock:
         deep.write(merge)
         got = deep.merged_state_dict()
@@ -60,7 +60,7 @@ def test_live_per_layer_merge_matches_a_hand_computation_layer_by_layer(deep):
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)
     # the pure function of the registry computes the same merge
-    pure = arithmetic.MERGE_METHODS["layer_gradient"](None, [a, b], [0.5, 0.5], anchors=(0.2, 0.8),
+    pure = arithmetic.METHODS["layer_gradient"].function(None, [a, b], [0.5, 0.5], lam_layers=(0.2, 0.8),
                                                       lam_inv=0.35)
     for k in want:
         torch.testing.assert_close(pure[k], want[k], rtol=0, atol=1e-6, msg=k)
@@ -78,7 +78,7 @@ def test_constant_gradient_equals_the_single_lambda_merge_bit_for_bit(deep, stac
             st.write_merge({"en": lam, "es": 1 - lam})
             single = st.slot.flat.clone()
             st.write(Merge.of({"en": 0.9, "es": 0.1}, "layer_gradient",
-                              anchors=(lam,) * min(3, st.n_layers), lam_inv=lam))
+                              lam_layers=(lam,) * min(3, st.n_layers), lam_inv=lam))
             assert torch.equal(st.slot.flat, single)
     pure = arithmetic.layer_gradient(stack.language_state_dict("en"), stack.language_state_dict("es"),
                                      [lam, lam], lam)
@@ -91,7 +91,7 @@ def test_per_layer_write_allocates_nothing(deep):
     before = {n: p.data_ptr() for n, p in params.items()}
     flat_ptr = deep.slot.flat.data_ptr()
     start, end = flat_ptr, flat_ptr + deep.slot.flat.numel() * deep.slot.flat.element_size()
-    with deep.use(Merge.of({"en": 0.5, "es": 0.5}, "layer_gradient", anchors=(0.1, 0.9, 0.4),
+    with deep.use(Merge.of({"en": 0.5, "es": 0.5}, "layer_gradient", lam_layers=(0.1, 0.9, 0.4),
                            lam_inv=0.7), None):
         pass
     assert deep.slot.flat.data_ptr() == flat_ptr
@@ -123,7 +123,7 @@ def test_anchor_text_and_extrapolation(deep):
     assert share.parse_anchors("  ") is None
     r = share.Recipe(target="pt", source="es", method="layer_gradient", lam_layers=[-0.2, 1.5],
                      allow_extrapolation=True)
-    assert r.merge(deep).anchors == (-0.2, 1.5)
+    assert r.merge(deep).lam_layers == (-0.2, 1.5)
 
 
 def test_recipe_json_and_link_round_trip(deep):
@@ -132,7 +132,7 @@ def test_recipe_json_and_link_round_trip(deep):
     back = share.Recipe.from_json(r.to_json())
     assert back == r and back.merge(deep) == r.merge(deep)
     m = back.merge(deep)
-    assert m.method == "layer_gradient" and m.anchors == (0.2, 0.5, 0.8) and m.lam_inv == 0.4
+    assert m.method == "layer_gradient" and m.lam_layers == (0.2, 0.5, 0.8) and m.lam_inv == 0.4
     q = share.to_query(r)
     assert "lam_layers=0.2%2C0.5%2C0.8" in q and "lam_inv=0.4" in q
     from urllib.parse import parse_qsl
@@ -230,7 +230,7 @@ def test_gradient_grid_holds_the_constant_gradients():
     grid = beyond.gradient_grid()
     assert len(grid) == 9 and all((v, v) in grid for v in beyond.GRADIENT_VALUES)
     m = beyond.gradient_merge("en", "es", (0.25, 1.0))
-    assert m.anchors == (0.25, 1.0) and m.lam_inv == 0.25
+    assert m.lam_layers == (0.25, 1.0) and m.lam_inv == 0.25
 
 
 def test_cli_layer_flags_write_the_same_adapter_as_the_python_api(stack, tiny_bundle, tmp_path):

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 import zerogpu_standin
-from langarith import arithmetic, hosting, tasks
+from langarith import arithmetic, hosting, share, tasks
+from langarith.page import common
 from langarith.model import MERGED, InputError, Merge, language_params
 
 TEXTS = ["insira uma fórmula na célula", "formatee el párrafo y el estilo de página"]
@@ -28,7 +29,7 @@ RECIPES = {
     "task_arithmetic": Merge.of({"en": 1.2, "es": 0.3}, "task_arithmetic"),
     "ties": Merge.of({"en": 0.5, "es": 0.5}, "ties", density=0.5),
     "dare": Merge.of({"en": 0.6, "es": 0.4}, "dare", density=0.5, seed=3),
-    "layer_gradient": Merge.of({"en": 0.3, "es": 0.7}, "layer_gradient", anchors=(0.1, 0.9),
+    "layer_gradient": Merge.of({"en": 0.3, "es": 0.7}, "layer_gradient", lam_layers=(0.1, 0.9),
                                lam_inv=0.6),
     "typology": Merge.of({"en": 0.5, "es": 0.3, "de": 0.2}, "typology"),
     "nway": {"en": 0.2, "es": 0.5, "de": 0.3},
@@ -363,11 +364,18 @@ def test_the_registry_names_labels_and_declared_parameters():
         ("TIES", "ties"), ("DARE (seeded)", "dare"),
         ("per-layer λ (gradient over depth)", "layer_gradient"),
         ("typology-weighted (URIEL, top k)", "typology")]
-    assert set(arithmetic.MERGE_METHODS) == set(arithmetic.METHODS)
     fields = set(Merge.__dataclass_fields__)
+    recipe_fields = set(share.Recipe.__dataclass_fields__)
+    page_fields = set(common.Method.names())
     for m in arithmetic.METHODS.values():
-        assert set(m.params) <= fields, m.name  # a declared parameter is a recipe field
-        assert arithmetic.MERGE_METHODS[m.name] is m.function
+        assert set(m.params) <= fields, m.name  # a parameter the function takes is a Merge field
+        assert set(m.settings) <= recipe_fields & page_fields, m.name  # one name everywhere
+    # every declared parameter is read by some method, and each method's settings are declared
+    assert {p for m in arithmetic.METHODS.values() for p in m.settings} == set(arithmetic.PARAMS)
+    assert arithmetic.METHODS["dare"].params == ("density", "seed")
+    assert arithmetic.METHODS["layer_gradient"].params == ("lam_layers", "lam_inv", "allow_extrapolation")
+    assert arithmetic.METHODS["typology"].params == () and arithmetic.METHODS["typology"].settings == (
+        "typology", "k", "temperature")
     assert {m.name for m in arithmetic.METHODS.values() if m.needs_init} == {
         "task_arithmetic", "ties", "dare"}
     with pytest.raises(arithmetic.MergeError, match="unknown merge method 'nope'; known: linear"):

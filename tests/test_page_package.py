@@ -160,13 +160,13 @@ def test_method_values_are_one_object(stack):
     params = list(__import__("inspect").signature(_fn(demo, "compare_recipe").fn).parameters)
     names = [f.name for f in fields(Method)]
     assert params[5:5 + len(names)] == names and params[5 + len(names)] == "task_name"
-    for m in (Method("ties", density=0.3, seed=2), Method("nway", weights_text="en: 0.5, es: 0.5"),
+    for m in (Method("dare", density=0.3, seed=2), Method("ties", density=0.3), Method("nway", weights_text="en: 0.5, es: 0.5"),
               Method("layer_gradient", lam_layers="0.2, 0.8", lam_inv=0.4),
-              Method("typology", typology_set="syntax", typology_k=2, typology_t=0.5)):
+              Method("typology", typology="syntax", k=2, temperature=0.5)):
         r = share.Recipe.from_json(m.recipe("pt", "es", 0.3).to_json())  # as a file holds it
         back = Method.from_recipe(r, PANEL)
         assert back.method == m.method
-        for f in ("weights_text", "lam_layers", "typology_set", "seed"):
+        for f in ("weights_text", "lam_layers", "typology", "seed"):
             if getattr(m, f) not in (None, "", 0):
                 assert getattr(back, f) == getattr(m, f), (m.method, f)
 

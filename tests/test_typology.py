@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from langarith import share, stats, typology
-from langarith.arithmetic import MERGE_METHODS, MergeError, typology_weights
+from langarith.arithmetic import METHODS, MergeError, typology_weights
 from langarith.model import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def test_registry_entry_is_the_hand_computed_weighted_sum():
     g = torch.Generator().manual_seed(0)
     sds = [{"x": torch.randn(3, 4, generator=g), "y": torch.randn(5, generator=g)} for _ in range(3)]
     w = typology_weights({"a": 0.5, "b": 0.3, "c": 0.2}, 3, 0.2)
-    merged = MERGE_METHODS["typology"](None, sds, list(w.values()))
+    merged = METHODS["typology"].function(None, sds, list(w.values()))
     for key in ("x", "y"):
         hand = w["a"] * sds[0][key] + w["b"] * sds[1][key] + w["c"] * sds[2][key]
         assert torch.allclose(merged[key], hand, atol=1e-6)

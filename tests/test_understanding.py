@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from langarith import analysis, share, tasks
-from langarith.arithmetic import (MERGE_METHODS, MergeError, dare_merge, interpolate, ties_merge)
+from langarith.arithmetic import (METHODS, MergeError, dare_merge, interpolate, ties_merge)
 from langarith.model import InputError, Merge
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,11 +80,11 @@ def test_dare_is_seeded_rescaled_and_exact_at_density_one():
 
 def test_task_arithmetic_extrapolates_and_linear_refuses():
     init, a, b = rand_sd(0), rand_sd(1), rand_sd(2)
-    got = MERGE_METHODS["task_arithmetic"](init, [a, b], [1.5, -0.2])
+    got = METHODS["task_arithmetic"].function(init, [a, b], [1.5, -0.2])
     for k in init:
         torch.testing.assert_close(got[k], init[k] + 1.5 * (a[k] - init[k]) - 0.2 * (b[k] - init[k]))
     with pytest.raises(MergeError, match="extrapolation is off"):
-        MERGE_METHODS["linear"](init, [a, b], [1.5, -0.5])
+        METHODS["linear"].function(init, [a, b], [1.5, -0.5])
 
 
 @pytest.mark.parametrize("density", [0.0, -1, 1.5, float("nan")])

@@ -16,7 +16,7 @@ import gradio as gr
 
 from .. import hosting, share, tasks, typology
 from ..task_kinds import KINDS, TaskKind, kind_of
-from ..arithmetic import MergeError
+from ..arithmetic import METHODS, PARAMS, MergeError
 from ..model import BundleError, InputError, LanguageStack
 
 BAD_INPUT = (InputError, MergeError, BundleError)
@@ -175,19 +175,21 @@ def each_row(fn, *args):
 
 @dataclass(frozen=True)
 class Method:
-    """The method panel's values, one field per control, in the panel's order. Adding a method
-    parameter: a field here (its default is what a handler called without the page uses), its
-    line in ``recipe``/``from_recipe``, and its control in ``method.layout``."""
+    """The method panel's values, one field per control, in the panel's order. The merge
+    parameters carry the names and defaults ``arithmetic.PARAMS`` declares (the recipe's, the
+    engine's ``Merge``, the CLI's options); the panel adds the method, the N-way weights as text
+    and the extrapolation switch. Adding a method parameter: its ``MethodParam``, a field here,
+    and its control in ``method.layout``."""
     method: str = "linear"
     weights_text: str = ""  # N-way: "en: 0.5, es: 0.3, it: 0.2"
-    density: float = 0.5  # TIES, DARE
-    seed: int = 0  # DARE
-    extrapolate: bool = False
-    lam_layers: str = ""  # per-layer λ anchors, bottom → top
-    lam_inv: float | None = None  # per-layer λ: the invertible adapter's (None: λ)
-    typology_set: str | None = None  # typology merge: URIEL feature set, k, T (None: defaults)
-    typology_k: float | None = None
-    typology_t: float | None = None
+    density: float = PARAMS["density"].default
+    seed: int = PARAMS["seed"].default
+    allow_extrapolation: bool = False
+    lam_layers: str = ""  # per-layer λ anchors as text, bottom → top
+    lam_inv: float | None = PARAMS["lam_inv"].default  # None: λ
+    typology: str | None = PARAMS["typology"].default  # None: the typology layer's defaults
+    k: float | None = PARAMS["k"].default
+    temperature: float | None = PARAMS["temperature"].default
 
     @classmethod
     def names(cls) -> list[str]:
@@ -199,25 +201,26 @@ class Method:
     @property
     def merges_linearly(self) -> bool:
         """Plain λ·A + (1−λ)·B (or the ensemble, which merges nothing): the engine's fast path."""
-        return self.method in ("linear", tasks.ENSEMBLE) and not self.extrapolate
+        return self.method in ("linear", tasks.ENSEMBLE) and not self.allow_extrapolation
+
+    def setting(self, name: str):
+        """A merge parameter as the recipe takes it (the controls give text and floats)."""
+        value = getattr(self, name)
+        if value is None or value == "":
+            return None
+        return share.parse_anchors(value) if name == "lam_layers" else PARAMS[name].type(value)
 
     def recipe(self, target: str, source: str | None, lam: float) -> share.Recipe:
-        m = self.method
-        nway, layered = m == "nway", m == "layer_gradient"
-        if m == tasks.ENSEMBLE:  # nothing is merged: its recipe is the linear one at the same λ
-            m = "linear"
-        typology = dict(typology=self.typology_set or None,
-                        k=None if self.typology_k is None else int(self.typology_k),
-                        temperature=None if self.typology_t is None else float(self.typology_t))
-        return share.Recipe(target=target, source=source or None, lam=lam,
-                            method="linear" if nway else m,
-                            density=float(self.density) if m in ("ties", "dare") else None,
-                            seed=int(self.seed or 0),
+        """The recipe of this panel: the registry method's declared parameters only. The page's
+        own two choices are the linear recipe: N-way with its weights; the output ensemble (which
+        merges nothing) at the same λ."""
+        nway = self.method == "nway"
+        m = "linear" if nway or self.method == tasks.ENSEMBLE else self.method
+        settings = METHODS[m].settings if m in METHODS else ()  # unknown: the recipe says so
+        return share.Recipe(target=target, source=source or None, lam=lam, method=m,
                             weights=parse_weights(self.weights_text) if nway else {},
-                            allow_extrapolation=bool(self.extrapolate),
-                            lam_layers=share.parse_anchors(self.lam_layers) if layered else None,
-                            lam_inv=self.lam_inv if layered else None,
-                            **(typology if m == "typology" else {}))
+                            allow_extrapolation=bool(self.allow_extrapolation),
+                            **{p: self.setting(p) for p in settings})
 
     def merge(self, stack: LanguageStack, target: str, source: str | None, lam: float):
         """The engine's merge of this method, or None for the plain linear one."""
@@ -229,17 +232,17 @@ class Method:
         return cls(method="nway" if r.weights else r.method,
                    weights_text=", ".join(f"{c}: {w:g}" for c, w in r.weights.items()),
                    density=r.density or defaults.density, seed=r.seed,
-                   extrapolate=r.allow_extrapolation,
+                   allow_extrapolation=r.allow_extrapolation,
                    lam_layers=", ".join(f"{t:g}" for t in r.lam_layers or ()),
                    lam_inv=r.lam if r.lam_inv is None else r.lam_inv,
-                   typology_set=r.typology or defaults.typology_set,
-                   typology_k=defaults.typology_k if r.k is None else r.k,
-                   typology_t=defaults.typology_t if r.temperature is None else r.temperature)
+                   typology=r.typology or defaults.typology,
+                   k=defaults.k if r.k is None else r.k,
+                   temperature=defaults.temperature if r.temperature is None else r.temperature)
 
 
 LINEAR = Method()  # a handler called without the page: the plain linear merge
-PANEL = Method(lam_inv=0.5, typology_set=typology.DEFAULT_FEATURE_SET,  # the controls' start values
-               typology_k=typology.DEFAULT_K, typology_t=typology.DEFAULT_TEMPERATURE)
+PANEL = Method(lam_inv=0.5, typology=typology.DEFAULT_FEATURE_SET,  # the controls' start values
+               k=typology.DEFAULT_K, temperature=typology.DEFAULT_TEMPERATURE)
 
 
 def method_choices() -> list[tuple[str, str]]:

@@ -13,12 +13,12 @@ from .common import (CPU_LANE, PANEL, PRIVATE, Controls, MethodControls, event, 
 
 
 @guarded
-def on_layer_plot(stack: LanguageStack, lam, lam_layers, lam_inv, extrapolate=False):
+def on_layer_plot(stack: LanguageStack, lam, lam_layers, lam_inv, allow_extrapolation=False):
     """The λ-per-layer plot of the panel's anchors (empty anchors: λ everywhere)."""
     from ..arithmetic import layer_lambdas
 
     anchors = share.parse_anchors(lam_layers) or [lam]
-    lams = layer_lambdas(anchors, stack.n_layers, allow_extrapolation=bool(extrapolate))
+    lams = layer_lambdas(anchors, stack.n_layers, allow_extrapolation=bool(allow_extrapolation))
     return plots.layer_lambda_figure(lams, lam if lam_inv is None else lam_inv)
 
 
@@ -49,7 +49,7 @@ def layout(stack: LanguageStack, c: Controls):
         with gr.Row():
             weights_text = gr.Textbox(d.weights_text, label="N-way weights (up to 4 languages)",
                                       placeholder="en: 0.5, es: 0.3, it: 0.2", elem_id="weights")
-            extrapolate = gr.Checkbox(d.extrapolate, label="allow extrapolation (λ outside [0, 1]); "
+            allow_extrapolation = gr.Checkbox(d.allow_extrapolation, label="allow extrapolation (λ outside [0, 1]); "
                                       "results may be unreliable", elem_id="extrapolate")
         with gr.Row():  # per-layer λ: anchors from the bottom layer to the top
             lam_layers = gr.Textbox(d.lam_layers, label=f"per-layer λ anchors, bottom → top "
@@ -59,19 +59,19 @@ def layout(stack: LanguageStack, c: Controls):
                                 "adapter, per-layer λ)", elem_id="lam-inv")
             layer_plot = gr.Plot(label="λ per layer", elem_id="layer-plot")
         with gr.Row():
-            typology_set = gr.Dropdown(typology.feature_set_choices(), value=d.typology_set,
+            typology_set = gr.Dropdown(typology.feature_set_choices(), value=d.typology,
                                        label="typology merge: URIEL feature set",
                                        elem_id="typology-merge-set")
-            typology_k = gr.Slider(1, 4, value=d.typology_k, step=1, label="k (most similar adapters)",
+            k = gr.Slider(1, 4, value=d.k, step=1, label="k (most similar adapters)",
                                    elem_id="typology-k")
-            typology_t = gr.Slider(0.01, 1, value=d.typology_t, step=0.01,
+            temperature = gr.Slider(0.01, 1, value=d.temperature, step=0.01,
                                    label="temperature T (wᵢ ∝ exp(simᵢ / T))", elem_id="typology-t")
             fill = gr.Button("Fill typology weights into the N-way panel", elem_id="typology-fill")
         note = gr.Markdown(elem_id="typology-note")
     c.method = MethodControls(dict(
         method=method, weights_text=weights_text, density=density, seed=seed,
-        extrapolate=extrapolate, lam_layers=lam_layers, lam_inv=lam_inv, typology_set=typology_set,
-        typology_k=typology_k, typology_t=typology_t))
+        allow_extrapolation=allow_extrapolation, lam_layers=lam_layers, lam_inv=lam_inv,
+        typology=typology_set, k=k, temperature=temperature))
     return dict(layer_plot=layer_plot, fill=fill, note=note)
 
 
@@ -79,19 +79,19 @@ def wire(stack: LanguageStack, c: Controls, own: dict, run: dict, after) -> None
     """``run``: the comparison's event, re-run when a method control changes; ``after(event)``
     chains what follows a comparison (fill-mask)."""
     m = c.method
-    for comp in (m.method, m.extrapolate):
-        after(comp.change(lam_range, m.extrapolate, c.lam, api_name="lam_range", **CPU_LANE,
+    for comp in (m.method, m.allow_extrapolation):
+        after(comp.change(lam_range, m.allow_extrapolation, c.lam, api_name="lam_range", **CPU_LANE,
                           **PRIVATE).then(**run))
     after(m.density.release(**run))
-    after(m.typology_set.change(**run))
-    for comp in (m.typology_k, m.typology_t):
+    after(m.typology.change(**run))
+    for comp in (m.k, m.temperature):
         after(comp.release(**run))
-    layer_in = [c.lam, m.lam_layers, m.lam_inv, m.extrapolate]
+    layer_in = [c.lam, m.lam_layers, m.lam_inv, m.allow_extrapolation]
     after(m.lam_layers.submit(**event(on_layer_plot, layer_in, own["layer_plot"]),
                               api_name="layer_plot").then(**run))
     after(m.lam_inv.release(**event(on_layer_plot, layer_in, own["layer_plot"]),
                             api_name="layer_plot_inv", **PRIVATE).then(**run))
     after(m.weights_text.submit(**run))
     after(m.seed.submit(**run))
-    own["fill"].click(**event(fill_weights, [c.target, m.typology_set, m.typology_k, m.typology_t],
+    own["fill"].click(**event(fill_weights, [c.target, m.typology, m.k, m.temperature],
                               [m.weights_text, m.method, own["note"]]), api_name="typology_weights")
