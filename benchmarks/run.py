@@ -608,16 +608,6 @@ def self_cpu() -> float:
     return t.user + t.system
 
 
-def slider_release_fn(demo):
-    """The event function that the #lam slider's release runs (a gradio BlockFunction), or None."""
-    ids = [i for i, blk in demo.blocks.items() if getattr(blk, "elem_id", None) == "lam"]
-    for f in demo.fns.values():
-        for target in getattr(f, "targets", ()):
-            if ids and tuple(target)[:2] == (ids[0], "release"):
-                return f
-    return None
-
-
 def bench_concurrent(url: str, target: str, source: str, text: str, mask_text: str,
                      clients: int = 16, per_client: int = 2) -> dict:
     """``clients`` gradio_client clients at once, ``per_client`` /compare calls each with distinct
@@ -656,10 +646,28 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
     """Slider release → new predictions and plots, against the app launched in this process; and,
     to see where the time goes, the page's compare handler called directly and through
     ``gradio_client`` (server + transport, no browser)."""
-    from langarith import tasks
-    from langarith.page import build_demo
+    import functools
 
-    demo = build_demo(stack).queue()
+    from langarith import tasks
+    from langarith.page import build_demo, common, compare
+
+    # The predictions' handler timed as Gradio runs it (the page binds it when it is built).
+    in_server = Stat()
+    predict = compare.on_predict_rows
+
+    @functools.wraps(predict)
+    def timed_predict(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return predict(*args, **kwargs)
+        finally:
+            in_server.samples.append(time.perf_counter() - t)
+
+    compare.on_predict_rows = timed_predict
+    try:
+        demo = build_demo(stack).queue()
+    finally:
+        compare.on_predict_rows = predict
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
@@ -669,10 +677,7 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
         target, source, text = page_defaults(stack)
         mask_text = tasks.mask_a_word(text)
         grid = slider_targets(api_calls + 1)
-        from langarith.page import common, compare
-
         handler = common.bind(compare.on_compare)  # what /compare runs, without the queue
-        release_fn = slider_release_fn(demo)
         if handler is not None and api_calls:
             for lam in (0.5, 0.45, 0.55):  # the first calls are slow (lazy imports, first shapes)
                 handler(target, source, lam, text, mask_text)
@@ -687,21 +692,6 @@ def bench_browser_inprocess(stack, moves: int, typed: int, api_calls: int) -> di
                                      api_name="/compare") for lam in grid[1:]])
         if api_calls:  # 16 concurrent clients: each answer must equal the same request alone
             out["concurrent"] = bench_concurrent(url, target, source, text, mask_text)
-        in_server = Stat()
-        if release_fn is not None:  # time the slider's handler as Gradio runs it, during the moves
-            import functools
-
-            inner = release_fn.fn
-
-            @functools.wraps(inner)
-            def timed_handler(*args, **kwargs):
-                t = time.perf_counter()
-                try:
-                    return inner(*args, **kwargs)
-                finally:
-                    in_server.samples.append(time.perf_counter() - t)
-
-            release_fn.fn = timed_handler
         with chromium() as browser:
             page = new_page(browser, url)
             wait_first_render(page)
@@ -902,129 +892,169 @@ def merge_section(results: list[MergeResult]) -> list[str]:
     return L + [""]
 
 
-def render(res: dict) -> str:
+def header_section(res: dict) -> list[str]:
+    """Title, command and the machine the figures come from."""
     m = res["machine"]
     v = m["versions"]
-    L = ["# langarith benchmarks", "",
-         f"Generated {res['date']} by `benchmarks/run.py`{' --quick' if res['quick'] else ''} "
-         f"in {res['wall_s']:.0f} s.", "",
-         "Command:", "", "```", res["command"], "```", "",
-         "## Machine", "",
-         f"- CPU: {m['cpu']}, {m['cores']} cores ({m['affinity']} usable, torch threads "
-         f"{m['torch_threads']}), {m['memory_gb']:.1f} GiB RAM",
-         f"- GPU: {m['gpu']} (everything below runs on CPU unless a GPU is listed)",
-         f"- OS: {m['os']}; load average at start {m['loadavg'][0]:.2f}, "
-         f"at end {res['loadavg_end'][0]:.2f} (the machine is shared: read medians and same-run ratios)",
-         f"- python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
-         f"adapters {v['adapters']}, gradio {v['gradio']}, playwright {v['playwright']}, "
-         f"{m['chromium']}", "",
-         "1-minute load average as each part started (2 cores; above ~2 other work competed): "
-         + ", ".join(f"{k} {v:.1f}" for k, v in res.get("load", {}).items()) + ".", "",
-         "All figures: median (p10–p90, n).", ""]
-    if res.get("merge"):
-        L += merge_section(res["merge"])
-    if res.get("predict"):
-        p = res["predict"]
-        L += ["## 2. Predict latency, shipped bundle", "",
-              f"Text: the page's first example (target `{res['predict_setup'][0]}`, source "
-              f"`{res['predict_setup'][1]}`), λ different on every call. *Cold* clears the lru cache "
-              "of the unmerged A/B predictions first (3 forwards); *warm* hits it (1 forward).", "",
-              "| call | latency |", "|---|---|"]
-        names = {"compare_cold": "`tasks.compare` cold (merged + A + B)",
+    return ["# langarith benchmarks", "",
+            f"Generated {res['date']} by `benchmarks/run.py`{' --quick' if res['quick'] else ''} "
+            f"in {res['wall_s']:.0f} s.", "",
+            "Command:", "", "```", res["command"], "```", "",
+            "## Machine", "",
+            f"- CPU: {m['cpu']}, {m['cores']} cores ({m['affinity']} usable, torch threads "
+            f"{m['torch_threads']}), {m['memory_gb']:.1f} GiB RAM",
+            f"- GPU: {m['gpu']} (everything below runs on CPU unless a GPU is listed)",
+            f"- OS: {m['os']}; load average at start {m['loadavg'][0]:.2f}, "
+            f"at end {res['loadavg_end'][0]:.2f} (the machine is shared: read medians and same-run ratios)",
+            f"- python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
+            f"adapters {v['adapters']}, gradio {v['gradio']}, playwright {v['playwright']}, "
+            f"{m['chromium']}", "",
+            "1-minute load average as each part started (2 cores; above ~2 other work competed): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in res.get("load", {}).items()) + ".", "",
+            "All figures: median (p10–p90, n).", ""]
+
+
+PREDICT_CALLS = {"compare_cold": "`tasks.compare` cold (merged + A + B)",
                  "compare_warm": "`tasks.compare` warm (merged only)",
                  "compare_warm_fill_mask": "`tasks.compare` warm, with the fill-mask probe (the page's two events together)",
                  "classify_32": "`tasks.classify`, batch of 32 eval texts, merged adapter"}
-        for k, s in p.items():
-            L.append(f"| {names.get(k, k)} | {s.fmt()} |")
-        L += [f"", f"Shipped bundle load (`LanguageStack('assets/bundle')`, base encoder cached): "
-              f"{res['shipped_load_s']:.1f} s.", ""]
+
+
+def predict_section(res: dict) -> list[str]:
+    L = ["## 2. Predict latency, shipped bundle", "",
+         f"Text: the page's first example (target `{res['predict_setup'][0]}`, source "
+         f"`{res['predict_setup'][1]}`), λ different on every call. *Cold* clears the lru cache "
+         "of the unmerged A/B predictions first (3 forwards); *warm* hits it (1 forward).", "",
+         "| call | latency |", "|---|---|"]
+    for k, s in res["predict"].items():
+        L.append(f"| {PREDICT_CALLS.get(k, k)} | {s.fmt()} |")
+    return L + ["", f"Shipped bundle load (`LanguageStack('assets/bundle')`, base encoder cached): "
+                f"{res['shipped_load_s']:.1f} s.", ""]
+
+
+def slider_table(b: dict) -> list[str]:
+    """Release → updated predictions in the browser, per way of setting λ, and its target."""
+    L = ["## 3. Slider release → updated predictions and plots (real browser)", "",
+         "App launched in this process (`build_demo(LanguageStack('assets/bundle')).queue()"
+         ".launch(prevent_thread_lock=True)`), Debian chromium headless via playwright. Time from "
+         "the slider's release event in the page (range `pointerup`, or the number box's `blur`, "
+         "which fires the same release event) to the moment #formula, the merged label and both "
+         "plot titles show the new λ (DOM), and to the next animation frame (painted).", "",
+         "| how λ was set | #formula updated | + label and both plots (DOM) | next paint |",
+         "|---|---|---|---|"]
+    for how, label in (("drag", "drag the range input and release"),
+                       ("typed", "type into the number box, Tab")):
+        if how in b:
+            d = b[how]
+            L.append(f"| {label} | {d['formula'].fmt('s')} | {d['dom'].fmt('s')} "
+                     f"| {d['paint'].fmt('s')} |")
+    if "drag" in b:
+        med = b["drag"]["paint"].median
+        L += ["", f"Target median ≤ {TARGET_SLIDER_S} s (drag, painted): {med:.3f} s → "
+              f"{yes(med <= TARGET_SLIDER_S)}. Error toasts seen: {b.get('errors')}."]
+    return L
+
+
+def drag_rate_lines(runs: list[dict]) -> list[str]:
+    rates = [w["per_second"] for w in runs]
+    return ["", f"While dragging (the slider held and swept across in {runs[0]['seconds']:.1f} s, "
+            f"40 mouse moves over λ 0.05 → 0.95; distinct λ values whose predictions were painted before the release, {len(rates)} runs): "
+            + ", ".join(f"{r:.1f}" for r in rates) + f" updates/s; target ≥ {TARGET_DRAG_RATE} → "
+            f"{yes(min(rates) >= TARGET_DRAG_RATE)} (slowest run)."]
+
+
+def concurrent_lines(cc: dict) -> list[str]:
+    return ["", f"{cc['clients']} concurrent clients, {cc['requests']} `/compare` calls with distinct λ: "
+            f"latency {cc['latency'].fmt('s')}, p95 {percentile(cc['latency'].samples, 0.95):.3f} s; "
+            f"errors {cc['errors']}, answers differing from the same request alone {cc['differing']}."]
+
+
+def time_split_table(b: dict) -> list[str]:
+    """Where a release's time goes: the handler alone, in the server, through the client, in chromium."""
+    L = ["", "Where the time goes (same app, same inputs, λ different on every call):", "",
+         "| step | latency |", "|---|---|"]
+    if "handler" in b:
+        L.append(f"| the page's `compare` handler (linear merge) called directly: comparison "
+                 f"and weight geometry, 2 plotly figures (fill-mask is its own event since issue 20) | {b['handler'].fmt('s')} |")
+    if "handler_in_server" in b:
+        L.append(f"| the predictions' handler (`compare.on_predict_rows`) as Gradio ran it during the "
+                 f"drags below (each drag's input events and its release; worker thread) "
+                 f"| {b['handler_in_server'].fmt('s')} |")
+    if "api" in b:
+        L.append(f"| `/compare` through `gradio_client` (queue, serialisation, "
+                 f"transport; no browser) | {b['api'].fmt('s')} |")
+    if "drag" in b:
+        L.append(f"| in chromium, release → painted (above) | {b['drag']['paint'].fmt('s')} |")
+    if "cpu_per_move" in b:
+        c = b["cpu_per_move"]
+        L += ["", f"CPU time per drag (means over the drags): chromium {c['chromium']:.2f} s, "
+              f"this Python process (server + handler + playwright client) {c['app']:.2f} s, "
+              f"on {os.cpu_count()} cores: the browser and the model compete for the same CPUs."]
+    return L
+
+
+def browser_section(b: dict) -> list[str]:
+    L = slider_table(b)
+    if b.get("while_dragging"):
+        L += drag_rate_lines(b["while_dragging"])
+    if b.get("concurrent"):
+        L += concurrent_lines(b["concurrent"])
+    if "handler" in b or "api" in b:
+        L += time_split_table(b)
+    return L + [""]
+
+
+def app_section(a: dict) -> list[str]:
+    """App start to first page, and the app process's memory."""
+    s = a["stats"]
+    L = ["## 4. App start to first page", "",
+         "`python app.py` as a subprocess (LANGARITH_BUNDLE=assets/bundle, GRADIO_SERVER_PORT free "
+         "port); chromium already running; file cache warm.", "",
+         "| from process start to | time |", "|---|---|",
+         f"| the server answering HTTP 200 | {s['http'].fmt('s')} |",
+         f"| #formula filled in the page (first comparison rendered) | {s['formula'].fmt('s')} |",
+         ""]
+    L += ["## 5. Memory of the app process", "",
+          "| when | RSS | peak RSS (VmHWM) |", "|---|---|---|"]
+    for when, mem in a["memory"].items():
+        L.append(f"| {when} | {mem.get('VmRSS', 0) / 2**20:.0f} MiB "
+                 f"| {mem.get('VmHWM', 0) / 2**20:.0f} MiB |")
+    if a.get("slider"):
+        d = a["slider"]
+        L += ["", f"The interactions were slider releases (drag) against this standalone process: "
+              f"release → painted {d['paint'].fmt('s')} (#formula updated {d['formula'].fmt('s')})."]
+    return L + [""]
+
+
+def understanding_section(u: dict) -> list[str]:
+    return ["## 6. λ sweep and language similarity, shipped bundle", "",
+            f"An 11-point sweep (λ = 0, 0.1, …, 1) of target `{u['target']}` (source `{u['source']}`) on "
+            f"its shipped eval set ({u['n_dev']} dev + {u['n_test']} test items), caches cleared before "
+            f"each run; the similarity matrix of all {u['languages']} adapter languages (cosine of "
+            "language vectors, overall and per layer).", "",
+            "| what | time | target |", "|---|---|---|",
+            f"| 11-point sweep | {u['sweep'].fmt('s')} | ≤ 60 s: "
+            f"{'met' if u['sweep'].median <= 60 else 'not met'} |",
+            f"| similarity matrix | {u['similarity'].fmt('s')} | ≤ 1 s: "
+            f"{'met' if u['similarity'].median <= 1 else 'not met'} |",
+            f"| offline hub profile refused (nothing cached) | {u['offline_refusal'].fmt('s')} | ≤ 5 s: "
+            f"{'met' if u['offline_refusal'].median <= 5 else 'not met'} |",
+            "", "The page shows the bundle's precomputed curves at once (read from results.json).", ""]
+
+
+def render(res: dict) -> str:
+    """RESULTS.md: one section per part that ran."""
+    L = header_section(res)
+    if res.get("merge"):
+        L += merge_section(res["merge"])
+    if res.get("predict"):
+        L += predict_section(res)
     if res.get("browser"):
-        b = res["browser"]
-        L += ["## 3. Slider release → updated predictions and plots (real browser)", "",
-              "App launched in this process (`build_demo(LanguageStack('assets/bundle')).queue()"
-              ".launch(prevent_thread_lock=True)`), Debian chromium headless via playwright. Time from "
-              "the slider's release event in the page (range `pointerup`, or the number box's `blur`, "
-              "which fires the same release event) to the moment #formula, the merged label and both "
-              "plot titles show the new λ (DOM), and to the next animation frame (painted).", "",
-              "| how λ was set | #formula updated | + label and both plots (DOM) | next paint |",
-              "|---|---|---|---|"]
-        for how, label in (("drag", "drag the range input and release"),
-                           ("typed", "type into the number box, Tab")):
-            if how in b:
-                d = b[how]
-                L.append(f"| {label} | {d['formula'].fmt('s')} | {d['dom'].fmt('s')} "
-                         f"| {d['paint'].fmt('s')} |")
-        if "drag" in b:
-            med = b["drag"]["paint"].median
-            L += ["", f"Target median ≤ {TARGET_SLIDER_S} s (drag, painted): {med:.3f} s → "
-                  f"{yes(med <= TARGET_SLIDER_S)}. Error toasts seen: {b.get('errors')}."]
-        if b.get("while_dragging"):
-            rates = [w["per_second"] for w in b["while_dragging"]]
-            L += ["", f"While dragging (the slider held and swept across in {b['while_dragging'][0]['seconds']:.1f} s, "
-                  f"40 mouse moves over λ 0.05 → 0.95; distinct λ values whose predictions were painted before the release, {len(rates)} runs): "
-                  + ", ".join(f"{r:.1f}" for r in rates) + f" updates/s; target ≥ {TARGET_DRAG_RATE} → "
-                  f"{yes(min(rates) >= TARGET_DRAG_RATE)} (slowest run)."]
-        if b.get("concurrent"):
-            cc = b["concurrent"]
-            L += ["", f"{cc['clients']} concurrent clients, {cc['requests']} `/compare` calls with distinct λ: "
-                  f"latency {cc['latency'].fmt('s')}, p95 {percentile(cc['latency'].samples, 0.95):.3f} s; "
-                  f"errors {cc['errors']}, answers differing from the same request alone {cc['differing']}."]
-        if "handler" in b or "api" in b:
-            L += ["", "Where the time goes (same app, same inputs, λ different on every call):", "",
-                  "| step | latency |", "|---|---|"]
-            if "handler" in b:
-                L.append(f"| the page's `compare` handler (linear merge) called directly: comparison "
-                         f"and weight geometry, 2 plotly figures (fill-mask is its own event since issue 20) | {b['handler'].fmt('s')} |")
-            if "handler_in_server" in b:
-                L.append(f"| the slider's release handler as Gradio ran it during the drags below "
-                         f"(worker thread) "
-                         f"| {b['handler_in_server'].fmt('s')} |")
-            if "api" in b:
-                L.append(f"| `/compare` through `gradio_client` (queue, serialisation, "
-                         f"transport; no browser) | {b['api'].fmt('s')} |")
-            if "drag" in b:
-                L.append(f"| in chromium, release → painted (above) | {b['drag']['paint'].fmt('s')} |")
-            if "cpu_per_move" in b:
-                c = b["cpu_per_move"]
-                L += ["", f"CPU time per drag (means over the drags): chromium {c['chromium']:.2f} s, "
-                      f"this Python process (server + handler + playwright client) {c['app']:.2f} s, "
-                      f"on {os.cpu_count()} cores: the browser and the model compete for the same CPUs."]
-        L.append("")
+        L += browser_section(res["browser"])
     if res.get("app"):
-        a = res["app"]
-        s = a["stats"]
-        L += ["## 4. App start to first page", "",
-              "`python app.py` as a subprocess (LANGARITH_BUNDLE=assets/bundle, GRADIO_SERVER_PORT free "
-              "port); chromium already running; file cache warm.", "",
-              "| from process start to | time |", "|---|---|",
-              f"| the server answering HTTP 200 | {s['http'].fmt('s')} |",
-              f"| #formula filled in the page (first comparison rendered) | {s['formula'].fmt('s')} |",
-              ""]
-        L += ["## 5. Memory of the app process", "",
-              "| when | RSS | peak RSS (VmHWM) |", "|---|---|---|"]
-        for when, mem in a["memory"].items():
-            L.append(f"| {when} | {mem.get('VmRSS', 0) / 2**20:.0f} MiB "
-                     f"| {mem.get('VmHWM', 0) / 2**20:.0f} MiB |")
-        if a.get("slider"):
-            d = a["slider"]
-            L += ["", f"The interactions were slider releases (drag) against this standalone process: "
-                  f"release → painted {d['paint'].fmt('s')} (#formula updated {d['formula'].fmt('s')})."]
-        L.append("")
+        L += app_section(res["app"])
     if res.get("understanding"):
-        u = res["understanding"]
-        L += ["## 6. λ sweep and language similarity, shipped bundle", "",
-              f"An 11-point sweep (λ = 0, 0.1, …, 1) of target `{u['target']}` (source `{u['source']}`) on "
-              f"its shipped eval set ({u['n_dev']} dev + {u['n_test']} test items), caches cleared before "
-              f"each run; the similarity matrix of all {u['languages']} adapter languages (cosine of "
-              "language vectors, overall and per layer).", "",
-              "| what | time | target |", "|---|---|---|",
-              f"| 11-point sweep | {u['sweep'].fmt('s')} | ≤ 60 s: "
-              f"{'met' if u['sweep'].median <= 60 else 'not met'} |",
-              f"| similarity matrix | {u['similarity'].fmt('s')} | ≤ 1 s: "
-              f"{'met' if u['similarity'].median <= 1 else 'not met'} |",
-              f"| offline hub profile refused (nothing cached) | {u['offline_refusal'].fmt('s')} | ≤ 5 s: "
-              f"{'met' if u['offline_refusal'].median <= 5 else 'not met'} |",
-              "", "The page shows the bundle's precomputed curves at once (read from results.json).", ""]
+        L += understanding_section(res["understanding"])
     if res.get("slot_write"):
         L += slot_write_section(res["slot_write"])
     if res.get("errors"):
