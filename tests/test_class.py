@@ -239,6 +239,28 @@ def test_predictions_are_served_before_the_heavier_steps_waiting_in_the_model_gr
     assert not hosting.served_first(SimpleNamespace(fn=fns["details"]))
 
 
+def test_the_queue_lets_go_of_finished_tasks(stack):
+    """Gradio 6.17.3 keeps every processed batch's task; the page's queue keeps the running ones."""
+    import asyncio
+
+    from langarith.page import build_demo
+
+    async def main():
+        tasks_ = hosting.RunningTasks()
+        done = [asyncio.get_running_loop().create_task(asyncio.sleep(0)) for _ in range(50)]
+        for t in done:
+            tasks_.append(t)
+        await asyncio.gather(*done)
+        running = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        tasks_.append(running)
+        assert list(tasks_) == [running]  # the 50 finished ones are gone, the running one kept
+        running.cancel()
+
+    asyncio.run(main())
+    page = hosting.queue(build_demo(stack))
+    assert isinstance(page._queue._asyncio_tasks, hosting.RunningTasks)
+
+
 def test_the_queue_keeps_only_recent_event_records():
     events = hosting.RecentEvents(keep=100)
     for i in range(1000):
