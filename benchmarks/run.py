@@ -420,28 +420,31 @@ JS_LISTENERS = """() => {
   document.addEventListener('blur', mark, true);
 }"""
 
-# Armed before each move: when #formula, the merged label and both plot titles show the released λ,
-# record the time (DOM updated) and the next animation frame (painted).
+# Armed before each move: when #formula and the merged label show the released λ (the predictions:
+# what a release sends first), record the time (DOM updated) and the next animation frame
+# (painted); then, when both plot titles show it too (the details step that follows), the time of
+# that.
 JS_ARM = """() => {
   const B = window.__bench;
-  B.t0 = null; B.lam = null; B.tf = null; B.t1 = null; B.t1paint = null;
+  B.t0 = null; B.lam = null; B.tf = null; B.t1 = null; B.t1paint = null; B.t2 = null;
   if (B.obs) B.obs.disconnect();
-  const done = () => {
-    if (B.lam === null || B.t1 !== null) return false;
+  const txt = (sel) => (document.querySelector(sel)?.textContent || '');
+  const check = () => {
+    if (B.lam === null) return;
     const v = B.lam.toFixed(2);
-    const txt = (sel) => (document.querySelector(sel)?.textContent || '');
-    if (!txt('#formula').includes('merged = ' + v + '·')) return false;
+    if (!txt('#formula').includes('merged = ' + v + '·')) return;
     if (B.tf === null) B.tf = performance.now();
-    return txt('#pred-merged').includes('λ = ' + v)
-      && txt('#geometry .gtitle').includes('λ=' + v)
-      && txt('#hidden .gtitle').includes('λ=' + v);
+    if (B.t1 === null && txt('#pred-merged').includes('λ = ' + v)) {
+      B.t1 = performance.now();
+      requestAnimationFrame(() => { B.t1paint = performance.now(); });
+    }
+    if (B.t1 !== null && B.t2 === null && txt('#geometry .gtitle').includes('λ=' + v)
+        && txt('#hidden .gtitle').includes('λ=' + v)) {
+      B.t2 = performance.now();
+      B.obs.disconnect();
+    }
   };
-  B.obs = new MutationObserver(() => {
-    if (!done()) return;
-    B.t1 = performance.now();
-    B.obs.disconnect();
-    requestAnimationFrame(() => { B.t1paint = performance.now(); });
-  });
+  B.obs = new MutationObserver(check);
   B.obs.observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
@@ -486,9 +489,11 @@ def move_slider(page, lam: float, how: str) -> dict[str, float] | None:
         if released is not None:
             page.wait_for_timeout(1500)  # let a same-value request settle before the next move
         return None
-    page.wait_for_function("() => window.__bench.t1paint !== null", timeout=60_000)
+    page.wait_for_function("() => window.__bench.t1paint !== null && window.__bench.t2 !== null",
+                           timeout=60_000)
     t = page.evaluate("() => window.__bench")
     return {"lam": released, "formula": (t["tf"] - t["t0"]) / 1e3, "dom": (t["t1"] - t["t0"]) / 1e3,
+            "details": (t["t2"] - t["t0"]) / 1e3,
             "paint": (t["t1paint"] - t["t0"]) / 1e3}
 
 
@@ -505,8 +510,9 @@ def slider_targets(n: int) -> list[float]:
 
 
 def drive_slider(page, n: int, how: str) -> dict:
-    """``n`` slider releases; {"formula"|"dom"|"paint": Stat, "skipped": moves that changed nothing}."""
-    out = {"formula": Stat(), "dom": Stat(), "paint": Stat(), "skipped": 0}
+    """``n`` slider releases; {"formula"|"dom"|"paint"|"details": Stat, "skipped": moves that changed
+    nothing}."""
+    out = {"formula": Stat(), "dom": Stat(), "paint": Stat(), "details": Stat(), "skipped": 0}
     targets = iter(slider_targets(3 * n + 5))
     while out["dom"].n < n:
         try:
@@ -517,7 +523,7 @@ def drive_slider(page, n: int, how: str) -> dict:
         if got is None:
             out["skipped"] += 1
             continue
-        for k in ("formula", "dom", "paint"):
+        for k in ("formula", "dom", "paint", "details"):
             out[k].samples.append(got[k])
     return out
 
@@ -934,23 +940,26 @@ def predict_section(res: dict) -> list[str]:
 
 def slider_table(b: dict) -> list[str]:
     """Release → updated predictions in the browser, per way of setting λ, and its target."""
-    L = ["## 3. Slider release → updated predictions and plots (real browser)", "",
+    L = ["## 3. Slider release → updated predictions, then plots (real browser)", "",
          "App launched in this process (`build_demo(LanguageStack('assets/bundle')).queue()"
          ".launch(prevent_thread_lock=True)`), Debian chromium headless via playwright. Time from "
          "the slider's release event in the page (range `pointerup`, or the number box's `blur`, "
-         "which fires the same release event) to the moment #formula, the merged label and both "
-         "plot titles show the new λ (DOM), and to the next animation frame (painted).", "",
-         "| how λ was set | #formula updated | + label and both plots (DOM) | next paint |",
-         "|---|---|---|---|"]
+         "which fires the same release event) to the moment #formula and the merged label show "
+         "the new λ (DOM) and the next animation frame (painted): the predictions, which a release "
+         "sends alone; then to both per-layer plot titles showing it (the details step that "
+         "follows: fill-mask, the text's masked-LM loss, the plots).", "",
+         "| how λ was set | #formula updated | + merged label (DOM) | predictions painted | + both plots |",
+         "|---|---|---|---|---|"]
     for how, label in (("drag", "drag the range input and release"),
                        ("typed", "type into the number box, Tab")):
         if how in b:
             d = b[how]
+            details = d["details"].fmt("s") if "details" in d else "—"
             L.append(f"| {label} | {d['formula'].fmt('s')} | {d['dom'].fmt('s')} "
-                     f"| {d['paint'].fmt('s')} |")
+                     f"| {d['paint'].fmt('s')} | {details} |")
     if "drag" in b:
         med = b["drag"]["paint"].median
-        L += ["", f"Target median ≤ {TARGET_SLIDER_S} s (drag, painted): {med:.3f} s → "
+        L += ["", f"Target median ≤ {TARGET_SLIDER_S} s (drag, predictions painted): {med:.3f} s → "
               f"{yes(med <= TARGET_SLIDER_S)}. Error toasts seen: {b.get('errors')}."]
     return L
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ..model import LanguageStack
-from .common import FALLBACK_TEXT, PRIVATE, Controls, event, first_target, guarded, model_handler
-
-WHO = ("A", "merged", "B")
+from .common import (FALLBACK_TEXT, PRIVATE, WHO, Controls, column_names, event, first_target, guarded,
+                     model_handler)
 
 
 def has_qa(stack: LanguageStack) -> bool:
@@ -23,8 +22,7 @@ def on_qa(stack: LanguageStack, target: str, source: str, lam: float, question: 
 
     qa_task = next(t for t in stack.bundle.tasks.values() if t.kind == "extractive_qa")
     cmp = qa.compare_qa(stack, question, context, target, source, lam, qa_task.name)
-    names = {"A": f"A = {cmp.a} alone", "merged": f"merged (λ = {cmp.lam:.2f})",
-             "B": f"B = {cmp.b} alone"}
+    names = column_names(cmp.a, cmp.b, cmp.lam)
     return (f"### `{cmp.formula}`" + (f"\n\n*{cmp.notice}*" if cmp.notice else ""),
             *(gr.update(value=cmp.answers[w]["text"],
                         label=f"{names[w]} · p = {cmp.answers[w]['score']:.3f}") for w in WHO))

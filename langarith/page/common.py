@@ -22,6 +22,7 @@ from ..model import BundleError, InputError, LanguageStack
 BAD_INPUT = (InputError, MergeError, BundleError)
 FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."
 PRIVATE = dict(api_visibility="private")  # events that only serve the page itself
+WHO = ("A", "merged", "B")  # the three columns of every comparison: A alone, the merge, B alone
 LAM_STEP = 0.05  # the λ slider's step: the page only ever sends multiples of it
 LAM_GRID = tuple(round(i * LAM_STEP, 2) for i in range(round(1 / LAM_STEP) + 1))
 
@@ -412,6 +413,11 @@ def parse_weights(text: str) -> dict[str, float]:
     if len(out) < 2:
         raise InputError("N-way merging needs at least two languages, e.g. en: 0.5, es: 0.3, it: 0.2")
     return out
+
+
+def column_names(a: str, b: str, lam: float, merged: str = "merged") -> dict[str, str]:
+    """The three columns' headings: ``A = en alone``, ``merged (λ = 0.70)``, ``B = es alone``."""
+    return {"A": f"A = {a} alone", "merged": f"{merged} (λ = {lam:.2f})", "B": f"B = {b} alone"}
 
 
 def pts(x: float) -> str:

@@ -11,16 +11,9 @@ import gradio as gr
 from .. import analysis, plots, tasks
 from ..model import InputError, LanguageStack
 from ..task_kinds import TaskKind
-from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, Controls, Method, batch_answer,
-                     each_row, event, first_target, guarded, method_rows, model_handler, page_kind,
-                     page_task, per_row, readable)
-
-WHO = ("A", "merged", "B")
-
-
-def _names(a: str, b: str, lam: float, merged: str = "merged") -> dict[str, str]:
-    return {"A": f"A = {a} alone", "merged": f"{merged} (λ = {lam:.2f})", "B": f"B = {b} alone"}
-
+from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, WHO, Controls, Method,
+                     batch_answer, column_names, each_row, event, first_target, guarded, method_rows,
+                     model_handler, page_kind, page_task, per_row, readable)
 
 @dataclass
 class Shown:
@@ -42,7 +35,7 @@ def _classification(stack, text, target, a, b, lam, task_name, merge, done=None)
         raise done
     cmp = done or tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
     shown = lam if merge is None else cmp.lam
-    names, say = _names(a, b, shown), readable(stack, task_name)
+    names, say = column_names(a, b, shown), readable(stack, task_name)
     labels = [gr.update(value={say(k): p for k, p in zip(cmp.labels, cmp.probs[w])}, label=names[w],
                         visible=True) for w in WHO]
     return Shown(cmp.formula, shown, labels, _hidden(), shift=cmp.hidden_shift)
@@ -53,7 +46,7 @@ def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Sho
 
     lam = tasks.check_lambda(lam)
     cmp = ner.compare_ner(stack, text, target, b, lam, task_name)
-    names = _names(a, b, lam)
+    names = column_names(a, b, lam)
     spans = [gr.update(value=cmp.highlighted(w, readable(stack, task_name)), label=names[w], visible=True)
              for w in WHO]
     return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), spans, notice=cmp.notice)
@@ -72,7 +65,7 @@ VIEWS: dict[str | None, Callable] = {"classification": _classification, "tagging
 def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
     cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name)
-    names, say = _names(cmp.a, cmp.b, cmp.lam, "output ensemble"), readable(stack, task_name)
+    names, say = column_names(cmp.a, cmp.b, cmp.lam, "output ensemble"), readable(stack, task_name)
     labels = [gr.update(value={say(k): p for k, p in zip(cmp.labels, cmp.probs[w])}, label=names[w],
                         visible=True) for w in WHO]
     merged_says = say(cmp.labels[max(range(len(cmp.labels)), key=cmp.probs["weight_merge"].__getitem__)])
