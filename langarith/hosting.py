@@ -155,13 +155,33 @@ class RunningTasks(list):
         super().append(task)
 
 
+class PendingEvents(dict):
+    """``Queue.event_ids_to_events`` with the completed events let go. Gradio 6.17.3 adds every
+    event and removes one only when its visitor cancels or leaves, so a visitor who stays (a
+    class, a whole lesson) keeps every event and its request alive: ~20 kB each, the soak's
+    growth. An event whose id has left its session's pending set (the event stream takes it out
+    when the event completes; nothing looks a completed event up again) goes at the next insert."""
+
+    def __init__(self, queue):
+        super().__init__()
+        self.queue = queue
+
+    def __setitem__(self, key, event) -> None:
+        pending = self.queue.pending_event_ids_session
+        for k in [k for k, e in self.items() if k not in pending.get(e.session_hash, ())]:
+            del self[k]
+        super().__setitem__(key, event)
+
+
 def queue(demo):
     """``demo.queue(**QUEUE)`` with the queue's per-event records bounded (``RecentEvents``), its
-    finished tasks let go (``RunningTasks``) and the model group's events ``FirstInLine``."""
+    finished tasks and completed events let go (``RunningTasks``, ``PendingEvents``) and the
+    model group's events ``FirstInLine``."""
     demo.queue(**QUEUE)
     q = demo._queue
     q.event_analytics = RecentEvents()
     q._asyncio_tasks = RunningTasks(q._asyncio_tasks)
+    q.event_ids_to_events = PendingEvents(q)
     q.ANAYLTICS_CACHE_FREQUENCY = ANALYTICS_EVERY  # (sic: Gradio's spelling)
     for block_fn in demo.fns.values():  # Gradio makes a group's queue at its first event: now
         if block_fn.concurrency_id == MODEL_GROUP:

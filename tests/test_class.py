@@ -261,6 +261,27 @@ def test_the_queue_lets_go_of_finished_tasks(stack):
     assert isinstance(page._queue._asyncio_tasks, hosting.RunningTasks)
 
 
+def test_the_queue_lets_go_of_completed_events(stack):
+    """Gradio 6.17.3 keeps every event (and its request) while its visitor stays; the page's
+    queue keeps the ones still pending in their session."""
+    from types import SimpleNamespace
+
+    from langarith.page import build_demo
+
+    q = SimpleNamespace(pending_event_ids_session={"s1": set(), "s2": set()})
+    events = hosting.PendingEvents(q)
+    for i in range(100):
+        sid = f"s{1 + i % 2}"
+        q.pending_event_ids_session[sid].add(f"e{i}")
+        events[f"e{i}"] = SimpleNamespace(session_hash=sid)
+        if i >= 2:  # the event stream takes an event out of its session's pending set on completion
+            q.pending_event_ids_session[f"s{1 + (i - 2) % 2}"].discard(f"e{i - 2}")
+    assert set(events) == {"e97", "e98", "e99"}  # e97 completed after the last insert: next one
+    assert events["e99"].session_hash == "s2"
+    page = hosting.queue(build_demo(stack))
+    assert isinstance(page._queue.event_ids_to_events, hosting.PendingEvents)
+
+
 def test_the_queue_keeps_only_recent_event_records():
     events = hosting.RecentEvents(keep=100)
     for i in range(1000):
