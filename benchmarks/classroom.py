@@ -71,20 +71,59 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class GradioClient:
+    """A student through ``gradio_client`` (as the issue's first measurement was made)."""
+
+    def __init__(self, url: str):
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False)
+
+    def call(self, api: str, **inputs):
+        return self.client.predict(**inputs, api_name=f"/{api}")
+
+
+class HttpClient:
+    """A student through Gradio's plain HTTP API (``POST /gradio_api/call/v2/<api>`` with the
+    inputs by name, then its event stream): what a browser costs the server, with far less CPU
+    on this machine than ``gradio_client`` (its threads and parsing), which shares the 2 cores."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.url, self.http = url, httpx.Client(timeout=300)
+
+    def call(self, api: str, **inputs):
+        r = self.http.post(f"{self.url}gradio_api/call/v2/{api}", json=inputs)
+        r.raise_for_status()
+        kind = None
+        with self.http.stream("GET", f"{self.url}gradio_api/call/v2/{api}/{r.json()['event_id']}") as s:
+            for line in s.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: ") and kind in ("complete", "error"):
+                    data = json.loads(line[len("data: "):])
+                    if kind == "error":
+                        raise RuntimeError(f"/{api}: {data}")
+                    return data
+        raise RuntimeError(f"/{api}: the event stream ended without an answer")
+
+
+CLIENTS = {"gradio": GradioClient, "http": HttpClient}
+
+
 def run_class(url: str, server_pid: int, students: int, releases: int, texts: dict[str, str],
-              mode: str = "slider", seed: int = 0) -> dict:
+              mode: str = "slider", client: str = "gradio", seed: int = 0) -> dict:
     """N students releasing the slider R times each; every release is the page's chain: the
     predictions (``/compare_recipe``, the release event itself), then the details step
     (``/details``: fill-mask, the text's masked-LM loss, the per-layer plots) and the flips
     (``/flips``, a CPU-only event) at once, as the page sends them."""
-    from gradio_client import Client
-
     from langarith import tasks
 
     rng = random.Random(seed)
     plan = [[(t, lambdas_of(mode, rng), rng.uniform(1.0, 2.0)) for t in
              [list(texts)[(s + r) % len(texts)] for r in range(releases)]] for s in range(students)]
-    clients = [Client(url, verbose=False) for _ in range(students)]
+    clients = [CLIENTS[client](url) for _ in range(students)]
     to_pred, to_chain, errors, answers = [], [], [], []
     lock = threading.Lock()
     barrier = threading.Barrier(students, timeout=120)
@@ -95,19 +134,30 @@ def run_class(url: str, server_pid: int, students: int, releases: int, texts: di
             barrier.wait()
             for target, lam, think in plan[s]:
                 text = texts[target]
-                probe = tasks.mask_a_word(text, "<mask>")
+                pair = dict(target=target, source=None, lam=lam)
+                shown = dict(pair, text=text, mask_text=tasks.mask_a_word(text, "<mask>"))
                 t0 = time.perf_counter()
-                got = c.predict(target, None, lam, text, probe, api_name="/compare_recipe")
+                got = c.call("compare_recipe", **shown)
                 t1 = time.perf_counter()
-                details = c.submit(target, None, lam, text, probe, api_name="/details")
-                flips = c.submit(target, None, lam, None, api_name="/flips")
-                details.result(timeout=300)
-                flips.result(timeout=300)
+                flips_error: list = []
+
+                def flips_call():
+                    try:
+                        c.call("flips", **pair, task_name=None)
+                    except Exception as e:  # noqa: BLE001 - the student's error, raised below
+                        flips_error.append(e)
+
+                flips = threading.Thread(target=flips_call)
+                flips.start()  # the page sends the details and the flips at once
+                c.call("details", **shown)
+                flips.join()
+                if flips_error:
+                    raise flips_error[0]
                 t2 = time.perf_counter()
                 with lock:
                     to_pred.append(t1 - t0)
                     to_chain.append(t2 - t0)
-                    answers.append(((target, lam, text, probe), got))
+                    answers.append(((target, lam, text, shown["mask_text"]), got))
                 time.sleep(think)
         except Exception as e:  # noqa: BLE001 - counted
             with lock:
@@ -128,7 +178,8 @@ def run_class(url: str, server_pid: int, students: int, releases: int, texts: di
     def stat(xs):
         return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
 
-    return {"students": students, "releases": releases, "lambdas": mode, "to_predictions": stat(to_pred),
+    return {"students": students, "releases": releases, "lambdas": mode, "client": client,
+            "to_predictions": stat(to_pred),
             "to_chain": stat(to_chain), "errors": len(errors), "error_examples": errors[:3],
             "answers": answers, "wall_s": wall, **cpu}
 
@@ -231,26 +282,29 @@ def render(res: dict) -> str:
            "Each release is the page's chain: predictions (`/compare_recipe`), then the details step "
            "(`/details`) and the flips (`/flips`) at once. λ: `slider` = the slider's 0.05 grid (what the page "
            "sends), `any` = anywhere in [0, 1] (API callers).", "",
-           "| λ | students × releases | release → predictions p50 / p95 / max (s) | whole chain p50 / p95 (s) "
-           "| errors | answers differing from alone |", "|---|---|---|---|---|---|"]
+           "Clients: `gradio` = each student a `gradio_client` client (as the issue measured it; on "
+           "this machine the clients take as much CPU as the server), `http` = Gradio's plain HTTP "
+           "API (`/gradio_api/call/v2/...`), about as light as a browser's requests.", "",
+           "| students × releases, λ, clients | release → predictions p50 / p95 / max (s) | whole chain "
+           "p50 / p95 (s) | errors | answers differing from alone | server / clients CPU-s in wall s |",
+           "|---|---|---|---|---|---|"]
     for c in res.get("class", []):
         p, w = c["to_predictions"], c["to_chain"]
-        out.append(f"| {c['lambdas']} | {c['students']} × {c['releases']} | {p.get('p50', 0):.2f} / "
-                   f"{p.get('p95', 0):.2f} / {p.get('max', 0):.2f} | {w.get('p50', 0):.2f} / "
-                   f"{w.get('p95', 0):.2f} | {c['errors']} | {c['differing']} of {c['checked']} |")
-    heavy = [c for c in res.get("class", []) if c.get("events")]
-    if heavy:
-        c = max(heavy, key=lambda c: c["students"])
-        out += ["", f"Where the time goes at {c['students']} students (λ {c['lambdas']}; Gradio's traces, "
-                "one call per batch for the batched model events):", "",
-                "| event | calls | queue wait p50 / p95 (ms) | processing p50 / p95 (ms) | processing total (s) |",
-                "|---|---|---|---|---|"]
+        out.append(f"| {c['students']} × {c['releases']}, {c['lambdas']}, {c.get('client', 'gradio')} | "
+                   f"{p.get('p50', 0):.2f} / {p.get('p95', 0):.2f} / {p.get('max', 0):.2f} | "
+                   f"{w.get('p50', 0):.2f} / {w.get('p95', 0):.2f} | {c['errors']} | "
+                   f"{c['differing']} of {c['checked']} | {c['server_cpu_s']:.1f} / {c['clients_cpu_s']:.1f} "
+                   f"in {c['wall_s']:.1f} |")
+    largest = max((c["students"] for c in res.get("class", [])), default=0)
+    for c in [c for c in res.get("class", []) if c.get("events") and c["students"] == largest]:
+        out += ["", f"Where the time goes at {c['students']} students (λ {c['lambdas']}, "
+                f"{c.get('client', 'gradio')} clients; Gradio's traces, one call per batch for the "
+                "batched model events):", "",
+                f"| event ({c['lambdas']}, {c.get('client', 'gradio')}) | calls | queue wait p50 / p95 (ms) "
+                "| processing p50 / p95 (ms) | processing total (s) |", "|---|---|---|---|---|"]
         for name, e in sorted(c["events"].items(), key=lambda kv: -kv[1]["fn_total_s"]):
             out.append(f"| `{name}` | {e['calls']} | {e['queue_wait_p50']:.0f} / {e['queue_wait_p95']:.0f} | "
                        f"{e['fn_p50']:.0f} / {e['fn_p95']:.0f} | {e['fn_total_s']:.1f} |")
-        out.append(f"\nThe class ran {c['wall_s']:.1f} s of wall time; the server used {c['server_cpu_s']:.1f} "
-                   f"CPU-s and the {c['students']} clients (this machine too) {c['clients_cpu_s']:.1f} CPU-s "
-                   f"of the {os.cpu_count()} cores' {os.cpu_count() * c['wall_s']:.1f}.")
     if res.get("soak"):
         s = res["soak"]
         out += ["", f"Soak: {s['events']} events from 4 clients (`/flips`, every 10th `/compare`).", "",
@@ -267,6 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--students", default="1,8,30")
     ap.add_argument("--releases", type=int, default=4)
     ap.add_argument("--lambdas", default="slider,any", help="slider: the page's 0.05 grid; any: [0, 1]")
+    ap.add_argument("--clients", default="gradio,http", help="gradio: gradio_client (heavy on this "
+                    "machine's CPU); http: Gradio's plain HTTP API, as light as a browser's requests")
     ap.add_argument("--soak", type=int, default=10000, help="events of the soak (0: none)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_class.md"))
     args = ap.parse_args(argv)
@@ -288,12 +344,13 @@ def main(argv=None) -> int:
                 warm.predict(t, None, 0.5, text, probe, api_name="/compare_recipe")
                 warm.predict(t, None, 0.5, text, probe, api_name="/details")
             where_time_goes(url)
-            for mode in [m for m in args.lambdas.split(",") if m]:
-                for n in [int(x) for x in args.students.split(",") if x]:
-                    log(f"class: {n} students, λ {mode}")
-                    res["class"].append(run_class(url, proc.pid, n, args.releases, texts, mode))
-                    res["class"][-1]["events"] = where_time_goes(url)
-                    log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
+            for client in [c for c in args.clients.split(",") if c]:
+                for mode in [m for m in args.lambdas.split(",") if m]:
+                    for n in [int(x) for x in args.students.split(",") if x]:
+                        log(f"class: {n} students, λ {mode}, {client} clients")
+                        res["class"].append(run_class(url, proc.pid, n, args.releases, texts, mode, client))
+                        res["class"][-1]["events"] = where_time_goes(url)
+                        log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
         finally:
             proc.terminate()
             proc.wait(30)

@@ -829,7 +829,7 @@ class LanguageStack:
                 self.write(weights)
                 recipe = {"weights": dict(weights.weights), "method": weights.method,
                           "density": weights.density, "seed": weights.seed}
-                if weights.method == "layer_gradient":
+                if merge_method(weights.method).per_layer:
                     recipe.update(anchors=list(weights.lam_layers or ()), lam_inv=weights.lam_inv)
             else:
                 self.write_merge(weights, allow_extrapolation=allow_extrapolation)

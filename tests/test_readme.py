@@ -148,6 +148,21 @@ def tables(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def tables_all(text: str) -> dict[str, list[str]]:
+    """Markdown tables by header line: {header: [row, ...]} (rows whose first cells repeat too)."""
+    out: dict[str, list[str]] = {}
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("| "):
+            header = None
+        elif header is None:
+            header = line
+            out.setdefault(header, [])
+        elif not line.startswith("|---"):
+            out[header].append(line)
+    return out
+
+
 def test_the_report_prints_the_readme_tables(capsys):
     """Every README row of a table the report prints (same header, same first cell) is the
     report's row as it prints it now."""
@@ -162,3 +177,25 @@ def test_the_report_prints_the_readme_tables(capsys):
                 assert row == printed[header][key], f"README row for {key} is stale"
                 compared += 1
     assert compared > 30
+
+
+def test_the_readme_quotes_the_benchmarks_as_they_wrote_them():
+    """The README's speed tables are copied from what the benchmarks last wrote (same header,
+    same first cells): a rerun that changes a figure fails this until the README follows."""
+    def rows_by_label(text):  # a row's label: its first cell, or its first two where the first repeats
+        out = {}
+        for header, rows in tables_all(text).items():
+            firsts = [r.split("|")[1] for r in rows]
+            width = 2 if len(set(firsts)) < len(firsts) else 1
+            out[header] = {tuple(r.split("|")[1:1 + width]): r for r in rows}
+        return out
+
+    compared = 0
+    for name in ("RESULTS_class.md", "RESULTS_slider.md"):
+        written = rows_by_label((ROOT / "benchmarks" / name).read_text(encoding="utf-8"))
+        for header, rows in rows_by_label(README).items():
+            for key, row in rows.items():
+                if key in written.get(header, {}):
+                    assert row == written[header][key], f"README row {key!r} differs from benchmarks/{name}"
+                    compared += 1
+    assert compared >= 8  # the class table (3 sizes × 2 kinds of λ) and the slider's rows

@@ -260,9 +260,6 @@ def method_choices() -> list[tuple[str, str]]:
     return out
 
 
-METHOD_CHOICES = method_choices()
-
-
 @dataclass
 class MethodControls:
     """The method panel's components, one per ``Method`` field, under the same names."""

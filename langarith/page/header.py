@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import lambda_rules, results, share, tasks
+from ..arithmetic import METHODS
 from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LAM_STEP, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, page_task, pts, task_choices)
@@ -138,7 +139,7 @@ def on_url(stack: LanguageStack, request: gr.Request):
         stack.bundle.language(r.target)
         if r.source and not stack.bundle.language(r.source).has_adapter:
             raise InputError(f"{r.source} has no adapter")
-        layered = r.method == "layer_gradient"
+        layered = METHODS[r.method].per_layer  # a link carries per-layer λ only as its view
         if layered:
             from ..arithmetic import layer_lambdas
 
