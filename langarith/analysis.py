@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import tasks
-from .arithmetic import (language_vector, linear_merge_geometry, merge_geometry, pair_statistics,
+from .arithmetic import (language_vector, linear_merge_geometry, merge_geometry, merge_method, pair_statistics,
                          parameter_group)
 from .model import LanguageStack
 
@@ -20,7 +20,7 @@ def weight_geometry(stack: LanguageStack, a: str, b: str, lam: float, merge=None
     """Rows (layer L0..Ln and the invertible adapter) × parts (down, up, F, G):
     relative distance of the merge to A and to B, and cos(A, B). The merge is λ·A + (1−λ)·B,
     or the given ``Merge`` recipe (computed by the arithmetic layer, not read from the slot)."""
-    if merge is None or (merge.method == "linear" and len(merge.weights) == 2):
+    if merge is None or (merge_method(merge.method).weighted_sum and set(dict(merge.weights)) == {a, b}):
         lam = lam if merge is None else dict(merge.weights)[a]
         return sorted(linear_merge_geometry(_pair_statistics(stack, a, b), lam), key=_row_key)
     sa, sb = stack.language_state_dict(a), stack.language_state_dict(b)

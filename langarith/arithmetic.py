@@ -307,7 +307,10 @@ class MergeMethod:
     vectors θ − init; ``in_place``: the live slot writes it as a weighted sum over flat buffers
     (``per_layer``: one λ per encoder layer) instead of computing and copying a state dict;
     ``extrapolates``: its weights need not sum to 1; ``chooses_weights``: the languages and
-    weights come from the typology layer, not from the recipe."""
+    weights come from the typology layer, not from the recipe; ``weighted_sum``: the merge is
+    Σ wᵢ·θᵢ over its weights; ``formula``: how the page and the CLI write it (``{body}``: the
+    weighted languages, ``{extra}``: its density, if any; None for a per-layer merge, which has
+    its own)."""
 
     name: str
     label: str
@@ -317,6 +320,8 @@ class MergeMethod:
     per_layer: bool = False
     extrapolates: bool = False
     chooses_weights: bool = False
+    weighted_sum: bool = False
+    formula: str | None = "merged = {body}"
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -340,16 +345,17 @@ def _task_arithmetic(init, adapters, weights):
 
 
 METHODS: dict[str, MergeMethod] = {m.name: m for m in [
-    MergeMethod("linear", "linear: λ·A + (1−λ)·B", _linear, in_place=True),
+    MergeMethod("linear", "linear: λ·A + (1−λ)·B", _linear, in_place=True, weighted_sum=True),
     MergeMethod("task_arithmetic", "task arithmetic (may extrapolate)", _task_arithmetic,
-                needs_init=True, in_place=True, extrapolates=True),
-    MergeMethod("ties", "TIES", ties_merge, needs_init=True),
-    MergeMethod("dare", "DARE (seeded)", dare_merge, needs_init=True),
+                needs_init=True, in_place=True, extrapolates=True,
+                formula="merged = init + Σ wᵢ·(θᵢ − init), {body}"),
+    MergeMethod("ties", "TIES", ties_merge, needs_init=True, formula="merged = TIES({body}{extra})"),
+    MergeMethod("dare", "DARE (seeded)", dare_merge, needs_init=True, formula="merged = DARE({body}{extra})"),
     MergeMethod("layer_gradient", "per-layer λ (gradient over depth)", layer_gradient_merge,
-                in_place=True, per_layer=True),
+                in_place=True, per_layer=True, formula=None),
     # weights from ``typology_weights`` (chosen by the typology layer), then a weighted sum
     MergeMethod("typology", "typology-weighted (URIEL, top k)", _linear, in_place=True,
-                chooses_weights=True),
+                chooses_weights=True, weighted_sum=True, formula="merged = TYPOLOGY({body}{extra})"),
 ]}
 
 

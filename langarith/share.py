@@ -51,7 +51,7 @@ class Recipe:
                 raise InputError(f"at most {MAX_LANGUAGES} languages can be merged")
             w = dict(self.weights)
             check_weights(list(w.values()), allow_extrapolation=self.allow_extrapolation
-                          or method.name != "linear")
+                          or not method.weighted_sum)  # a weighted sum: weights sum to 1
         else:
             lam = check_lambda(self.lam, allow_extrapolation=self.allow_extrapolation)
             a = tasks.baseline_language(stack, self.target)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .arithmetic import check_lambda
+from .arithmetic import check_lambda, merge_method
 from .model import InputError, LanguageStack
 
 # --- the stack's memo: one bounded cache per stack, keyed by value -------------------------------
@@ -70,17 +70,13 @@ def merge_pair(stack: LanguageStack, target: str, source: str | None) -> tuple[s
 
 def formula(weights) -> str:
     """``merged = 0.70·es + 0.30·pt``; a ``Merge`` recipe also names its method."""
-    method = getattr(weights, "method", "linear")
+    method = merge_method(getattr(weights, "method", "linear"))
+    if method.formula is None:  # a per-layer merge: its λ path over the layers
+        return layer_formula(weights)
     items = weights.weights if hasattr(weights, "weights") else weights.items()
     body = " + ".join(f"{w:.2f}·{c}" for c, w in items)
-    if method == "linear":
-        return f"merged = {body}"
-    if method == "task_arithmetic":
-        return f"merged = init + Σ wᵢ·(θᵢ − init), {body}"
-    if method == "layer_gradient":
-        return layer_formula(weights)
-    extra = f", density {weights.density}" if weights.density is not None else ""
-    return f"merged = {method.upper()}({body}{extra})"
+    density = getattr(weights, "density", None)
+    return method.formula.format(body=body, extra="" if density is None else f", density {density}")
 
 
 def layer_formula(merge) -> str:
