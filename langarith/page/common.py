@@ -221,7 +221,7 @@ class Method:
         return share.Recipe(target=target, source=source or None, lam=lam, method=m,
                             weights=parse_weights(self.weights_text) if nway else {},
                             allow_extrapolation=bool(self.allow_extrapolation),
-                            **{p: self.setting(p) for p in settings})
+                            **{p: v for p in settings if (v := self.setting(p)) is not None})
 
     def merge(self, stack: LanguageStack, target: str, source: str | None, lam: float):
         """The engine's merge of this method, or None for the plain linear one."""
