@@ -77,14 +77,19 @@ def points_arg(text: str) -> int:
     return n
 
 
-def density_arg(text: str) -> float:
+def _finite_float(text: str, ok, message: str) -> float:
+    """``text`` as a finite float for which ``ok`` holds, else argparse's one-line refusal."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(v) and 0 < v <= 1):
-        raise argparse.ArgumentTypeError(f"density must lie in (0, 1], got {text}")
+    if not (math.isfinite(v) and ok(v)):
+        raise argparse.ArgumentTypeError(f"{message}, got {text}")
     return v
+
+
+def density_arg(text: str) -> float:
+    return _finite_float(text, lambda v: 0 < v <= 1, "density must lie in (0, 1]")
 
 
 def text_arg(value: str) -> str:
@@ -95,13 +100,7 @@ def text_arg(value: str) -> str:
 
 
 def positive_arg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
+    return _finite_float(text, lambda v: v > 0, "must be a positive number")
 
 
 def note(message: str) -> None:

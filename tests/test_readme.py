@@ -133,21 +133,6 @@ def test_the_python_block_loads_the_export_as_written(tiny_bundle, tmp_path):
     assert not Path(cfg["model_name"]).is_absolute()  # a name, not this machine's cache folder
 
 
-def tables(text: str) -> dict[str, dict[str, str]]:
-    """Markdown tables by header line: {header: {first cell: row}}."""
-    out: dict[str, dict[str, str]] = {}
-    header = None
-    for line in text.splitlines():
-        if not line.startswith("| "):
-            header = None
-        elif header is None:
-            header = line
-            out.setdefault(header, {})
-        elif not line.startswith("|---"):
-            out[header][line.split("|")[1].strip()] = line
-    return out
-
-
 def tables_all(text: str) -> dict[str, list[str]]:
     """Markdown tables by header line: {header: [row, ...]} (rows whose first cells repeat too)."""
     out: dict[str, list[str]] = {}
@@ -161,6 +146,11 @@ def tables_all(text: str) -> dict[str, list[str]]:
         elif not line.startswith("|---"):
             out[header].append(line)
     return out
+
+
+def tables(text: str) -> dict[str, dict[str, str]]:
+    """Markdown tables by header line: {header: {first cell: row}}."""
+    return {h: {r.split("|")[1].strip(): r for r in rows} for h, rows in tables_all(text).items()}
 
 
 def test_the_report_prints_the_readme_tables(capsys):
