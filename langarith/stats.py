@@ -174,6 +174,19 @@ def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[0::2], idx[1::2]
 
 
+def bootstrap_halves(lambdas, loss_sums, n_tokens, *, n_resamples: int = N_RESAMPLES,
+                     seed: int = SEED) -> dict:
+    """The masked-LM table's procedure with its interval: per-paragraph loss sums ``[L, n]`` and
+    token counts ``[n]`` at each λ; λ chosen on the first of ``split_halves``, the loss reported on
+    the second, both halves' paragraphs redrawn (paired over λ) and λ re-chosen on every resample.
+    ``bootstrap_sweep``'s result in nats per token (positive gain: the merge's loss is lower)."""
+    sums = np.asarray(loss_sums, np.float64)
+    counts = loss_counts(sums, np.broadcast_to(np.asarray(n_tokens, np.float64), sums.shape))
+    first, second = split_halves(sums.shape[1])
+    return bootstrap_sweep(lambdas, counts[:, first], counts[:, second], n_resamples=n_resamples,
+                           seed=seed, scale=1.0)
+
+
 def bootstrap_metric(counts, *, n_resamples: int = N_RESAMPLES, seed: int = SEED,
                      scale: float = 100.0) -> dict:
     """One system's metric on its items (``[n, k]`` counts) with a 95 % percentile interval."""

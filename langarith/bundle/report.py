@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..paths import bundle_path
-from ..stats import format_gain
+from ..stats import bootstrap_halves, format_gain
 
 
 def _pct(m: dict | float) -> str:
@@ -30,7 +30,22 @@ def _ci(g: dict) -> str:
     return format_gain(g)
 
 
-def tables(results: dict) -> str:
+def _mlm_gain(texts: dict | None, target: str, s: dict) -> str:
+    """merge − better on the second half with its paired-bootstrap interval over paragraphs
+    (``stats.bootstrap_halves`` on ``results/mlm_texts.json``); the point alone where the bundle
+    ships no per-paragraph sums for the target."""
+    t = (texts or {}).get(target)
+    if not t:
+        return f"{s['merged'] - min(s['a'], s['b']):+.3f} (–)"
+    g = bootstrap_halves(t["lambdas"], t["sums"], t["counts"])["gain_vs_better"]
+    lo, hi = g["ci95"]  # a gain is a loss drop: the table writes the loss difference
+    d = [round(-x, 3) + 0.0 for x in (g["points"], hi, lo)]  # + 0.0: no "-0.000"
+    return f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
+def tables(results: dict, texts: dict | None = None) -> str:
+    """The bundle's main tables; ``texts`` (``results/mlm_texts.json``) gives the masked-LM
+    table its intervals."""
     out = []
     eng = results.get("english")
     if eng:
@@ -59,18 +74,25 @@ def tables(results: dict) -> str:
         out += ["", "Own-adapter test accuracy: " + ", ".join(f"{c} {_pct(m)}" for c, m in own.items())]
     mlm = results.get("mlm", {})
     if mlm:
+        grid = results.get("mlm_lambdas") or next(iter(mlm.values()))["points"]
+        n = next(iter(mlm.values()))["n_texts"]
         out += ["", "**How well the merge models the target language** — masked-LM loss on held-out "
-                "text of the target (no labels; lower is better): λ chosen on the first half of the "
-                "paragraphs, all three losses on the second half:", "",
-                "| target | A | B | A alone | B alone | merge (λ) | merge − better | interior minimum "
-                "(whole curve) | tokens (2nd half) |", "|---|---|---|---|---|---|---|---|---|"]
+                f"text of the target (no labels; lower is better): {n} held-out paragraphs of the "
+                "target's help text, never trained on, split into two interleaved halves of "
+                f"{n // 2}; λ chosen on the first half over {len(grid)} values (0 to 1 in steps of "
+                "0.05), all three losses on the second half; merge − better in nats per token with "
+                "a paired bootstrap 95 % CI over the paragraphs of both halves (2,000 resamples, λ "
+                "chosen again on each); (–): no per-paragraph sums shipped for that target:", "",
+                "| target | A | B | A alone | B alone | merge (λ) | merge − better [95 % CI] | "
+                "interior minimum (whole curve) | tokens (2nd half) |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for t, m in mlm.items():
             if "@" in t:  # low-resource variants: their own table
                 continue
             s = m["halves"]["second"]
             out.append(f"| {t} | {m['a']} | {m['b']} | {s['a']:.3f} | {s['b']:.3f} | "
                        f"{s['merged']:.3f} ({m['halves']['best_lam_first']:g}) | "
-                       f"{s['merged'] - min(s['a'], s['b']):+.3f} | "
+                       f"{_mlm_gain(texts, t, s)} | "
                        f"{'yes, λ = %g' % m['best_lam'] if m['interior_minimum'] else 'no'} | {s['n_tokens']} |")
     gate = results.get("mlm_gate", {})
     if gate:
@@ -278,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     bundle = bundle_path(args.bundle)
     results = json.loads((bundle / "results" / "results.json").read_text(encoding="utf-8"))
-    print(tables(results))
+    texts = bundle / "results" / "mlm_texts.json"
+    print(tables(results, json.loads(texts.read_text(encoding="utf-8")) if texts.is_file() else None))
     for name, title, fn in (("lowres", "Under-trained adapters", lowres_tables),
                             ("beyond", "Beyond one λ", beyond_tables),
                             ("typology", "Typology-weighted merges", typology_tables)):
