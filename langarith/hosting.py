@@ -38,10 +38,14 @@ MODEL_GROUP = "model"  # the concurrency id of the model events
 # The most visitors' calls of one model event served by one batched call (one forward pass):
 # a class. On ZeroGPU a batch is one GPU call (the quota of its first visitor is checked).
 MAX_BATCH = 32
-# ``demo.queue(**QUEUE)``: at most 64 events waiting (further ones are refused at once with
-# "queue full" instead of piling up threads); events outside the model group (target change,
+# ``demo.queue(**QUEUE)``: room for a lecture hall (a hundred students each with a release's
+# chain of three events waiting, ~20 kB an event), bounded so that a flood is refused with a line
+# saying when to come back instead of piling up; events outside the model group (target change,
 # precomputed tables, plots) keep 2 workers each, so they never wait behind the model.
-QUEUE = dict(max_size=64, default_concurrency_limit=2)
+QUEUE = dict(max_size=1000, default_concurrency_limit=2)
+# One visitor's waiting events: a page has at most a few (a release's chain, a tab's figure); a
+# script that submits without waiting is refused past this, so it cannot fill the hall alone.
+PER_VISITOR = 16
 
 PERSISTENT_ROOT = Path("/data")  # a Space's persistent storage, when it has some
 
@@ -133,16 +137,44 @@ def served_first(event) -> bool:
     return bool(getattr(getattr(event.fn, "fn", None), "served_first", False))
 
 
+def latest_only(event) -> bool:
+    """An event whose handler is marked ``latest_only`` (``page.common.model_handler``)."""
+    return bool(getattr(getattr(event.fn, "fn", None), "latest_only", False))
+
+
 class FirstInLine(list):
     """The model group's waiting events, those ``served_first`` ahead of the others (each kind in
     its own arrival order). Gradio's queue takes ``[0]`` and batches the waiting events of the
-    same handler, so the predictions of everyone waiting are one batch, before any details."""
+    same handler, so the predictions of everyone waiting are one batch, before any details.
+    A ``latest_only`` event replaces the same visitor's waiting one of the same handler: a newer
+    release made it stale, and computing it would only delay everyone's fresh work."""
+
+    def __init__(self, queue=None):
+        super().__init__()
+        self.queue = queue  # Gradio's Queue, to answer a dropped event (None in unit tests)
 
     def append(self, event) -> None:
+        if latest_only(event):
+            self.drop_stale(event)
         if served_first(event):
             self.insert(next((i for i, e in enumerate(self) if not served_first(e)), len(self)), event)
         else:
             super().append(event)
+
+
+    def drop_stale(self, event) -> list:
+        """Take the visitor's waiting events of ``event``'s handler out of the line and answer
+        each as Gradio's own cancel route does (completed, no output: the page keeps what it
+        shows and the newer event paints over it)."""
+        from gradio.server_messages import ProcessCompletedMessage
+
+        stale = [e for e in self if e.session_hash == event.session_hash and e.fn._id == event.fn._id]
+        for old in stale:
+            self.remove(old)
+            if self.queue is not None:
+                self.queue.event_ids_to_events.pop(old._id, None)
+                self.queue.send_message(old, ProcessCompletedMessage(output={}, success=True))
+        return stale
 
 
 class RunningTasks(list):
@@ -173,10 +205,38 @@ class PendingEvents(dict):
         super().__setitem__(key, event)
 
 
+def busy_line(q) -> str:
+    """What a visitor refused by a full queue reads: how many wait and about how long to wait
+    (the model events' mean time so far, a batch of ``MAX_BATCH`` at a time)."""
+    times = [t.avg_time for t in q.process_time_per_fn.values() if getattr(t, "avg_time", None)]
+    per_batch = sum(times) / len(times) if times else 1.0
+    seconds = max(5, round(len(q) / MAX_BATCH * per_batch * 3))  # 3: a release's chain
+    return (f"This Space is busy: {len(q)} requests are waiting, more than it holds. "
+            f"Try again in about {seconds} s.")
+
+
+def hold_a_hall(q) -> None:
+    """Gradio's ``Queue.push`` with two refusals that say what to do: one visitor with
+    ``PER_VISITOR`` events already waiting, and a full queue (Gradio's own line is the bare
+    "Queue is full. Max size is ..."). The page shows its own "busy" line for either."""
+    push = q.push
+
+    async def push_or_say_when(body, request, username):
+        waiting = q.pending_event_ids_session.get(body.session_hash) or ()
+        if body.session_hash is not None and len(waiting) >= PER_VISITOR:
+            return (False, f"You have {len(waiting)} requests waiting already; wait for their "
+                           f"answers before sending more.", "queue_full")
+        ok, message, kind = await push(body, request, username)
+        return ok, (busy_line(q) if kind == "queue_full" else message), kind
+
+    q.push = push_or_say_when
+
+
 def queue(demo):
     """``demo.queue(**QUEUE)`` with the queue's per-event records bounded (``RecentEvents``), its
-    finished tasks and completed events let go (``RunningTasks``, ``PendingEvents``) and the
-    model group's events ``FirstInLine``."""
+    finished tasks and completed events let go (``RunningTasks``, ``PendingEvents``), the
+    model group's events ``FirstInLine`` (stale ones dropped), and refusals that say when to
+    come back (``hold_a_hall``)."""
     demo.queue(**QUEUE)
     q = demo._queue
     q.event_analytics = RecentEvents()
@@ -187,6 +247,7 @@ def queue(demo):
         if block_fn.concurrency_id == MODEL_GROUP:
             q.create_event_queue_for_fn(block_fn)
     if MODEL_GROUP in q.event_queue_per_concurrency_id:
-        q.event_queue_per_concurrency_id[MODEL_GROUP].queue = FirstInLine()
+        q.event_queue_per_concurrency_id[MODEL_GROUP].queue = FirstInLine(q)
+    hold_a_hall(q)
     return demo
 

@@ -291,3 +291,63 @@ def test_the_queue_keeps_only_recent_event_records():
     assert "e999" in events and "e0" not in events
     events["e0"]["status"] = "success"  # a dropped record reads as an empty one, not kept
     assert "e0" not in events
+
+
+def test_a_visitors_newer_details_replace_their_waiting_ones_and_the_old_one_is_answered(stack):
+    """A lecture hall: a details step made stale by the same visitor's newer release is dropped
+    from the line (answered as Gradio's cancel route does), other visitors' are kept."""
+    import asyncio
+
+    from gradio.queueing import Event
+    from gradio.server_messages import ProcessCompletedMessage
+
+    from langarith.page import build_demo
+
+    page = hosting.queue(build_demo(stack))
+    q = page._queue
+    fns = {f.api_name: f for f in page.fns.values()}
+    line = q.event_queue_per_concurrency_id[hosting.MODEL_GROUP].queue
+    assert isinstance(line, hosting.FirstInLine) and line.queue is q
+
+    async def main():
+        events = []
+        for session, fn in (("s1", "details"), ("s2", "details"), ("s1", "compare_recipe"),
+                            ("s1", "details")):
+            e = Event(session, fns[fn], None, None)
+            q.pending_messages_per_session.setdefault(session, asyncio.Queue())
+            q.event_ids_to_events[e._id] = e
+            line.append(e)
+            events.append(e)
+        return events
+
+    events = asyncio.run(main())
+    kept = [e._id for e in line]
+    # s1's first details is gone, s2's kept, the predictions (not latest_only) kept and first
+    assert events[0]._id not in kept and events[1]._id in kept and events[3]._id in kept
+    assert kept[0] == events[2]._id
+    msg = q.pending_messages_per_session["s1"].get_nowait()
+    assert isinstance(msg, ProcessCompletedMessage) and msg.success and msg.event_id == events[0]._id
+    assert q.pending_messages_per_session["s2"].empty()
+    from langarith.page import demo as demo_module
+
+    assert demo_module.on_details_rows.latest_only and not compare.on_predict_rows.latest_only
+
+
+def test_a_full_hall_and_a_flooding_visitor_are_refused_with_a_line_that_says_what_to_do(stack):
+    import asyncio
+    from types import SimpleNamespace
+
+    from langarith.page import build_demo
+
+    page = hosting.queue(build_demo(stack))
+    q = page._queue
+    q.pending_event_ids_session["flood"] = {f"e{i}" for i in range(hosting.PER_VISITOR)}
+    ok, message, kind = asyncio.run(q.push(SimpleNamespace(session_hash="flood"), None, None))
+    assert not ok and kind == "queue_full" and "wait for their answers" in message
+    # a full queue: Gradio's own refusal, re-worded with how many wait and how long to wait
+    q.max_size = 0
+    body = SimpleNamespace(session_hash="new", fn_index=0)
+    ok, message, kind = asyncio.run(q.push(body, None, None))
+    assert not ok and kind == "queue_full"
+    assert message.startswith("This Space is busy") and "Try again in about" in message
+    assert hosting.QUEUE["max_size"] >= 300  # a hundred students' chains of three

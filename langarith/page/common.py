@@ -59,7 +59,7 @@ _SERVED: dict = {}
 
 
 def model_handler(duration, batched: bool | int = False, frame_pause: float | None = None,
-                  served_first: bool = False):
+                  served_first: bool = False, latest_only: bool = False):
     """Mark ``fn(stack, ...)`` as a handler that runs the model: its events run through the GPU
     boundary in the model's concurrency group. ``duration``: seconds of GPU asked for, or a
     callable of the handler's inputs (without the stack), as ``spaces.GPU`` takes it.
@@ -69,10 +69,11 @@ def model_handler(duration, batched: bool | int = False, frame_pause: float | No
     small batches, so that the predictions queued behind it wait little). ``frame_pause``: the
     handler yields frames; they are computed in one GPU call and played to the page this many
     seconds apart. ``served_first``: its events go ahead of the other waiting model events
-    (``hosting.FirstInLine``): what a visitor looks at first."""
+    (``hosting.FirstInLine``): what a visitor looks at first. ``latest_only``: a visitor's
+    newer call replaces their waiting one (its work went stale with the newer release)."""
     def mark(fn):
         fn.gpu_seconds, fn.batched, fn.frame_pause = duration, batched, frame_pause
-        fn.served_first = served_first
+        fn.served_first, fn.latest_only = served_first, latest_only
         return fn
     return mark
 

@@ -25,7 +25,7 @@ CSS = """
 DETAILS_BATCH = 8  # visitors a details batch: about a second of work, so predictions wait little
 
 
-@model_handler(duration=40, batched=DETAILS_BATCH)
+@model_handler(duration=40, batched=DETAILS_BATCH, latest_only=True)
 def on_details_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                     method: Method = LINEAR, task_name=None):
     """What follows the predictions, in one event (one round trip): fill-mask under A, the merge
