@@ -744,10 +744,13 @@ def build_base(cache: Path, keep_ids: Sequence[int] | None, out: Path, *,
 
 def load_base(out: Path):
     """``(BertModel, tokenizer)`` from a folder written by :func:`build_base` (offline)."""
-    from transformers import AutoTokenizer, BertModel
-    model = BertModel.from_pretrained(str(out), add_pooling_layer=False)
+    from transformers import BertModel
+
+    from .trust import load_model, load_tokenizer
+
+    model = load_model(BertModel, out, add_pooling_layer=False)
     # fix_mistral_regex=False only silences a spurious transformers 4.57.6 warning
-    return model, AutoTokenizer.from_pretrained(str(out), fix_mistral_regex=False)
+    return model, load_tokenizer(out, fix_mistral_regex=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import torch
 
 from .arithmetic import MergeError, check_compatible, check_weights, merge_method, row_mix
 from .cache import MEMO_LIMITS, Memo
+from .trust import UntrustedConfig, check_adapter_folder, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,10 @@ def read_adapter_config(folder: Path) -> dict:
     cfg = folder / "adapter_config.json"
     if not cfg.is_file():
         raise BundleError(f"adapter folder {folder} has no adapter_config.json")
+    try:
+        check_adapter_folder(folder)  # keys that choose code or kernels (trust.py)
+    except UntrustedConfig as e:
+        raise BundleError(str(e)) from None
     try:
         config = json.loads(cfg.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -512,6 +517,8 @@ def _load_part(what: str, path: Path, load):
         return load()
     except BundleError:
         raise
+    except UntrustedConfig as e:  # already names the file and the key
+        raise BundleError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - any failure here is a bad file, reported as such
         chain, c = [], e
         while c is not None and len(chain) < 8:
@@ -554,21 +561,22 @@ class LanguageStack:
 
     def __init__(self, bundle: Bundle | str | Path, device: str | torch.device | None = None):
         from adapters import AutoAdapterModel  # heavy import, only when a model is built
-        from transformers import AutoTokenizer
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         b = self.bundle
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         tok = b.path(b.manifest["tokenizer"])
-        self.tokenizer = _load_part("tokenizer", tok, lambda: AutoTokenizer.from_pretrained(str(tok)))
+        # Configs are read by trust.py first: transformers gets a checked config object.
+        self.tokenizer = _load_part("tokenizer", tok, lambda: load_tokenizer(tok))
         base = b.base_path()
-        model = _load_part("base encoder", base, lambda: AutoAdapterModel.from_pretrained(str(base)))
+        model = _load_part("base encoder", base, lambda: load_model(AutoAdapterModel, base))
         if b.manifest["mlm_head"] == "from_base":  # hub checkpoints: their *ForMaskedLM head
             _rename_head(model, "default", "mlm")
             _restore_mlm_bias(model, "mlm", base)
         else:
             head = b.path(b.manifest["mlm_head"])
-            _load_part("masked-LM head", head, lambda: model.load_head(str(head), load_as="mlm"))
+            _load_part("masked-LM head", head,
+                       lambda: check_adapter_folder(head) or model.load_head(str(head), load_as="mlm"))
         for task in b.tasks.values():
             for name, ref in task.stack_before:  # e.g. a domain adapter (shared by tasks: once)
                 if name not in model.adapters_config:

@@ -133,9 +133,9 @@ class Build:
         return model.to(self.device)
 
     def tokenizer(self):
-        from transformers import AutoTokenizer
+        from ..trust import load_tokenizer
 
-        return AutoTokenizer.from_pretrained(str(self.base))
+        return load_tokenizer(self.base)
 
     # -- the bundle's files ------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ LABELS = ["O"] + [f"{p}-{t}" for t in TYPES for p in ("B", "I")]
 TYPE_NAMES = {"UI": "UI element", "CODE": "code", "INPUT": "typed input", "KEY": "key"}
 MAX_TOKENS = 128
 EVAL_PER_SPLIT = 300  # dev and test sentences per language, at most (a 1-core sweep: ~45 min)
+# Dev sentences per target whose taggings are stored for the page (flips table, tour); None: all
+# of the eval set's (11 λ × 10 targets × 300 sentences: ~15 min on 2 CPU cores).
+PAGE_DEV_ITEMS: int | None = None
 
 _OPEN, _CLOSE = "\x01", "\x02"  # markers in the parsed stream: not whitespace, never in the help
 
@@ -446,9 +449,9 @@ def stage_train(build: Build, dest: Path, *, epochs: int = 8, batch: int = 16, l
     if build.smoke:
         train_items, epochs, max_seconds = train_items[:64], 1, 60
     bundle = Bundle.load(dest)
-    from transformers import AutoTokenizer
+    from ..trust import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(bundle.path(bundle.manifest["tokenizer"])))
+    tok = load_tokenizer(bundle.path(bundle.manifest["tokenizer"]))
     model = load_model(bundle.base_path(), torch.device("cpu"))
     load_adapter_checked(model, bundle.path(bundle.languages["en"].adapter), "en")
     info = train_tagger(model, tok, train_items, build.work / "tagging" / "ckpt.pt", epochs=epochs,
@@ -486,13 +489,15 @@ class Evaluator:
     """Predictions of one stack on the tagging eval sets, cached on disk per (language, adapter
     or merge) so an interrupted evaluation resumes where it stopped."""
 
-    def __init__(self, stack, cache: Path | None, task: str = TASK):
+    def __init__(self, stack, cache: Path | None, task: str = TASK, split: str | None = None,
+                 limit: int | None = None):
+        """``split``/``limit``: only the first ``limit`` items of that split (None: all)."""
         from ..ner import load_tagging_eval
 
         self.stack, self.cache, self.task = stack, cache, task
         self.memo: dict = {}
         folder = stack.bundle.path(stack.bundle.task(task).eval)
-        self.rows = {c: load_tagging_eval(stack, c, task) for c in stack.bundle.languages
+        self.rows = {c: load_tagging_eval(stack, c, task, split)[:limit] for c in stack.bundle.languages
                      if (folder / f"{stack.bundle.text_of(c)}.jsonl.gz").is_file()}
 
     def pred(self, lang: str, a: str, b: str | None = None, lam: float = 1.0) -> list[list[str]]:
@@ -569,18 +574,56 @@ def evaluate_all(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[fl
     return res, stored
 
 
-def _stored_predictions(ev: Evaluator, target: str, a: str, b: str, lambdas) -> dict:
-    """Test sentences with A's and B's tags, and the merge's tags where they differ from A's or
-    B's (what ``ner.flips`` reads)."""
+def _stored_predictions(ev: Evaluator, target: str, a: str, b: str, lambdas,
+                        split: str = "test") -> dict:
+    """The ``split``'s sentences with A's and B's tags, and the merge's tags where they differ
+    from A's or B's (what ``ner.flip_counts`` reads for test and ``ner.flips`` for dev)."""
     rows = ev.rows[target]
-    idx = [i for i, r in enumerate(rows) if r["split"] == "test"]
+    idx = [i for i, r in enumerate(rows) if r["split"] == split]
     pa, pb = ev.pred(target, a), ev.pred(target, b)
     merged = {}
     for lam in lambdas:
         pm = ev.pred(target, a, b, lam)
         merged[f"{lam:g}"] = {str(j): pm[i] for j, i in enumerate(idx) if pm[i] != pa[i] or pm[i] != pb[i]}
-    return {"a": a, "b": b, "items": [{k: rows[i][k] for k in ("key", "words", "tags")} for i in idx],
+    return {"a": a, "b": b, "split": split,
+            "items": [{k: rows[i][k] for k in ("key", "words", "tags")} for i in idx],
             "A": [pa[i] for i in idx], "B": [pb[i] for i in idx], "merged": merged}
+
+
+def predictions_path(dest: Path, split: str = "test") -> Path:
+    """``results/<task>_predictions.json.gz`` (test: the numbers) or ``..._dev_predictions..``
+    (dev: what the page shows)."""
+    return Path(dest) / "results" / (f"{TASK}_predictions.json.gz" if split == "test"
+                                     else f"{TASK}_{split}_predictions.json.gz")
+
+
+def store_page_predictions(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[float],
+                           cache: Path | None, dest: Path, per_target: int | None = PAGE_DEV_ITEMS,
+                           task: str = TASK) -> dict:
+    """The page's dev items: A's, B's and the merge's taggings on the λ grid of each target's
+    dev sentences (the first ``per_target``; None: all), in the test file's compact form.
+    Resumable: each (target, adapter or merge) run is cached in ``cache``."""
+    ev = Evaluator(stack, cache, task, split="dev", limit=per_target)
+    stored = {}
+    for target, (a, b, _) in pairs.items():
+        t = time.time()
+        stored[target] = {**_stored_predictions(ev, target, a, b, lambdas, "dev"),
+                          "subset": ("all" if per_target is None else f"the first {per_target}")
+                                    + f" dev sentences of eval/{task}/{stack.bundle.text_of(target)}"
+                                    ".jsonl.gz"}
+        _log(f"dev predictions {target}: {len(ev.rows[target])} sentences in {time.time() - t:.0f} s")
+    path = predictions_path(dest, "dev")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        json.dump(stored, f, ensure_ascii=False)
+    tmp.rename(path)
+    return {"targets": len(stored), "per_target": per_target}
+
+
+def shipped_pairs(results: dict) -> dict[str, tuple[str, str, str]]:
+    """target -> (A, B, group) of the curves a ``results/<task>.json`` holds."""
+    return {t: (c["a"], c["b"], g) for g in ("zero_shot", "enhancement") for t, c in results.get(g, {}).items()}
 
 
 def _training_from_ckpt(path: Path) -> dict:
@@ -616,14 +659,16 @@ def stage_eval(build: Build, dest: Path) -> dict:
     out = dest / "results"
     out.mkdir(exist_ok=True)
     (out / f"{TASK}.json").write_text(json.dumps(res, ensure_ascii=False) + "\n", encoding="utf-8")
-    with gzip.open(out / f"{TASK}_predictions.json.gz", "wt", encoding="utf-8") as f:
+    with gzip.open(predictions_path(dest, "test"), "wt", encoding="utf-8") as f:
         json.dump(stored, f, ensure_ascii=False)
+    store_page_predictions(stack, pairs, lambdas, build.work / "tagging" / "preds_dev", dest,
+                           per_target=PAGE_DEV_ITEMS)
     return {"eval_seconds": res["eval_seconds"], "targets": len(pairs)}
 
 
 def _own_paths(dest: Path) -> list[Path]:
     return [dest / "tasks" / TASK, dest / "eval" / TASK, dest / "results" / f"{TASK}.json",
-            dest / "results" / f"{TASK}_predictions.json.gz"]
+            predictions_path(dest, "test"), predictions_path(dest, "dev")]
 
 
 def stash(dest: Path, work: Path) -> Path | None:
@@ -697,13 +742,32 @@ def report(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Print the span-tagging task's README tables.")
-    p.add_argument("--report", required=True, help="bundle folder with results/<task>.json")
+    p = argparse.ArgumentParser(description="Print the span-tagging task's README tables, or "
+                                "store the page's dev predictions of a built bundle.")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--report", metavar="BUNDLE", help="bundle folder with results/<task>.json")
+    g.add_argument("--dev-predictions", metavar="BUNDLE",
+                   help="write BUNDLE/results/<task>_dev_predictions.json.gz for the curves in "
+                        "results/<task>.json (the tagging_eval stage does it too)")
+    p.add_argument("--cache", help="folder for resumable per-run predictions (with --dev-predictions)")
+    p.add_argument("--per-target", type=int, default=PAGE_DEV_ITEMS,
+                   help="dev sentences per target (default: all of the eval set's)")
     a = p.parse_args(argv)
-    path = Path(a.report) / "results" / f"{TASK}.json"
+    path = Path(a.report or a.dev_predictions) / "results" / f"{TASK}.json"
     if not path.is_file():
         raise SystemExit(f"error: no {path}: run the build's tagging_eval stage first")
-    print(report(json.loads(path.read_text(encoding="utf-8"))), end="")
+    res = json.loads(path.read_text(encoding="utf-8"))
+    if a.report:
+        print(report(res), end="")
+        return 0
+    if a.per_target is not None and a.per_target < 1:
+        raise SystemExit(f"error: --per-target must be at least 1, not {a.per_target}")
+    from ..model import LanguageStack
+
+    stack = LanguageStack(a.dev_predictions, device="cpu")
+    print(store_page_predictions(stack, shipped_pairs(res), res["lambdas"],
+                                 Path(a.cache) if a.cache else None, Path(a.dev_predictions),
+                                 per_target=a.per_target))
     return 0
 
 

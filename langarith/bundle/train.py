@@ -57,7 +57,9 @@ def autocast(device: torch.device):
 def load_model(base_dir: Path, device: torch.device):
     from adapters import BertAdapterModel
 
-    model = BertAdapterModel.from_pretrained(str(base_dir))
+    from ..trust import load_model
+
+    model = load_model(BertAdapterModel, base_dir)
     return model.to(device)
 
 
