@@ -332,24 +332,31 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
             "precomputed": False}
 
 
-def _stored(stack: LanguageStack, target: str, task: str | None) -> dict:
+def _stored(stack: LanguageStack, target: str, task: str | None, split: str = "test") -> dict:
+    """The build's stored taggings of a target's ``split`` sentences: test ones feed the numbers,
+    dev ones the page (``<task>_predictions.json.gz`` / ``<task>_dev_predictions.json.gz``)."""
     import gzip
     import json
 
-    path = stack.bundle.path("results") / f"{stack.bundle.task_of_kind('tagging', task).name}_predictions.json.gz"
+    name = stack.bundle.task_of_kind("tagging", task).name
+    path = stack.bundle.path("results") / (f"{name}_predictions.json.gz" if split == "test"
+                                           else f"{name}_{split}_predictions.json.gz")
     if not path.is_file():
-        raise InputError("this bundle has no stored tagging predictions (run the tagging_eval stage)")
+        raise InputError(f"this bundle has no stored {split}-set tagging predictions (run the "
+                         "tagging_eval stage)")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         preds = json.load(f)
     if target not in preds:
-        raise InputError(f"no stored tagging predictions for {target}; have: {', '.join(sorted(preds))}")
+        raise InputError(f"no stored {split}-set tagging predictions for {target}; have: "
+                         f"{', '.join(sorted(preds))}")
     return preds[target]
 
 
-def flip_counts(stack: LanguageStack, target: str, task: str | None = None) -> list[dict]:
-    """Per stored λ: how many test sentences the merge tags differently from A, and in how many
-    of those its spans match the gold better (helped) or worse (hurt) than A's."""
-    p = _stored(stack, target, task)
+def flip_counts(stack: LanguageStack, target: str, task: str | None = None,
+                split: str = "test") -> list[dict]:
+    """Per stored λ: how many ``split`` sentences the merge tags differently from A, and in how
+    many of those its spans match the gold better (helped) or worse (hurt) than A's."""
+    p = _stored(stack, target, task, split)
     out = []
     for key, changed in sorted(p["merged"].items(), key=lambda kv: float(kv[0])):
         helped = hurt = n = 0
@@ -361,7 +368,7 @@ def flip_counts(stack: LanguageStack, target: str, task: str | None = None) -> l
             d = _score(sentence_counts(gold, tm)) - _score(sentence_counts(gold, ta))
             helped, hurt = helped + (d > 0), hurt + (d < 0)
         out.append({"lam": float(key), "changed_vs_a": n, "helped": helped, "hurt": hurt,
-                    "n_test": len(p["items"])})
+                    "split": split, f"n_{split}": len(p["items"])})
     return out
 
 
@@ -371,12 +378,13 @@ def _score(c: tuple[int, int, int]) -> int:
 
 
 def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None,
-          limit: int = 20) -> list[dict]:
-    """Test sentences whose spans differ between A, the merge at ``lam`` and B, from the build's
+          limit: int = 20, split: str = "dev") -> list[dict]:
+    """Sentences of ``split`` (dev, what the page shows: never the test sentences its numbers
+    are reported on) whose spans differ between A, the merge at ``lam`` and B, from the build's
     stored predictions: each with its words, gold tags, the three taggings and their (tp, fp, fn).
     Sorted by how much the merge beats A (most helped first)."""
     lam = check_lambda(lam)
-    p = _stored(stack, target, task)
+    p = _stored(stack, target, task, split)
     key = f"{round(lam, 1):g}"
     if key not in p["merged"]:
         raise InputError(f"stored predictions are on the λ grid {', '.join(sorted(p['merged']))}")
@@ -389,7 +397,7 @@ def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None
         if tm == ta and tm == tb:
             continue
         c = {k: sentence_counts(row["tags"], v) for k, v in (("A", ta), ("merged", tm), ("B", tb))}
-        out.append({"key": row["key"], "words": row["words"], "gold": row["tags"],
+        out.append({"key": row["key"], "split": split, "words": row["words"], "gold": row["tags"],
                     "tags": {"A": ta, "merged": tm, "B": tb}, "counts": c,
                     "merge_vs_a": _score(c["merged"]) - _score(c["A"])})
     out.sort(key=lambda d: -d["merge_vs_a"])

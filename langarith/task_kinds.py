@@ -89,7 +89,7 @@ def _tagging_compare(stack, text, target, b, lam, task):
 def _tagging_changed(stack, target, source, lam, task):
     from . import ner
 
-    return [" ".join(r["words"]) for r in ner.flips(stack, target, lam, task, limit=50)]
+    return [" ".join(r["words"]) for r in ner.flips(stack, target, lam, task, limit=50, split="dev")]
 
 
 KINDS: dict[str, TaskKind] = {k.name: k for k in (

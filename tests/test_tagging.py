@@ -146,7 +146,7 @@ def test_sweep_live_then_precomputed_and_flips(tiny_bundle, tmp_path):
     st = LanguageStack(bundle, device="cpu")
     with pytest.raises(InputError, match="0 .*and 1"):
         ner.tagging_sweep(st, "pt", None, [0.2, 0.5], task="spans")
-    with pytest.raises(InputError, match="no stored tagging predictions"):
+    with pytest.raises(InputError, match="no stored dev-set tagging predictions"):
         ner.flips(st, "pt", 0.5, task="spans")
     grid = [0.0, 0.5, 1.0]
     live = ner.tagging_sweep(st, "pt", None, grid, task="spans")
@@ -168,6 +168,13 @@ def test_sweep_live_then_precomputed_and_flips(tiny_bundle, tmp_path):
     (bundle / "results" / "spans.json").write_text(json.dumps(res))
     with gzip.open(bundle / "results" / "spans_predictions.json.gz", "wt") as f:
         json.dump(stored, f)
+    with pytest.raises(InputError, match="no stored dev-set"):  # the page never falls back to test
+        ner.flips(st, "pt", 0.5, task="spans")
+    tagging.store_page_predictions(st, {"pt": ("en", "es", "zero_shot")}, grid, tmp_path / "dev_cache",
+                                   bundle, task="spans")
+    keys = {s: {r["key"] for r in ner.load_tagging_eval(st, "pt", "spans", s)} for s in ("dev", "test")}
+    assert {f["key"] for f in ner.flips(st, "pt", 0.0, task="spans", limit=99)} <= keys["dev"]
+    assert {f["key"] for f in ner.flips(st, "pt", 0.0, task="spans", limit=99, split="test")} <= keys["test"]
     pre = ner.tagging_sweep(st, "pt", None, grid, task="spans")
     assert pre["precomputed"] is True and pre["test_at_best"] == pytest.approx(live["test_at_best"])
     assert ner.tagging_sweep(st, "pt", "de", grid, task="spans")["precomputed"] is False  # other pair
@@ -178,7 +185,7 @@ def test_sweep_live_then_precomputed_and_flips(tiny_bundle, tmp_path):
                                                       if f["tags"]["merged"] == f["tags"]["A"]]
     with pytest.raises(InputError, match="grid"):
         ner.flips(st, "pt", 0.3, task="spans")
-    counts = {c["lam"]: c for c in ner.flip_counts(st, "pt", task="spans")}
+    counts = {c["lam"]: c for c in ner.flip_counts(st, "pt", task="spans", split="dev")}
     assert counts[1.0]["changed_vs_a"] == 0  # λ = 1 is A itself
     half = [f for f in ner.flips(st, "pt", 0.5, task="spans", limit=99) if f["tags"]["merged"] != f["tags"]["A"]]
     assert counts[0.5]["changed_vs_a"] == len(half)

@@ -52,9 +52,10 @@ LABELS = ["O"] + [f"{p}-{t}" for t in TYPES for p in ("B", "I")]
 TYPE_NAMES = {"UI": "UI element", "CODE": "code", "INPUT": "typed input", "KEY": "key"}
 MAX_TOKENS = 128
 EVAL_PER_SPLIT = 300  # dev and test sentences per language, at most (a 1-core sweep: ~45 min)
-# Dev sentences per target whose taggings are stored for the page (flips table, tour); None: all
-# of the eval set's (11 λ × 10 targets × 300 sentences: ~15 min on 2 CPU cores).
-PAGE_DEV_ITEMS: int | None = None
+# Dev sentences per target whose taggings are stored for the page (flips table, tour): the first
+# 100 of the eval file's seeded order (None: all 300). 11 λ × 10 targets × 300 took ~15 min on 2
+# idle CPU cores and over an hour on shared ones; 100 still give the table tens of rows.
+PAGE_DEV_ITEMS: int | None = 100
 
 _OPEN, _CLOSE = "\x01", "\x02"  # markers in the parsed stream: not whitespace, never in the help
 
@@ -590,11 +591,11 @@ def _stored_predictions(ev: Evaluator, target: str, a: str, b: str, lambdas,
             "A": [pa[i] for i in idx], "B": [pb[i] for i in idx], "merged": merged}
 
 
-def predictions_path(dest: Path, split: str = "test") -> Path:
+def predictions_path(dest: Path, split: str = "test", task: str = TASK) -> Path:
     """``results/<task>_predictions.json.gz`` (test: the numbers) or ``..._dev_predictions..``
-    (dev: what the page shows)."""
-    return Path(dest) / "results" / (f"{TASK}_predictions.json.gz" if split == "test"
-                                     else f"{TASK}_{split}_predictions.json.gz")
+    (dev: what the page shows); ``ner._stored`` reads them."""
+    return Path(dest) / "results" / (f"{task}_predictions.json.gz" if split == "test"
+                                     else f"{task}_{split}_predictions.json.gz")
 
 
 def store_page_predictions(stack, pairs: dict[str, tuple[str, str, str]], lambdas: list[float],
@@ -612,7 +613,7 @@ def store_page_predictions(stack, pairs: dict[str, tuple[str, str, str]], lambda
                                     + f" dev sentences of eval/{task}/{stack.bundle.text_of(target)}"
                                     ".jsonl.gz"}
         _log(f"dev predictions {target}: {len(ev.rows[target])} sentences in {time.time() - t:.0f} s")
-    path = predictions_path(dest, "dev")
+    path = predictions_path(dest, "dev", task)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as f:
@@ -751,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
                         "results/<task>.json (the tagging_eval stage does it too)")
     p.add_argument("--cache", help="folder for resumable per-run predictions (with --dev-predictions)")
     p.add_argument("--per-target", type=int, default=PAGE_DEV_ITEMS,
-                   help="dev sentences per target (default: all of the eval set's)")
+                   help=f"dev sentences per target (default {PAGE_DEV_ITEMS})")
     a = p.parse_args(argv)
     path = Path(a.report or a.dev_predictions) / "results" / f"{TASK}.json"
     if not path.is_file():
