@@ -55,14 +55,14 @@ def _tagging_flips(stack, target, source, lam, task_name):
     from .. import ner
 
     try:
-        rows = ner.flips(stack, target, lam, task_name, limit=50)
+        rows = ner.flips(stack, target, lam, task_name, limit=50, split="dev")
     except InputError as e:
         return f"*{e}*", _empty()
     say = readable(stack, task_name)
     table = [[spans_of(r["words"], r["gold"], say),
               *(spans_of(r["words"], r["tags"][w], say) for w in ("A", "merged", "B")),
               " ".join(r["words"])[:140]] for r in rows]
-    md = (f"{len(rows)} {target} test sentences whose spans differ between A, the merge at "
+    md = (f"{len(rows)} {target} **dev-set** sentences whose spans differ between A, the merge at "
           f"λ = {round(lam, 1):g} and B, the merge's biggest wins over A first. Pick a row to try it.")
     return md, gr.update(value=table, headers=FLIP_COLUMNS)
 
@@ -99,7 +99,7 @@ def on_pick_flip(stack: LanguageStack, target: str, source: str, lam: float,
 
 
 def layout() -> dict:
-    gr.Markdown("### Where the merge matters: the eval items whose prediction it changes")
+    gr.Markdown("### Where the merge matters: the dev-set items whose prediction it changes")
     note = gr.Markdown(elem_id="flips-note")
     # Fixed shares of the width, text last and widest: with long cells in every column (spans of
     # the tagging task) the table wraps instead of pushing the merged and B columns out of view.
