@@ -45,7 +45,7 @@ MAX_BATCH = 32
 QUEUE = dict(max_size=1000, default_concurrency_limit=2)
 # One visitor's waiting events: a page has at most a few (a release's chain, a tab's figure); a
 # script that submits without waiting is refused past this, so it cannot fill the hall alone.
-PER_VISITOR = 16
+PER_VISITOR = 32
 
 PERSISTENT_ROOT = Path("/data")  # a Space's persistent storage, when it has some
 

@@ -22,7 +22,7 @@ def clear_cache(stack: LanguageStack, kind: str | None = None) -> None:
     stack.memo.clear(kind)
 
 
-def _adapter_key(adapter) -> object:
+def adapter_key(adapter) -> object:
     """A hashable key of an adapter argument by its value: a name, or the merge's repr."""
     return adapter if isinstance(adapter, str) else repr(adapter)
 
@@ -141,7 +141,7 @@ def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tupl
     """Top-k tokens for the first mask in ``text``, from the MLM head over the language adapter
     alone (this runs the invertible adapter forward at the input and in reverse before the head).
     Cached by value (a class sliding λ over one text asks for the same merges again and again)."""
-    return list(stack.memo.get("fill_mask", (text, _adapter_key(adapter), k),
+    return list(stack.memo.get("fill_mask", (text, adapter_key(adapter), k),
                                 lambda: tuple(_fill_mask(stack, text, adapter, k))))
 
 
@@ -251,7 +251,7 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
         pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
         return pm[0].tolist(), _hidden_shift(hm, ha, mask[0:1])
 
-    pm, shift = stack.memo.get("merged", (text, _adapter_key(weights), task_.name), merged)
+    pm, shift = stack.memo.get("merged", (text, adapter_key(weights), task_.name), merged)
     cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
                      labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
                      hidden_shift=list(shift), notice=notice)
@@ -305,7 +305,7 @@ def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None =
             out[i] = e
     # A class slides λ over the same few texts on the slider's grid: a merged answer already
     # computed (keyed by text, merge and task, as ``compare`` keys it) costs no forward pass.
-    key = {t[0]: (t[1], _adapter_key({t[3]: t[5], t[4]: 1.0 - t[5]}), task_.name) for t in todo}
+    key = {t[0]: (t[1], adapter_key({t[3]: t[5], t[4]: 1.0 - t[5]}), task_.name) for t in todo}
     run = [t for t in todo if not stack.memo.has("merged", key[t[0]])]
     fresh = {}
     if run:
@@ -326,7 +326,7 @@ def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None =
 def fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int = 5) -> list:
     """``fill_mask`` of text i under merge ``rows[i]``: a list of top-k lists. The answers not
     in the memo (under ``fill_mask``'s keys) are computed in one pass."""
-    keys = [(t, _adapter_key(r), k) for t, r in zip(texts, rows)]
+    keys = [(t, adapter_key(r), k) for t, r in zip(texts, rows)]
     todo = [i for i, key in enumerate(keys) if not stack.memo.has("fill_mask", key)]
     fresh = dict(zip(todo, _fill_mask_rows(stack, [texts[i] for i in todo], [rows[i] for i in todo], k)))
     return [list(stack.memo.get("fill_mask", key, lambda i=i: tuple(fresh[i]))) for i, key in enumerate(keys)]
@@ -366,7 +366,7 @@ def mlm_token_losses_rows(stack: LanguageStack, requests: list[tuple]) -> list:
     import numpy as np
 
     m = stack.memo
-    keys = [(tuple(texts), _adapter_key(adapter)) for texts, adapter in requests]
+    keys = [(tuple(texts), adapter_key(adapter)) for texts, adapter in requests]
     got = {i: m.get("mlm_loss", key, lambda: None) for i, key in enumerate(keys) if m.has("mlm_loss", key)}
     todo = [i for i in range(len(keys)) if got.get(i) is None]
     if todo:
@@ -615,7 +615,7 @@ def _mlm_batches(stack: LanguageStack, texts: list[str]):
 def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
     """Per text: (summed masked-token cross-entropy, number of masked tokens) under a language
     adapter or merge, with the masking of ``_mlm_batches``; logits only at masked positions."""
-    return stack.memo.get("mlm_loss", (tuple(texts), _adapter_key(adapter)),
+    return stack.memo.get("mlm_loss", (tuple(texts), adapter_key(adapter)),
                            lambda: _mlm_token_losses(stack, texts, adapter))
 
 
