@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from .. import opening_curves
 from ..model import LanguageStack
 from . import answers, compare, flips, header, keep, method, mlm, similarity, sweep, tour
 from .common import LINEAR, PRIVATE, Controls, Method, batch_answer, event, model_handler, serve
@@ -86,6 +87,7 @@ class Follow:
 
 def build_demo(stack: LanguageStack) -> gr.Blocks:
     serve(stack)  # the model handlers' stack, behind the GPU boundary
+    opening_curves.seed(stack)  # the opening texts' live curves: a class's first release is cheap
     c = Controls()
     # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
     with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
