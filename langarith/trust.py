@@ -75,14 +75,14 @@ def screen(config, where: str) -> tuple[object, list[str]]:
             return obj
         out = {}
         for key, value in obj.items():
-            at = f"{path}{key}"
+            at = f"{path}.{key}" if path else str(key)
             if key in REFUSED or key in DROPPED:
                 if _inert(value):
                     continue
                 built_in = key in ATTENTION_KEYS and isinstance(value, str) and value in BUILT_IN_ATTENTION
                 (dropped if key in DROPPED or built_in else refused).append((at, key))
                 continue
-            out[key] = walk(value, f"{at}.")
+            out[key] = walk(value, at)
         return out
 
     clean = walk(config, "")
