@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import plots, results, tasks
+from ..lambda_rules import nearest_on_grid
 from ..model import LanguageStack
 from .common import LAM_GRID, Controls, batch_answer, each_row, event, guarded, model_handler, per_row
 
@@ -33,10 +34,17 @@ def on_mlm_heldout(stack: LanguageStack, target: str, source: str, lam: float):
 
 
 def _grid(lam: float) -> list[float]:
-    """Every λ the slider can show, and this one: a text's curve is computed once (about 100
-    scoring passes) and then serves every visitor's release on it from the stack's memo (a class
-    slides λ over the same text); a λ off the slider's grid (an API caller's) adds 5 passes."""
+    """Every λ the slider can show, and this one (the ensemble's comparison)."""
     return sorted({*LAM_GRID, round(lam, 6)})
+
+
+def _nearest_on_grid(lam: float) -> float:
+    """The slider's λ nearest ``lam``: the live curve is the text's curve on the slider's grid,
+    computed once per text (about 100 scoring passes; shipped for the opening texts) and then
+    served to every visitor's release from the memo. A λ typed off the grid (an API caller's)
+    is read off the curve at its nearest grid point, and the line says so, instead of costing
+    each visitor five more masked passes of its own."""
+    return LAM_GRID[nearest_on_grid(lam, LAM_GRID)]
 
 
 @model_handler(duration=20)
@@ -53,7 +61,8 @@ def live_requests(stack: LanguageStack, target: str, source: str, lam: float, te
     """The masked-LM scoring passes ``live_view`` needs (for a batch to make together)."""
     texts, _ = tasks.mlm_text(text)
     a, b = tasks.merge_pair(stack, target, source)
-    return tasks.mlm_curve_requests(texts, a, b, _grid(tasks.check_lambda(lam)))
+    tasks.check_lambda(lam)
+    return tasks.mlm_curve_requests(texts, a, b, LAM_GRID)
 
 
 def live_view(stack: LanguageStack, target: str, source: str, lam: float, text: str, progress=None):
@@ -61,12 +70,14 @@ def live_view(stack: LanguageStack, target: str, source: str, lam: float, text: 
     texts, _ = tasks.mlm_text(text)
     a, b = tasks.merge_pair(stack, target, source)
     lam = tasks.check_lambda(lam)
-    curve = tasks.mlm_curve(stack, texts, a, b, _grid(lam), progress=progress)
+    curve = tasks.mlm_curve(stack, texts, a, b, LAM_GRID, progress=progress)
     loss = {p["lam"]: p["loss"] for p in curve["points"]}
+    at = _nearest_on_grid(lam)
+    where = f"λ = {at:.2f}" if at == round(lam, 6) else f"λ = {at:.2f}, the slider's point nearest {lam:g}"
     md = (f"Masked-LM loss of this text ({curve['n_tokens']} tokens, every 5th masked in turn): "
-          f"A = {a} **{loss[1.0]:.3f}** · merged (λ = {lam:.2f}) **{loss[round(lam, 6)]:.3f}** · "
+          f"A = {a} **{loss[1.0]:.3f}** · merged ({where}) **{loss[at]:.3f}** · "
           f"B = {b} **{loss[0.0]:.3f}** (lower: the stack predicts the text's own words better).")
-    return plots.mlm_figure(curve, "Masked-LM loss of this text over λ", lam), md
+    return plots.mlm_figure(curve, "Masked-LM loss of this text over λ", at), md
 
 
 def live_rows(stack: LanguageStack, target, source, lam, text) -> list:
