@@ -232,9 +232,10 @@ def test_page_handlers_work_without_a_page(stack):
     fig, note = mlm.on_mlm_heldout(stack, "pt", "es", 0.5)
     assert "held-out pt text" in fig.data[0].name and "first half" in note  # the legend names the text
     fig, note = mlm.on_mlm_live(stack, "pt", "es", 0.33, TEXTS[0])
-    # every λ the slider can show (its 0.05 steps), and the one asked for
-    assert [p for p in fig.data[0].x] == sorted([round(i * 0.05, 2) for i in range(21)] + [0.33])
-    assert "merged (λ = 0.33)" in note
+    # every λ the slider can show (its 0.05 steps); a λ off them is read at the nearest one
+    assert [p for p in fig.data[0].x] == [round(i * 0.05, 2) for i in range(21)]
+    assert "merged (λ = 0.35, the slider's point nearest 0.33)" in note
+    assert "merged (λ = 0.30)" in mlm.on_mlm_live(stack, "pt", "es", 0.3, TEXTS[0])[1]
     fig, note = sweep.on_sweep_tab(stack, "pt", "es", "topic")
     assert "95 % CI" in note and fig.data[1].error_y.array is not None
 
