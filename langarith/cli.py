@@ -325,7 +325,7 @@ def cmd_profiles(args) -> list:
 def cmd_fetch(args) -> list:
     from .profiles import fetch_profile
 
-    return fetch_profile(args.profile, args.languages)
+    return fetch_profile(args.profile, args.languages, accept_changes=args.accept_changes)
 
 
 def cmd_languages(args) -> list:
@@ -700,6 +700,9 @@ def _add_hub(sub) -> None:
     fe.add_argument("--profile", required=True, choices=hub)
     fe.add_argument("--languages", type=codes, metavar="CODES",
                     help="comma-separated codes (default: all of the profile's)")
+    fe.add_argument("--accept-changes", action="store_true",
+                    help="take repositories whose files differ from the profile's lock (what was "
+                         "first fetched) and lock them anew")
     rp = _command(sub, "reproduce", cmd_reproduce,
                   "the paper's λ sweep on WikiANN (mbert-ner) or XQuAD (xlmr)", raw=True)
     rp.add_argument("--profile", required=True, choices=hub)

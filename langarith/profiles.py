@@ -15,6 +15,10 @@ lazily, the first time a language is used.
 
 Offline (``HF_HUB_OFFLINE=1`` or no network) a hub profile whose files are not cached fails at
 once with ``ProfileUnavailable``, naming every missing repository and the command that gets it.
+
+What runs is what was first fetched: each repository is downloaded at the revision the catalogue
+names for it (``revisions``), and its files are checked against the profile's lock (``lock.py``);
+a changed file is refused with ``ProfileChanged`` until ``fetch --accept-changes`` takes it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .lock import Lock, LockMismatch, snapshot_entry
 from .model import Bundle, BundleError, InputError
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue.json"
@@ -47,6 +52,10 @@ class ProfileError(BundleError):
 
 class ProfileUnavailable(BundleError):
     """A hub profile whose files are neither cached nor downloadable (offline, no network)."""
+
+
+class ProfileChanged(BundleError):
+    """A cached repository whose files differ from the profile's lock (what was first fetched)."""
 
 
 # --- the catalogue -------------------------------------------------------------------------------
@@ -105,6 +114,7 @@ def manifest_for(name: str, cat: dict | None = None) -> dict:
                        "adapter": _adapter_ref(e, lang), "source": lang.get("source"),
                        "examples": list(lang.get("examples", []))} for lang in e["languages"]],
         "tasks": [_task_manifest(t) for t in e.get("tasks", [])],
+        "revisions": {k: v for k, v in e.get("revisions", {}).items() if not k.startswith("_")},
     }
 
 
@@ -253,22 +263,25 @@ def _how_to_get(repo_ids: list[str], profile: str | None) -> str:
 
 
 def resolve_repo(repo_id: str, cache_dir: str | Path | None = None, *, local_only: bool | None = None,
-                 profile: str | None = None, files: list[str] | None = None) -> Path:
-    """The local snapshot folder of ``repo_id`` (downloaded unless offline or ``local_only``)."""
+                 profile: str | None = None, files: list[str] | None = None,
+                 revision: str | None = None) -> Path:
+    """The local snapshot folder of ``repo_id`` at ``revision`` (default: main), downloaded
+    unless offline or ``local_only``."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     local_only = hub_offline() if local_only is None else local_only
     patterns = files or ADAPTER_FILES
     try:
-        folder = snapshot_download(repo_id, cache_dir=hub_cache_dir(cache_dir),
+        folder = snapshot_download(repo_id, cache_dir=hub_cache_dir(cache_dir), revision=revision,
                                    allow_patterns=patterns, local_files_only=local_only,
                                    library_name="langarith")
     except LocalEntryNotFoundError:
         why = ("HF_HUB_OFFLINE is set" if hub_offline() else
                "it is not cached" if local_only else "the Hub could not be reached")
+        at = f" at revision {revision}" if revision else ""
         raise ProfileUnavailable(
-            f"{repo_id} is not in the Hugging Face cache ({hub_cache_dir(cache_dir) or 'default cache'})"
+            f"{repo_id}{at} is not in the Hugging Face cache ({hub_cache_dir(cache_dir) or 'default cache'})"
             f" and {why}. " + _how_to_get([repo_id], profile)) from None
     except Exception as e:  # noqa: BLE001 - wrong id, gated repo, HTTP error: say which repo
         raise ProfileUnavailable(f"cannot get {repo_id} from the Hugging Face Hub: "
@@ -287,6 +300,30 @@ def files_for(manifest: dict, repo_id: str) -> list[str]:
     return LANGUAGE_FILES
 
 
+def revision_for(manifest: dict, repo_id: str) -> str | None:
+    """The revision the profile names for ``repo_id`` (None: the Hub's default branch)."""
+    return manifest.get("revisions", {}).get(repo_id)
+
+
+def accept_command(manifest: dict, repo_id: str) -> str:
+    """The fetch that accepts a change to ``repo_id`` (its language, else the task language)."""
+    code = next((lang["code"] for lang in manifest["languages"] if lang["adapter"] == HUB + repo_id),
+                manifest["task_language"])
+    return f"`python -m langarith fetch --profile {manifest['name']} --languages {code} --accept-changes`"
+
+
+def check_lock(manifest: dict, repo_id: str, folder: Path, files: list[str],
+               cache_dir: str | None, *, accept: bool = False) -> None:
+    """Refuse ``folder`` (a snapshot of ``repo_id``) if it differs from the profile's lock;
+    record it if the lock has no entry for it yet, or if ``accept``."""
+    entry = snapshot_entry(folder, files, revision_for(manifest, repo_id))
+    try:
+        Lock(cache_dir, manifest["name"]).check(repo_id, entry, accept=accept,
+                                                how=accept_command(manifest, repo_id))
+    except LockMismatch as e:
+        raise ProfileChanged(str(e)) from None
+
+
 class HubBundle(Bundle):
     """A bundle whose references may be ``hub:<repo id>``; resolved (and downloaded) on use."""
 
@@ -296,16 +333,22 @@ class HubBundle(Bundle):
     def _files(self, repo_id: str) -> list[str]:
         return files_for(self.manifest, repo_id)
 
+    def _resolve(self, repo: str, local_only: bool | None = None) -> Path:
+        files = self._files(repo)
+        folder = resolve_repo(repo, self.cache_dir, local_only=local_only, profile=self.profile,
+                              files=files, revision=revision_for(self.manifest, repo))
+        check_lock(self.manifest, repo, folder, files, self.cache_dir)
+        return folder
+
     def path(self, rel: str) -> Path:
         if isinstance(rel, str) and rel.startswith(HUB):
-            repo = rel[len(HUB):]
-            return resolve_repo(repo, self.cache_dir, profile=self.profile, files=self._files(repo))
+            return self._resolve(rel[len(HUB):])
         return super().path(rel)
 
     def base_path(self) -> Path:
         base = self.manifest["base"]
         if "hub" in base:
-            return resolve_repo(base["hub"], self.cache_dir, profile=self.profile, files=BASE_FILES)
+            return self._resolve(base["hub"])
         return super().base_path()
 
     def required_repos(self) -> list[str]:
@@ -324,7 +367,7 @@ class HubBundle(Bundle):
         missing = []
         for repo in self.required_repos():
             try:
-                resolve_repo(repo, self.cache_dir, local_only=True, files=self._files(repo))
+                self._resolve(repo, local_only=True)
             except ProfileUnavailable:
                 missing.append(repo)
         if not hub_offline():  # online: download (huggingface_hub shows tqdm progress)
@@ -338,7 +381,7 @@ class HubBundle(Bundle):
 
     def _downloaded(self, repo: str) -> bool:
         try:
-            resolve_repo(repo, self.cache_dir, profile=self.profile, files=self._files(repo))
+            self._resolve(repo)
         except ProfileUnavailable:
             return False
         return True
@@ -365,15 +408,21 @@ def load_profile(name: str | None = None, cache_dir: str | Path | None = None, *
 
 
 def fetch_profile(name: str, languages: list[str] | None = None,
-                  cache_dir: str | Path | None = None, cat: dict | None = None) -> list[dict]:
-    """Download a hub profile's repositories into the HF cache (for preloading a machine)."""
+                  cache_dir: str | Path | None = None, cat: dict | None = None, *,
+                  accept_changes: bool = False) -> list[dict]:
+    """Download a hub profile's repositories into the HF cache (for preloading a machine) and
+    lock what was downloaded; a repository that differs from the lock is refused unless
+    ``accept_changes``."""
     out = []
     m = manifest_for(name, cat)
     repos = hub_repos(name, languages, cat)
     if hub_offline():  # fetch is the one command that must reach the Hub
         raise ProfileUnavailable("fetch downloads from the Hugging Face Hub, and HF_HUB_OFFLINE is "
                                  "set: unset it (on a machine with network access) and run it again")
+    cache = hub_cache_dir(cache_dir)
     for repo in repos:
-        folder = resolve_repo(repo, cache_dir, profile=name, files=files_for(m, repo))
-        out.append({"repo": repo, "folder": str(folder)})
+        files = files_for(m, repo)
+        folder = resolve_repo(repo, cache, profile=name, files=files, revision=revision_for(m, repo))
+        check_lock(m, repo, folder, files, cache, accept=accept_changes)
+        out.append({"repo": repo, "folder": str(folder), "commit": folder.name})
     return out
