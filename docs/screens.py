@@ -88,12 +88,12 @@ def main(argv=None) -> int:
 
     from langarith import hosting
     from langarith.model import LanguageStack
-    from langarith.page import CSS, build_demo
+    from langarith.page import LAUNCH, build_demo
 
     stack = LanguageStack(REPO / "assets" / "bundle")
     port = free_port()
     demo = build_demo(stack).queue(**hosting.QUEUE)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, css=CSS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH)
     report: dict = {}
     try:
         with sync_playwright() as p:

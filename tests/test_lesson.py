@@ -6,6 +6,7 @@ bootstrap, a direct count over items for the flips, the library's own masked-LM 
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -118,15 +119,18 @@ def test_flips_counts_equal_a_direct_count(stack):
         assert [row[k] for k in ("A", "merged", "B")] == [labels[pred[k][i]] for k in ("A", "merged", "B")]
     # a λ off the precomputed grid reads its nearest point, and says so on the page
     assert results.flips(stack, "pt", "es", 0.8)["lam"] == 1.0
-    note, _ = flips.on_flips(stack, "pt", "es", 0.8, "topic")
+    note, table, pick = flips.on_flips(stack, "pt", "es", 0.8, "topic")
     assert "nearest point to 0.80" in note
+    f8 = results.flips(stack, "pt", "es", 0.8)  # the table's rows, and the same items in the picker
+    assert table.count("<tr>") == len(f8["rows"]) + 1 and len(pick["choices"]) == len(f8["rows"])
+    assert all(html.escape(r["text"][:30]) in table for r in f8["rows"])
 
 
 def test_flips_without_precomputed_predictions_say_so(stack):
     with pytest.raises(InputError, match="no precomputed predictions for nl"):
         results.flips(stack, "nl", "de", 0.5)
-    note, table = flips.on_flips(stack, "nl", "de", 0.5, "topic")
-    assert "no precomputed predictions" in note and table["value"] == []
+    note, table, pick = flips.on_flips(stack, "nl", "de", 0.5, "topic")
+    assert "no precomputed predictions" in note and "<tbody></tbody>" in table and pick["choices"] == []
 
 
 # --- masked-LM loss ---------------------------------------------------------------------------
@@ -221,7 +225,7 @@ def test_a_target_without_eval_items_gets_a_clear_message(stack, tiny_bundle, tm
     other = LanguageStack(copy, device="cpu")
     with pytest.raises(InputError, match="no topic eval set for nl"):
         tasks.sweep(other, "nl", "de")
-    note, _ = flips.on_flips(other, "nl", "de", 0.5, "topic")
+    note, *_ = flips.on_flips(other, "nl", "de", 0.5, "topic")
     assert "no precomputed predictions" in note
     (copy / "results" / "results.json").write_text("{not json")  # a corrupt results file
     with pytest.raises(InputError, match="results.json is not readable"):

@@ -3,6 +3,6 @@
 out the header and chain the panels. Nothing per person lives on the server: every event carries
 its own inputs, and the engine merges under a lock."""
 
-from .demo import CSS, build_demo
+from .demo import CSS, LAUNCH, build_demo
 
-__all__ = ["CSS", "build_demo"]
+__all__ = ["CSS", "LAUNCH", "build_demo"]

@@ -62,6 +62,30 @@ VIEWS: dict[str | None, Callable] = {"classification": _classification, "tagging
                                      None: _fill_mask_only}
 
 
+def geometry_summary(rows: list[dict], a: str, b: str, lam: float) -> str:
+    """The per-layer weights plot in one line of numbers (its caption, for a screen reader)."""
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    cos = [r["cos_AB"] for r in rows]
+    return (f"Weights at λ = {lam:.2f}: the merge lies on average {mean('dist_to_A'):.2f} of ‖{a}‖ "
+            f"from {a} and {mean('dist_to_B'):.2f} of ‖{b}‖ from {b} over {len(rows)} layer parts; "
+            f"cos({a}, {b}) {min(cos):.2f} to {max(cos):.2f}.")
+
+
+def hidden_summary(shift: list[float], a: str, lam: float) -> str:
+    """The hidden-states plot in one line of numbers (its caption, for a screen reader)."""
+    names = ["the embeddings"] + [f"layer {i}" for i in range(len(shift) - 1)]
+    top = max(range(len(shift)), key=shift.__getitem__)
+    return (f"Hidden states on this text at λ = {lam:.2f}: the merge moves them {shift[0]:.2f} of "
+            f"{a}'s at the embeddings and {shift[-1]:.2f} at the last layer (most, {shift[top]:.2f}, "
+            f"at {names[top]}).")
+
+
+def plot_views(rows: list[dict], shift: list[float], a: str, b: str, lam: float) -> tuple:
+    """The two per-layer plots, each captioned with its summary in numbers."""
+    return (gr.update(value=plots.geometry_figure(rows, a, b, lam), label=geometry_summary(rows, a, b, lam)),
+            gr.update(value=plots.hidden_shift_figure(shift, a, lam), label=hidden_summary(shift, a, lam)))
+
+
 def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     """The output ensemble's predictions beside A and B (the middle column), like the merge's."""
     cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name)
@@ -76,8 +100,7 @@ def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     weights = {cmp.a: cmp.lam, cmp.b: 1.0 - cmp.lam}  # plots: the weight merge at this λ
     rows = analysis.weight_geometry(stack, cmp.a, cmp.b, cmp.lam)
     shift = tasks.hidden_shift(stack, tasks.clean_text(text)[0], cmp.a, weights)
-    return (head, *labels, *_hidden(), plots.geometry_figure(rows, cmp.a, cmp.b, cmp.lam),
-            plots.hidden_shift_figure(shift, cmp.a, cmp.lam))
+    return (head, *labels, *_hidden(), *plot_views(rows, shift, cmp.a, cmp.b, cmp.lam))
 
 
 def compare_view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool,
@@ -107,8 +130,7 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
     weights = merge if merge is not None else {a: s.lam, b: 1.0 - s.lam}
     shift = s.shift if s.shift is not None else tasks.hidden_shift(stack, text, a, weights)
     rows = analysis.weight_geometry(stack, a, b, s.lam, merge=merge)
-    return (head, *s.labels, *s.spans, plots.geometry_figure(rows, a, b, s.lam),
-            plots.hidden_shift_figure(shift, a, s.lam))
+    return (head, *s.labels, *s.spans, *plot_views(rows, shift, a, b, s.lam))
 
 
 def probe(stack: LanguageStack, text, mask_text) -> str:
@@ -286,11 +308,11 @@ def layout_predictions(stack: LanguageStack) -> dict:
     # hides the other kind (a component first rendered hidden did not reliably come back in
     # Gradio 6.17 when the task picker switched).
     kinds = {t.kind for t in stack.bundle.tasks.values()}
-    with gr.Row():
+    with gr.Row(elem_id="preds"):
         labels = [gr.Label(label=f"{w} alone" if w != "merged" else w, num_top_classes=3,
                            show_heading=False, elem_id=f"pred-{w.lower()}", visible="classification" in kinds or not kinds)
                   for w in WHO]
-    with gr.Row():  # entities, with the spans the merge changed marked
+    with gr.Row(elem_id="spans-row"):  # entities, with the spans the merge changed marked
         spans = [gr.HighlightedText(label=f"{w} alone" if w != "merged" else w,
                                     elem_id=f"spans-{w.lower()}", combine_adjacent=True,
                                     visible="tagging" in kinds) for w in WHO]

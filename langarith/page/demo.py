@@ -8,7 +8,8 @@ import gradio as gr
 
 from .. import opening_curves
 from ..model import LanguageStack
-from . import answers, compare, flips, header, keep, method, mlm, similarity, sweep, tour
+from . import checks  # noqa: I001 (issue 41: every door)
+from . import answers, compare, flips, header, keep, method, mlm, room, screen, similarity, sweep, tour
 from .common import LINEAR, PRIVATE, Controls, Method, batch_answer, event, model_handler, serve
 
 # The page's one stylesheet (Gradio 6 takes it at ``launch(css=CSS)``). The tagged spans read as a
@@ -20,7 +21,11 @@ CSS = """
 #spans-a .label, #spans-merged .label, #spans-b .label { white-space: nowrap; }
 #spans-a .token.highlighted, #spans-merged .token.highlighted, #spans-b .token.highlighted {
   margin-left: 0; margin-right: 0.25em; }
-"""
+""" + screen.CSS  # the phone's layout and what keeps Gradio's components accessible
+
+# What every ``launch`` of the page passes (Gradio 6 takes the stylesheet and the head at launch):
+# the head script gives the λ slider its value in words.
+LAUNCH = dict(css=CSS, head=screen.HEAD)
 
 
 DETAILS_BATCH = 8  # visitors a details batch: about a second of work, so predictions wait little
@@ -92,13 +97,14 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
     # analytics_enabled=False: no version check / telemetry thread even without app.py's env setting
     with gr.Blocks(title="langarith: language arithmetic", analytics_enabled=False) as demo:
         header.layout(stack, c)
-        with gr.Row(equal_height=False):  # the first screen: predictions beside the tour and curve
+        with gr.Row(equal_height=False, elem_id="first-screen"):  # predictions beside the tour and curve
             with gr.Column(scale=5):
                 compare.layout_text(stack, c)
                 shown = compare.layout_predictions(stack)
             with gr.Column(scale=4):
                 tour_panel = tour.layout()
                 c.step = tour_panel["step"]
+                room_panel = room.layout_questions()  # the tour's questions, and a class room
                 mlm_panel = mlm.layout_heldout()
         with gr.Tabs():
             with gr.Tab("Merge: details", id="merge"):
@@ -116,6 +122,7 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
                 sim_panel = similarity.layout(stack)
             with gr.Tab("Keep & share", id="share"):
                 keep_panel = keep.layout()
+                room_opener = room.layout_open()
 
         # --- how the panels follow each other ----------------------------------------------
         run = compare.run_event(stack, c, shown)
@@ -144,4 +151,5 @@ def build_demo(stack: LanguageStack) -> gr.Blocks:
         sweep.wire(stack, c, sweep_panel, sweep_tab)
         similarity.wire(stack, c, sim_panel, sim_tab)
         keep.wire(stack, c, keep_panel, run, follow.compared)
-    return demo
+        room.wire(stack, c, room_panel, room_opener, [mlm_panel["heldout"], mlm_panel["heldout_note"]], demo)
+    return checks.install(demo)  # every event's inputs checked: after the last one is declared

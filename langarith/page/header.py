@@ -11,7 +11,7 @@ from ..model import InputError, LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LAM_STEP, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, page_task, pts, task_choices)
 
-TITLE = "### langarith · language arithmetic: `merged = λ·A + (1−λ)·B`"
+TITLE = "# langarith · language arithmetic: `merged = λ·A + (1−λ)·B`"
 LINE = ("MAD-X language adapters merged without training "
         "([Klimaszewski et al., COLING 2025](https://arxiv.org/abs/2404.15737))")
 INTRO = """\
@@ -182,8 +182,9 @@ def layout(stack: LanguageStack, c: Controls) -> None:
     shown = task_choices(stack)
     first_task = shown[0][1] if shown else None
     # Every pixel of height goes to the first screen (a 1280 × 720 projector): one line per row,
-    # each row's parts in columns (so that an empty note takes width, not height).
-    with gr.Row():
+    # each row's parts in columns (so that an empty note takes width, not height). The rows'
+    # elem_ids: the phone's layout lifts their parts out (``screen.PHONE_CSS``).
+    with gr.Row(elem_id="header-row"):
         with gr.Column(scale=3, min_width=420):
             gr.Markdown(TITLE, elem_id="title")
         with gr.Column(scale=2, min_width=280):
@@ -191,7 +192,7 @@ def layout(stack: LanguageStack, c: Controls) -> None:
         with gr.Column(scale=1, min_width=180):
             with gr.Accordion("What this page shows", open=False, elem_id="about"):
                 gr.Markdown(INTRO)
-    with gr.Row():
+    with gr.Row(elem_id="pickers"):
         c.target = gr.Dropdown(language_choices(stack), value=first, label="Target language",
                                elem_id="target", scale=3)
         c.source = gr.Dropdown(language_choices(stack, with_adapter_only=True),

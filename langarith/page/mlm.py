@@ -9,7 +9,7 @@ import gradio as gr
 from .. import plots, results, tasks
 from ..lambda_rules import nearest_on_grid
 from ..model import LanguageStack
-from .common import LAM_GRID, Controls, batch_answer, each_row, event, guarded, model_handler, per_row
+from .common import BAD_INPUT, LAM_GRID, Controls, batch_answer, each_row, event, guarded, model_handler, per_row
 
 
 @guarded
@@ -89,14 +89,17 @@ def live_rows(stack: LanguageStack, target, source, lam, text) -> list:
         got = each_row(live_requests, stack, target[i], source[i], lam[i], text[i])
         need += [] if isinstance(got, Exception) else got
     if need:
-        tasks.mlm_token_losses_rows(stack, need)
+        try:
+            tasks.mlm_token_losses_rows(stack, need)
+        except BAD_INPUT:  # one row's text cannot be scored: each row on its own below, which says so
+            pass
     return [each_row(live_view, stack, target[i], source[i], lam[i], text[i]) for i in range(n)]
 
 
 @model_handler(duration=30, batched=True)
 def on_mlm_live_rows(stack: LanguageStack, target, source, lam, text):
     """``on_mlm_live`` batched (the public ``/mlm_live``)."""
-    return batch_answer(live_rows(stack, target, source, lam, text), 2)
+    return batch_answer(live_rows(stack, target, source, lam, text), 2, message_at=1)  # 0: the plot
 
 
 @model_handler(duration=30)  # two stacks per λ
@@ -132,7 +135,8 @@ def layout_live() -> dict:
     gr.Markdown("### The masked-LM loss of the text in the box over λ")
     with gr.Row():
         live = gr.Plot(label="this text", elem_id="mlm-live")
-        ens = gr.Plot(label="merge vs ensemble", elem_id="mlm-ensemble")
+        ens = gr.Plot(plots.placeholder_figure("merge vs ensemble: press the button below"),
+                      label="merge vs ensemble", elem_id="mlm-ensemble")
     live_api = gr.Button(visible=False)  # the /mlm_live endpoint
     with gr.Row():
         live_note = gr.Markdown(elem_id="mlm-live-note")
