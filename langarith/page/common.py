@@ -146,17 +146,19 @@ def method_rows(method: "Method", n: int) -> list["Method"]:
     return [Method(*vals) for vals in zip(*(per_row(n, v) for v in method.values()))]
 
 
-def batch_answer(rows: list, n_outputs: int) -> list[list]:
+def batch_answer(rows: list, n_outputs: int, message_at: int = 0) -> list[list]:
     """Per-row answers (tuples of outputs, or the bad-input error of that row) as Gradio's
     batched return: one list per output. A lone request's error is a red toast, as unbatched;
-    in a batch it cannot be (one error would fail every visitor's answer), so that row's first
-    output carries the message and its other outputs stay as they were."""
+    in a batch it cannot be (one error would fail every visitor's answer), so that row's output
+    ``message_at`` (a text one: a plot cannot show a line) carries the message and its other
+    outputs stay as they were."""
     if len(rows) == 1 and isinstance(rows[0], Exception):
         raise gr.Error(str(rows[0])) from None
     out = [list() for _ in range(n_outputs)]
     for r in rows:
         if isinstance(r, Exception):
-            r = (f"**Not run:** {r}", *[gr.update() for _ in range(n_outputs - 1)])
+            r = [*(gr.update() for _ in range(message_at)), f"**Not run:** {r}",
+                 *(gr.update() for _ in range(n_outputs - message_at - 1))]
         for col, v in zip(out, r):
             col.append(v)
     return out
@@ -170,6 +172,11 @@ def each_row(fn, *args):
         return e
     except gr.Error as e:
         return InputError(e.message)
+    except Exception as e:  # a bug met by one row must not fail the batch's other visitors
+        import traceback
+
+        traceback.print_exc()
+        return InputError(f"these inputs could not be run ({type(e).__name__}); nothing was changed")
 
 
 # --- the merge method's values: one object, one list of controls --------------------------------
