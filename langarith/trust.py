@@ -102,8 +102,10 @@ def read_config(path: Path) -> dict:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except OSError as e:
         raise UntrustedConfig(f"cannot read {path}: {type(e).__name__}: {e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UntrustedConfig(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise UntrustedConfig(f"{path} is not a JSON object")
     return screen(data, str(path))[0]
