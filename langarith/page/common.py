@@ -357,6 +357,20 @@ class Controls:
 # --- small helpers ----------------------------------------------------------------------------------
 
 
+def class_query(stack: LanguageStack, target, source, lam, task_name, text, step,
+                method: Method = LINEAR) -> tuple[share.Recipe, str]:
+    """A class link's recipe (validated, like an export) and query: the pair, λ, the task, the
+    text (an example's index when it is one) and the tour step shown last (``keep``'s link for
+    a class and ``room``'s room links share it)."""
+    recipe = method.recipe(target, source, lam)
+    recipe.merge(stack)
+    examples = list(stack.bundle.language(target).examples)
+    lesson = share.Lesson(task=task_name, step=step,
+                          **({"example": examples.index(text)} if text in examples else {"text": text}))
+    return recipe, share.to_query(recipe, lesson)
+
+
+
 def language_choices(stack: LanguageStack, with_adapter_only: bool = False) -> list[tuple[str, str]]:
     out = []
     for code, lang in stack.bundle.languages.items():

@@ -10,7 +10,7 @@ import gradio as gr
 
 from .. import share, tasks
 from ..model import InputError, LanguageStack
-from .common import LINEAR, PANEL, PRIVATE, Controls, Method, event, guarded, model_handler
+from .common import LINEAR, PANEL, PRIVATE, Controls, Method, class_query, event, guarded, model_handler
 
 
 @model_handler(duration=30)  # the merge is written through the model's live slot, then saved
@@ -28,12 +28,7 @@ def on_class_link(stack: LanguageStack, target, source, lam, task_name, text, st
                   method: Method = LINEAR, request: gr.Request = None):
     """"Link for my class": one link that opens every student's page on this lesson — the pair,
     λ, the task, the text (an example's index when it is one) and the tour step shown last."""
-    recipe = method.recipe(target, source, lam)
-    recipe.merge(stack)  # validated, like an export
-    examples = list(stack.bundle.language(target).examples)
-    lesson = share.Lesson(task=task_name, step=step,
-                          **({"example": examples.index(text)} if text in examples else {"text": text}))
-    query = share.to_query(recipe, lesson)
+    recipe, query = class_query(stack, target, source, lam, task_name, text, step, method)
     page = (request.headers.get("referer") or "").split("?")[0] if request else ""
     return (f"**Link for my class** (opens on {target}, λ = {recipe.lam:g}, this text"
             f"{f', tour step {step}' if step else ''}):\n\n`{page}{query}`")
