@@ -346,8 +346,10 @@ def test_a_full_hall_and_a_flooding_visitor_are_refused_with_a_line_that_says_wh
     assert not ok and kind == "queue_full" and "wait for their answers" in message
     # a full queue: Gradio's own refusal, re-worded with how many wait and how long to wait
     q.max_size = 0
-    body = SimpleNamespace(session_hash="new", fn_index=0)
-    ok, message, kind = asyncio.run(q.push(body, None, None))
+    index = next(i for i, f in page.fns.items() if f.fn is not None and not f.inputs)
+    body = SimpleNamespace(session_hash="new", fn_index=index, data=[])
+    joined = SimpleNamespace(url=SimpleNamespace(path="/gradio_api/queue/join"))
+    ok, message, kind = asyncio.run(q.push(body, joined, None))
     assert not ok and kind == "queue_full"
     assert message.startswith("This Space is busy") and "Try again in about" in message
     assert hosting.QUEUE["max_size"] >= 300  # a hundred students' chains of three

@@ -23,7 +23,7 @@ LAYERS = {
     "langarith.beyond": 3, "langarith.typology": 3, "langarith.reproduce": 3,
     "langarith.analysis": 3, "langarith.share": 3, "langarith.lambda_rules": 3,
     "langarith.mlm_texts": 3, "langarith.head_entropy": 3, "langarith.task_kinds": 3,
-    "langarith.classroom": 3,
+    "langarith.classroom": 3, "langarith.opening_curves": 3,
     "langarith.plots": 4, "langarith.cli": 4,
     "langarith.__main__": 4,
 }
