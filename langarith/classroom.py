@@ -92,6 +92,10 @@ class Rooms:
         (each 128 bits from ``secrets``: not guessable, not derivable from each other)."""
         with self._lock:
             self._expire()
+            if len(self._rooms) >= self.max_rooms:  # a room nobody answered in yields its place
+                empty = [r for r in self._rooms.values() if not r.guesses]
+                if empty:
+                    del self._rooms[min(empty, key=lambda r: r.touched).code]
             if len(self._rooms) >= self.max_rooms:
                 raise RoomError(f"this server has {self.max_rooms} rooms open, its most; "
                                 "try again later (rooms close hours after their last guess)")

@@ -102,14 +102,25 @@ def test_bounded_rooms_guesses_and_questions():
     clock = Clock()
     rooms = Rooms(clock=clock, max_rooms=3, max_guesses=5, max_questions=2, ttl=100)
     r = rooms.open()
-    rooms.open(), rooms.open()
+    rooms.guess(r.code, "s", "q", 0.5)
+    first_empty = rooms.open()
+    clock.t += 1
+    rooms.open()
+    rooms.open()  # a full server: the oldest room nobody answered in yields its place
+    with pytest.raises(RoomError, match="unknown or has expired"):
+        rooms.check(first_empty.code)
+    rooms.check(r.code)
+    for room in list(rooms._rooms.values()):
+        rooms.guess(room.code, "s", "q", 0.5)
     with pytest.raises(RoomError, match="3 rooms open"):
-        rooms.open()
-    for s in range(5):
-        rooms.guess(r.code, f"s{s}", "lam|pt" if s < 3 else "fix|pt", 0.5 if s < 3 else "yes")
+        rooms.open()  # every room has guesses: none yields
+    rooms.guess(r.code, "s", "q", "no")  # s's guess in r is replaced, the room still holds 1
+    for s in range(5 - 1):  # with s's, 5 guesses
+        rooms.guess(r.code, f"s{s}", "lam|pt" if s < 2 else "q", 0.5 if s < 2 else "yes")
     with pytest.raises(RoomError, match="5 guesses"):
         rooms.guess(r.code, "s9", "lam|pt", 0.5)  # a new student once the room is full
-    assert rooms.guess(r.code, "s0", "lam|pt", 0.9) == 3  # a student already in may change theirs
+    assert rooms.guess(r.code, "s0", "lam|pt", 0.9) == 2  # a student already in may change theirs
+    assert sorted(rooms.snapshot(r.code)["guesses"]["q"]) == ["no", "yes", "yes"]
     rooms2 = Rooms(max_questions=2)
     q = rooms2.open()
     rooms2.guess(q.code, "s", "a", 0.1), rooms2.guess(q.code, "s", "b", 0.1)

@@ -368,6 +368,16 @@ def on_open_room(stack: LanguageStack, target, source, lam, task_name, text, ste
             gr.Timer(active=True), gr.update(visible=True), None)
 
 
+def on_room_open(stack: LanguageStack):
+    """A new room's code and teacher's key, for a script (the public ``/room_open``): what the
+    page's button opens, without the links. Bounded like every room."""
+    try:
+        room = ROOMS.open()
+    except RoomError as e:
+        raise gr.Error(str(e)) from None
+    return room.code, room.key
+
+
 # --- layout and events ----------------------------------------------------------------------------
 
 
@@ -394,12 +404,13 @@ def layout_questions() -> dict:
     # What a page holds of its room: plain values (hidden), so the public poll and guess take them
     # as arguments; the question's answer never leaves the server (it is recomputed from its id).
     code, key, token, qid = (gr.Textbox(visible=False) for _ in range(4))
+    api_open = gr.Button(visible=False)  # the public /room_open
     seen = gr.Number(visible=False, precision=0)
     timer = gr.Timer(POLL_S, active=False)
     return dict(ask_lam=ask_lam, ask_fix=ask_fix, asked=asked, guess_row=guess_row, lam_guess=lam_guess,
                 yes_no=yes_no, commit=commit, skip=skip, answer=answer, hist=hist, room_line=room_line,
                 reveal=reveal, dist=dist, code=code, key=key, token=token, qid=qid,
-                seen=seen, timer=timer)
+                seen=seen, timer=timer, api_open=api_open)
 
 
 def layout_open() -> dict:
@@ -432,6 +443,7 @@ def wire(stack: LanguageStack, c: Controls, p: dict, opener: dict, curve: list, 
     demo.load(**event(on_room_link, None, [p["code"], p["key"], p["token"], p["room_line"], p["timer"],
                                            p["guess_row"], p["hist"], p["reveal"]]),
               api_name="room_from_link", **PRIVATE)
+    p["api_open"].click(**event(on_room_open, None, [p["code"], p["key"]]), api_name="room_open")
     opener["open_room"].click(
         **event(on_open_room, [*c.pair, c.task, c.text, c.step, *c.method.inputs],
                 [opener["open_note"], p["code"], p["key"], p["room_line"], p["timer"], p["reveal"], p["seen"]]),
