@@ -2,6 +2,7 @@
 a class sees (issue 20): the embedded bundle, Debian chromium through playwright.
 
     python docs/screens.py [--out DIR] [--size 1400x1000[,1280x720,...]]
+    python docs/screens.py --size 1280x720 --no-tour --phone docs/phone-first-screen.png
 
 writes ``<size>/first-<target>[-<task>].png`` (the viewport only: what is on screen without
 scrolling) and ``<size>/tour-<n>.png``, and prints, per size and shot, the page's elements that are
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-tour", action="store_true", help="the first screens only")
     ap.add_argument("--card", metavar="PNG", help="also write the first size's first screen of pt here, "
                     "small (the README's picture: docs/first-screen.png)")
+    ap.add_argument("--phone", metavar="PNG", help="also write the first screen of pt on a 390 × 844 touch "
+                    "phone here, small (docs/phone-first-screen.png)")
     args = ap.parse_args(argv)
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.size.split(",")]
 
@@ -107,6 +110,8 @@ def main(argv=None) -> int:
                 page.set_default_timeout(TIMEOUT_MS)
                 report[size] = shoot(page, stack, f"http://127.0.0.1:{port}", out, tour=not args.no_tour)
                 page.close()
+            if args.phone:
+                report["phone 390x844"] = phone(browser, f"http://127.0.0.1:{port}", Path(args.out), Path(args.phone))
             browser.close()
     finally:
         with contextlib.redirect_stdout(sys.stderr):  # Gradio prints "Closing server ..." there
@@ -115,6 +120,23 @@ def main(argv=None) -> int:
         card(Path(args.out) / f"{sizes[0][0]}x{sizes[0][1]}" / "first-pt.png", Path(args.card))
     print(json.dumps(report, ensure_ascii=False, indent=1))
     return 0
+
+
+def phone(browser, url: str, out: Path, png: Path) -> dict:
+    """The first screen of pt as a phone shows it (390 × 844, touch, 2 device pixels a CSS px)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
+                                  device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/?target=pt", wait_until="domcontentloaded")
+    settled(page)
+    shot = out / "phone-first-pt.png"
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
+    report = {"on_screen": on_screen(page), "bottom": bottoms(page)}
+    context.close()
+    card(shot, png)
+    return report
 
 
 def card(shot: Path, out: Path) -> None:
