@@ -50,6 +50,8 @@ def test_compare_formula_and_probabilities_follow_lambda(stack, client):
             assert list(confidences(upd)) == [t for t, _ in ref.fill_mask[which]]
             assert [p for _, p in ref.fill_mask[which]] == pytest.approx(list(confidences(upd).values()), abs=1e-6)
         for plot in (geometry, hidden):
+            assert f"λ = {lam:.2f}" in plot["label"]  # the caption: the plot's numbers in words (issue 39)
+            plot = plot["value"]
             assert plot["type"] == "plotly"
             fig = json.loads(plot["plot"])
             assert fig["data"] and f"λ={lam:.2f}" in fig["layout"]["title"]["text"]
