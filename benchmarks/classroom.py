@@ -12,6 +12,11 @@ process) under N students and under many events.
   differ from the same request computed alone afterwards in a fresh stack (probabilities to 1e-5).
 - soak: 4 clients send ``/flips`` (CPU-only) and, every 10th, ``/compare``; median latency of each
   per block of events served, and the server's RSS.
+- room (``--room 30``): a class room (``/room_open``) where 30 students each commit guesses to the
+  tour's two questions (``/room_guess``, then a second thought) and poll it as the page does
+  (``/room_poll`` every 3 s) while as many others slide λ (the class's chain, plain HTTP clients):
+  a guess's answer p50/p95 and the sliders' predictions p95 against the same class without the
+  room, in the same app; then the server's RSS before and after 10,000 guesses across 200 rooms.
 """
 
 from __future__ import annotations
@@ -57,6 +62,18 @@ def texts_of_pairs() -> dict[str, str]:
 
     b = Bundle.load(ROOT / "assets" / "bundle")
     return {t: b.language(t).examples[0] for t in PAIRS if t in b.languages}
+
+
+def shown_pair() -> tuple[dict[str, str], str]:
+    """Each pair's source B and the task, as the page's pickers send them (the door refuses a
+    missing value of a picker that always holds one)."""
+    from langarith.model import Bundle
+
+    b = Bundle.load(ROOT / "assets" / "bundle")
+    return {t: b.language(t).source for t in PAIRS if t in b.languages}, b.default_task
+
+
+SOURCES, TASK = shown_pair()
 
 
 def lambdas_of(mode: str, rng: random.Random) -> float:
@@ -134,7 +151,7 @@ def run_class(url: str, server_pid: int, students: int, releases: int, texts: di
             barrier.wait()
             for target, lam, think in plan[s]:
                 text = texts[target]
-                pair = dict(target=target, source=None, lam=lam)
+                pair = dict(target=target, source=SOURCES[target], lam=lam)
                 shown = dict(pair, text=text, mask_text=tasks.mask_a_word(text, "<mask>"))
                 t0 = time.perf_counter()
                 got = c.call("compare_recipe", **shown)
@@ -143,7 +160,7 @@ def run_class(url: str, server_pid: int, students: int, releases: int, texts: di
 
                 def flips_call():
                     try:
-                        c.call("flips", **pair, task_name=None)
+                        c.call("flips", **pair, task_name=TASK)
                     except Exception as e:  # noqa: BLE001 - the student's error, raised below
                         flips_error.append(e)
 
@@ -214,7 +231,7 @@ def check_alone(runs: list[dict]) -> None:
     for run in runs:
         diffs = []
         for (target, lam, text, probe), got in run.pop("answers"):
-            want = compare.on_predict_rows(stack, [target], [None], [lam], [text], [probe])
+            want = compare.on_predict_rows(stack, [target], [SOURCES[target]], [lam], [text], [probe])
             got = _labels(got[:4])
             # a gr.Label sends its top classes only (num_top_classes): compare those
             want = [want[0][0]] + [dict(sorted(col[0]["value"].items(), key=lambda kv: -kv[1])[:len(g)])
@@ -252,9 +269,9 @@ def run_soak(url: str, pid: int, events: int, block: int = 1000) -> dict:
             lam = round((i % 97) / 96, 3)
             t = time.perf_counter()
             if kind == "compare":
-                c.predict(target, None, lam, text, "", api_name="/compare")
+                c.predict(target, SOURCES[target], lam, text, "", api_name="/compare")
             else:
-                c.predict(target, None, lam, None, api_name="/flips")
+                c.predict(target, SOURCES[target], lam, TASK, api_name="/flips")
             with lock:
                 rows.append((i, kind, time.perf_counter() - t))
 
@@ -273,6 +290,136 @@ def run_soak(url: str, pid: int, events: int, block: int = 1000) -> dict:
                        "flips_p50": statistics.median([r[2] for r in part if r[1] == "flips"] or [0]),
                        "compare_p50": statistics.median([r[2] for r in part if r[1] == "compare"] or [0])})
     return {"events": events, "blocks": blocks, "rss": rss}
+
+
+def room_questions() -> list[str]:
+    """The ids of the tour's two questions for the first pair, as the page makes them."""
+    from langarith.model import LanguageStack
+    from langarith.page import room
+
+    stack = LanguageStack(ROOT / "assets" / "bundle")
+    return [room.ask_id(stack, kind, PAIRS[0], None, None) for kind in ("lam", "fix")]
+
+
+def stat(xs: list[float]) -> dict:
+    return {"n": len(xs), "p50": statistics.median(xs), "p95": percentile(xs, 0.95), "max": max(xs)} if xs else {}
+
+
+def run_room(url: str, pid: int, students: int, releases: int, texts: dict[str, str],
+             questions: list[str], seed: int = 0) -> dict:
+    """``students`` in one room guessing while as many slide λ; the sliders' run alone first."""
+    alone = run_class(url, pid, students, releases, texts, "slider", "http", seed=seed)
+    alone.pop("answers")
+    code = HttpClient(url).call("room_open")[0]
+    rng = random.Random(seed + 1)
+    took, errors, polls, lock = [], [], [0], threading.Lock()
+    barrier = threading.Barrier(students, timeout=120)
+
+    def guesser(s: int):
+        c, token, seen = HttpClient(url), f"bench-{s}", None
+        plan = [(q, round(rng.randrange(21) * 0.05, 2) if q.startswith("lam") else None,
+                 rng.choice(("yes", "no")), rng.uniform(1.0, 3.0)) for q in questions for _ in range(2)]
+        try:
+            barrier.wait()
+            for qid, lam, yes_no, think in plan:  # each question twice: a second thought replaces the first
+                end = time.perf_counter() + think
+                while time.perf_counter() < end:  # the page's poll while the student thinks
+                    out = c.call("room_poll", code=code, key="", token=token, qid=qid, seen=seen)
+                    seen = out[4] if isinstance(out[4], (int, float)) else seen
+                    with lock:
+                        polls[0] += 1
+                    time.sleep(min(3.0, max(0.0, end - time.perf_counter())))
+                t0 = time.perf_counter()
+                c.call("room_guess", code=code, token=token, qid=qid, lam_guess=lam if lam is not None else 0.5,
+                       yes_no=yes_no)
+                with lock:
+                    took.append(time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 - counted
+            with lock:
+                errors.append(f"guesser {s}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=guesser, args=(s,), daemon=True) for s in range(students)]
+    for th in threads:
+        th.start()
+    with_room = run_class(url, pid, students, releases, texts, "slider", "http", seed=seed)
+    with_room.pop("answers")
+    for th in threads:
+        th.join(600)
+    return {"students": students, "releases": releases, "guess": stat(took), "guess_errors": len(errors),
+            "guess_error_examples": errors[:3], "polls": polls[0],
+            "sliders_alone": alone["to_predictions"], "sliders_with_room": with_room["to_predictions"],
+            "slider_errors": alone["errors"] + with_room["errors"]}
+
+
+def run_room_flood(url: str, pid: int, questions: list[str], rooms: int = 199, guesses: int = 10_000,
+                   threads: int = 8) -> dict:
+    """Server RSS before and after ``guesses`` guesses spread over ``rooms`` new rooms (beside the
+    class's room: 200, the store's most; the tour's two questions, a new student token per
+    guess): the store is bounded, so is the memory."""
+    opener = HttpClient(url)
+    before = proc_memory(pid)["VmRSS"]
+    codes, refused = [], 0
+    for _ in range(rooms):
+        try:
+            codes.append(opener.call("room_open")[0])
+        except RuntimeError:
+            refused += 1
+    work = iter(range(guesses))
+    lock, took, errors = threading.Lock(), [], []
+
+    def flood():
+        c = HttpClient(url)
+        while True:
+            with lock:
+                i = next(work, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                c.call("room_guess", code=codes[i % len(codes)], token=f"flood-{i}",
+                       qid=questions[i % 2], lam_guess=round((i % 21) * 0.05, 2), yes_no="yes")
+            except RuntimeError as e:
+                with lock:
+                    errors.append(str(e)[:200])
+            with lock:
+                took.append(time.perf_counter() - t0)
+
+    ts = [threading.Thread(target=flood, daemon=True) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(1800)
+    return {"rooms": len(codes), "rooms_refused": refused, "guesses": guesses, "guess": stat(took),
+            "errors": len(errors), "error_examples": errors[:3],
+            "rss_before": before, "rss_after": proc_memory(pid)["VmRSS"]}
+
+
+def render_room(res: dict) -> list[str]:
+    r, f = res.get("room"), res.get("room_flood")
+    out = []
+    if r:
+        g, a, w = r["guess"], r["sliders_alone"], r["sliders_with_room"]
+        out += ["", f"## A class room: {r['students']} students guessing while {r['students']} slide λ", "",
+                f"{r['students']} students in one room each commit guesses to the tour's two questions "
+                "(each twice: a second thought replaces the first; `/room_guess`), polling the room "
+                f"as the page does (`/room_poll` every 3 s: {r['polls']} polls), while {r['students']} "
+                f"others release the slider {r['releases']} times each (the class's chain, plain HTTP "
+                "clients, λ on the slider's grid). The same sliders alone first, in the same app.", "",
+                "| | n | p50 (s) | p95 (s) | max (s) | errors |", "|---|---|---|---|---|---|",
+                f"| a guess's answer (`/room_guess`) | {g.get('n', 0)} | {g.get('p50', 0):.3f} | "
+                f"{g.get('p95', 0):.3f} | {g.get('max', 0):.3f} | {r['guess_errors']} |",
+                f"| sliders' predictions, alone | {a.get('n', 0)} | {a.get('p50', 0):.2f} | {a.get('p95', 0):.2f} | "
+                f"{a.get('max', 0):.2f} | |",
+                f"| sliders' predictions, with the room | {w.get('n', 0)} | {w.get('p50', 0):.2f} | "
+                f"{w.get('p95', 0):.2f} | {w.get('max', 0):.2f} | {r['slider_errors']} (both runs) |"]
+    if f:
+        out += ["", f"Flood: {f['guesses']:,} guesses (8 clients, a new student each) across {f['rooms']} "
+                f"new rooms and the class's ({f['rooms_refused']} opens refused; the store holds at most 200): "
+                "a guess's answer p50 "
+                f"{f['guess'].get('p50', 0):.3f} s, p95 {f['guess'].get('p95', 0):.3f} s, {f['errors']} refused "
+                f"(a room holds at most 400 guesses). Server RSS {f['rss_before'] / 2**20:.0f} MB before → "
+                f"{f['rss_after'] / 2**20:.0f} MB after ({(f['rss_after'] - f['rss_before']) / 2**20:+.0f} MB)."]
+    return out
 
 
 def render(res: dict) -> str:
@@ -313,6 +460,7 @@ def render(res: dict) -> str:
         r0, r1 = s["rss"][0][1], s["rss"][-1][1]
         out += ["", f"Server RSS: {r0 / 2**20:.0f} MB at start of the soak → {r1 / 2**20:.0f} MB after "
                 f"{s['rss'][-1][0]} events ({(r1 - r0) / 2**20:+.0f} MB)."]
+    out += render_room(res)
     return "\n".join(out)
 
 
@@ -324,12 +472,17 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", default="gradio,http", help="gradio: gradio_client (heavy on this "
                     "machine's CPU); http: Gradio's plain HTTP API, as light as a browser's requests")
     ap.add_argument("--soak", type=int, default=10000, help="events of the soak (0: none)")
+    ap.add_argument("--room", type=int, default=0, help="students in one class room guessing while as "
+                    "many slide λ, then 10,000 guesses across 200 rooms (0: none)")
+    ap.add_argument("--flood", type=int, default=10_000, help="guesses across 200 rooms after the room")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_class.md"))
     args = ap.parse_args(argv)
     res = {"command": "python benchmarks/classroom.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "class": []}
     texts = texts_of_pairs()
     from langarith import tasks
+
+    questions = room_questions() if args.room else []
 
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_app(Path(tmp), profiling=True)
@@ -341,8 +494,8 @@ def main(argv=None) -> int:
                 # each text's masked-LM curve over the slider's grid (as the teacher's own page
                 # load of a class link computes it)
                 probe = tasks.mask_a_word(text, "<mask>")
-                warm.predict(t, None, 0.5, text, probe, api_name="/compare_recipe")
-                warm.predict(t, None, 0.5, text, probe, api_name="/details")
+                warm.predict(t, SOURCES[t], 0.5, text, probe, api_name="/compare_recipe")
+                warm.predict(t, SOURCES[t], 0.5, text, probe, api_name="/details")
             where_time_goes(url)
             for client in [c for c in args.clients.split(",") if c]:
                 for mode in [m for m in args.lambdas.split(",") if m]:
@@ -351,6 +504,12 @@ def main(argv=None) -> int:
                         res["class"].append(run_class(url, proc.pid, n, args.releases, texts, mode, client))
                         res["class"][-1]["events"] = where_time_goes(url)
                         log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
+            if args.room:
+                log(f"room: {args.room} students guessing while {args.room} slide λ")
+                res["room"] = run_room(url, proc.pid, args.room, args.releases, texts, questions)
+                log(json.dumps(res["room"]))
+                res["room_flood"] = run_room_flood(url, proc.pid, questions, guesses=args.flood)
+                log(json.dumps(res["room_flood"]))
         finally:
             proc.terminate()
             proc.wait(30)
