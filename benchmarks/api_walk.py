@@ -72,6 +72,8 @@ def call(http: httpx.Client, url: str, endpoint: str, data: list) -> tuple[str, 
             detail = r.json().get("detail")
         except ValueError:
             detail = r.text
+        if isinstance(detail, list):  # Gradio's validation answer (HTTP 422): one line per input
+            detail = "; ".join(d.get("message", "") for d in detail if isinstance(d, dict))
         return "error", detail if isinstance(detail, str) else json.dumps(detail)
     event_id = r.json()["event_id"]
     kind, payload = None, None

@@ -80,13 +80,15 @@ def test_set_target(stack, client):
 
 
 def test_bad_input_gives_error_and_next_call_works(client):
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import AppError, ValidationError
 
-    with pytest.raises(AppError, match="greater than maximum"):
+    # The slider's range and the dropdown's choices are checked at the door (page.checks: HTTP
+    # 422, gradio_client's ValidationError); the engine refuses an empty text.
+    with pytest.raises(ValidationError, match="λ .weight of A., parameter lam: must be a number between 0 and 1"):
         compare(client, 1.5)
     with pytest.raises(AppError, match="text is empty"):
         compare(client, 0.5, text="   ")
-    with pytest.raises(AppError, match="not in the list of choices"):  # the dropdown checks it
+    with pytest.raises(ValidationError, match="parameter source: must be one of its choices"):
         compare(client, 0.5, source="nl")
     out = compare(client, 0.45)
     assert out[0] == "### `merged = 0.45·en + 0.55·es`"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import threading
@@ -62,9 +63,9 @@ def served_engine(stack):
 
 
 def app_error(client, fn, match: str):
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import AppError, ValidationError
 
-    with pytest.raises(AppError, match=match):
+    with pytest.raises((AppError, ValidationError), match=match):  # refused by the engine / at the door
         fn()
     served(client)
 
@@ -142,10 +143,16 @@ def test_huge_text_is_cut_with_a_notice_that_reaches_the_caller(stack, client, c
 
 def test_unknown_language(stack, client, capsys, tiny_bundle, tmp_path):
     known = "this bundle has: de, en, es, nl, pt"
-    # the page: the dropdowns refuse before our code; a typed N-way recipe reaches the engine
-    app_error(client, lambda: client.predict("xx", "en", "", api_name="/set_target"),
-              "xx is not in the list of choices")
-    app_error(client, lambda: client.predict("xx", "es", api_name="/sweep"), "not in the list of choices")
+    # the page: the dropdowns refuse at the door, before our code and the queue (page.checks:
+    # HTTP 422, which gradio_client raises as its ValidationError); a typed N-way recipe reaches
+    # the engine
+    from gradio_client.exceptions import ValidationError
+
+    for endpoint, args in (("/set_target", ("xx", "en", "")), ("/sweep", ("xx", "es"))):
+        with pytest.raises(ValidationError, match="Target language, parameter target: must be one of "
+                                                  r"its choices \(en, es, de, pt, nl\); got 'xx'"):
+            client.predict(*args, api_name=endpoint)
+        served(client)
     app_error(client, lambda: client.predict("pt", "es", 0.5, PT_TEXT, PT_MASK, "nway", "xx: 0.5, en: 0.5",
                                              0.5, 0, False, api_name="/compare_recipe"),
               f"unknown language 'xx'; {known}")
@@ -171,7 +178,7 @@ def test_adapter_less_language_where_an_adapter_is_required(stack, client, capsy
                                              0.5, 0, False, api_name="/compare_recipe"),
               r"Dutch \(nl\) has no language adapter")
     app_error(client, lambda: client.predict("pt", "pt", 0.5, "linear", "", 0.5, 0, False,
-                                             api_name="/export"), "pt is not in the list of choices")
+                                             api_name="/export"), r"parameter source: must be one of its choices \(en, es, de\); got 'pt'")
     for call in (lambda: tasks.sweep(stack, "pt", "nl"),
                  lambda: stack.save_merged({"en": 0.5, "pt": 0.5}, tmp_path / "m"),
                  lambda: share.Recipe(target="pt", source="nl").merge(stack),
@@ -235,26 +242,24 @@ def test_bad_lambda_cli(capsys, tiny_bundle, tmp_path, lam, msg):
 
 def test_bad_lambda_through_the_page(client, app_url):
     """gradio_client will not even encode NaN/±inf (JSON has none); a hostile caller can, over raw
-    HTTP: NaN passes Gradio's slider check and is refused by ours; ±inf and out-of-range values
-    are refused by the slider; a string fails inside Gradio's slider with no message of ours."""
+    HTTP. Every one, and a string (which once failed inside Gradio's slider with no message), is
+    refused at the door (page.checks: HTTP 422, before the queue) with the slider's line."""
     with pytest.raises(ValueError, match="not JSON compliant"):
         compare(client, float("nan"))
-    app_error(client, lambda: compare(client, -0.1), "less than minimum value 0")
+    line = "λ (weight of A), parameter lam: must be a number between 0 and 1; got "
+    app_error(client, lambda: compare(client, -0.1), re.escape(line + "-0.1"))
     import httpx
 
     url = f"{app_url}gradio_api/call/compare"
-    for raw, msg in (("NaN", "λ must be a finite number, got nan"),
-                     ("Infinity", "Value inf is greater than maximum value 1"),
-                     ("-Infinity", "Value -inf is less than minimum value 0"),
-                     ("1e999", "Value inf is greater than maximum value 1"),
-                     ('"abc"', None)):
+    for raw, got in (("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"), ("1e999", "inf"),
+                     ('"abc"', "'abc'"), ("null", None)):
         body = '{"data": ["pt", "es", %s, %s, %s]}' % (raw, json.dumps(PT_TEXT), json.dumps(PT_MASK))
         r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
-        assert r.status_code == 200, r.text
-        events = httpx.get(f"{url}/{r.json()['event_id']}", timeout=60).text
-        assert events.startswith("event: error"), (raw, events[:300])
-        if msg:
-            assert json.loads(events.split("data:", 1)[1].split("\n")[0])["error"].startswith(msg), events
+        assert r.status_code == 422, r.text
+        [refusal] = r.json()["detail"]
+        assert refusal["parameter_name"] == "lam" and refusal["is_valid"] is False
+        assert refusal["message"] == (line + got if got else
+                                      "λ (weight of A), parameter lam: is missing (null)"), refusal
         served(client)
 
 

@@ -53,8 +53,9 @@ class Refused(gr.Error):
     """A hostile or malformed input: its one line names the parameter. (A ``gr.Error``: the
     visitor reads it as a red toast, an API caller as the error's message.)"""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, param: str | None = None):
         super().__init__(message, print_exception=False)
+        self.param = param
 
 
 def shown(value) -> str:
@@ -224,7 +225,7 @@ def refuse_hostile(block_fn, inputs: list, session_state=None) -> list:
         wrong = problem(_session_block(session_state, block), param, value)
         if wrong:
             got = "" if wrong.endswith("(null)") or "; got" in wrong else f"; got {shown(value)}"
-            raise Refused(f"{name_of(block, param)}: {wrong}{got}")
+            raise Refused(f"{name_of(block, param)}: {wrong}{got}", param)
     return inputs
 
 
@@ -264,14 +265,14 @@ def _check_at_the_door(demo, q) -> None:
     async def checked_push(body, request, username):
         fn = demo.fns.get(body.fn_index) if body.fn_index is not None else None
         if fn is not None and fn.api_visibility == "private" and "/call/" in request.url.path:
-            return False, f"there is no public endpoint /{fn.api_name}", "validator_error"
+            return False, _invalid("api_name", f"there is no public endpoint /{fn.api_name}"), "validator_error"
         if fn is not None and fn.fn is not None and fn.inputs:
             session = (demo.state_holder.session_data.get(body.session_hash)
                        if body.session_hash and hasattr(demo, "state_holder") else None)
             try:
                 body.data = refuse_hostile(fn, body.data, session)
             except Refused as e:
-                return False, e.message, "validator_error"
+                return False, _invalid(e.param, e.message), "validator_error"
         sessionless = body.session_hash is None
         ok, message, kind = await push(body, request, username)
         if ok and sessionless and body.session_hash:
@@ -281,6 +282,13 @@ def _check_at_the_door(demo, q) -> None:
 
     q.push = checked_push
     q._doors_checked = True
+
+
+def _invalid(param: str | None, line: str) -> list[dict]:
+    """A refusal at the door as Gradio's own validators answer (HTTP 422, a list of
+    ``gr.validate`` results): ``gradio_client`` raises its ``ValidationError`` with the line."""
+    return [{"__type__": "validate", "is_valid": False, "message": line,
+             "parameter_name": param or "inputs"}]
 
 
 def _let_go(demo, q, throwaway: deque) -> None:
