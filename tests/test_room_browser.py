@@ -7,16 +7,33 @@ import re
 
 import pytest
 
-from test_browser import browser, open_page  # noqa: F401 - the module's one browser
+from test_browser import TIMEOUT, browser  # noqa: F401 - the module's one browser
 
 from langarith.page import room
 
-ROOM_WAIT = 30_000  # ms: a page polls its room every few seconds
+ROOM_WAIT = 60_000  # ms: a page polls its room every few seconds (on 2 shared cores)
+
+
+def open_page(browser, url: str):  # noqa: F811
+    """A page of its own, once its room is read (the load hides the guess row): the questions
+    need the pickers only, not the first comparison, so the test does not wait for the model."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("#guess-row")  # laid out (visible) ...
+    page.wait_for_selector("#guess-row", state="hidden")  # ... and hidden by the room's load
+    return page
 
 
 def wait_text(page, selector: str, text: str, timeout: int = ROOM_WAIT):
-    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
-                           arg=[selector, text], timeout=timeout)
+    from playwright.sync_api import TimeoutError as Late
+
+    try:
+        page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
+                               arg=[selector, text], timeout=timeout)
+    except Late:
+        raise AssertionError(f"{selector} never said {text!r}; it says "
+                             f"{page.locator(selector).inner_text()!r}") from None
     return page.locator(selector).inner_text()
 
 

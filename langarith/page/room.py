@@ -255,7 +255,7 @@ def on_guess(stack: LanguageStack, code: str, token: str, qid: str, lam_guess, y
     except RoomError as e:
         raise gr.Error(str(e)) from None
     return (f"Your guess is in ({_guess_words(q, mine)}). The teacher reveals the answer.", keep,
-            f"**Room:** {n} answered this question.", keep, keep, keep)
+            f"**Room:** {n} answered this question (yours is in).", keep, keep, keep)  # as a poll says it
 
 
 def on_skip():
