@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import stats
+from . import stats, tasks
 from .arithmetic import check_lambda
 from .model import InputError, LanguageStack
 from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
@@ -388,8 +388,12 @@ def flips(stack: LanguageStack, target: str, lam: float, task: str | None = None
     key = f"{round(lam, 1):g}"
     if key not in p["merged"]:
         raise InputError(f"stored predictions are on the λ grid {', '.join(sorted(p['merged']))}")
+    # a dev sentence whose text is also a test item's (under another key) stays off the page
+    hide = tasks.test_texts(stack, target) if split != "test" else frozenset()
     out = []
     for i, row in enumerate(p["items"]):
+        if " ".join(row["words"]) in hide:
+            continue
         ta, tb = p["A"][i], p["B"][i]
         tm = p["merged"][key].get(str(i), ta if lam == 1 else tb if lam == 0 else None)
         if tm is None:  # the merge agreed with both A and B (stored only where it differs)

@@ -160,11 +160,14 @@ def flips(stack: LanguageStack, target: str, source: str | None, lam: float, spl
     # The merge's wins first, then its losses, then the rest: the table reads as the lesson.
     differ.sort(key=lambda i: (not (ok["merged"][i] and not (ok["A"][i] and ok["B"][i])),
                                not (ok["A"][i] or ok["B"][i]) and not ok["merged"][i], i))
+    # Counted, never listed: a dev item whose text is also a test item's (under another key).
+    hide = tasks.test_texts(stack, target) if split != "test" else frozenset()
+    listed = [i for i in differ if " ".join(rows[i]["text"].split()) not in hide][:limit]
     table = [{"key": keys[i], "text": _cut(rows[i]["text"], cut), "gold": rows[i]["label"],
-              **{k: labels[pred[k][i]] for k in ("A", "merged", "B")}} for i in differ[:limit]]
+              **{k: labels[pred[k][i]] for k in ("A", "merged", "B")}} for i in listed]
     return {"target": target, "a": sw["a"], "b": sw["b"], "lam": at, "split": split,
             "n": len(rows), "n_differ": len(differ), **counts, "rows": table,
-            "texts": {keys[i]: rows[i]["text"] for i in differ[:limit]}}
+            "texts": {keys[i]: rows[i]["text"] for i in listed}}
 
 
 def _cut(text: str, n: int) -> str:

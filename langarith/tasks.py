@@ -436,6 +436,22 @@ def load_eval(stack: LanguageStack, lang: str, task: str | None = None,
     return [dict(r) for r in rows if split is None or r["split"] == split]
 
 
+def test_texts(stack: LanguageStack, lang: str) -> frozenset[str]:
+    """Every test-set text of a language in the bundle's eval sets, of all tasks, whitespace
+    normalised. What the page shows as a dev item is never one of them: a few dev paragraphs have
+    the very text of a test paragraph under another key (two English paragraphs translated alike)."""
+    def read() -> frozenset[str]:
+        out: set[str] = set()
+        for t in stack.bundle.tasks.values():
+            path = eval_path(stack, lang, t.name)
+            if path is not None:
+                out |= {" ".join(r["text"].split()) for r in read_jsonl(path)
+                        if r.get("split") == "test" and isinstance(r.get("text"), str)}
+        return frozenset(out)
+
+    return stack.memo.get("eval", ("test_texts", stack.bundle.text_of(lang)), read)
+
+
 def metrics(gold: list[int], pred: list[int], n_labels: int) -> dict[str, float]:
     """Accuracy and macro-F1 (classes absent from both gold and predictions are skipped)."""
     acc = sum(g == p for g, p in zip(gold, pred)) / max(len(gold), 1)
