@@ -1,4 +1,4 @@
-"""Where the merge matters: on the target's eval items at the current λ (the precomputed grid's
+"""Where the merge matters: on the target's dev-set items at the current λ (the precomputed grid's
 nearest point), what the merge fixes and breaks against A and B, and the items whose prediction
 differs; picking a row puts its text in the box. Reads the bundle's stored predictions only."""
 
@@ -16,8 +16,8 @@ FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the 
 COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]  # on a phone the table scrolls sideways instead
 
 
-CAPTION = "Eval items the merge changes"
-REGION = "Eval items the merge changes: the gold answer, the predictions of A, the merge and B, and the text"
+CAPTION = "Dev-set items the merge changes"
+REGION = "Dev-set items the merge changes: the gold answer, the predictions of A, the merge and B, and the text"
 
 
 def _empty():

@@ -21,7 +21,7 @@ setting: A is that adapter), a related source language B and λ. The page merges
 live and shows the task predictions of the merged stack beside each adapter alone; the curve
 beside them is the masked-LM loss of held-out text of the target language over λ (no labels
 needed): where it dips below both ends, the merge models the language better than either
-adapter. Below: the eval items whose prediction the merge changes, the masked-LM loss of the
+adapter. Below: the dev-set items whose prediction the merge changes, the masked-LM loss of the
 text in the box, fill-mask, and how the merge moved the weights and hidden states layer by
 layer. The tabs hold the λ sweep with bootstrap intervals, language similarity and typology,
 and the export of the merged adapter.
@@ -71,10 +71,10 @@ def premise_note(stack: LanguageStack, task_name: str | None) -> str:
     return (f"On this task, a language's own adapter scores {pts(p['lo'])} to {pts(p['hi'])} "
             f"accuracy points against the English adapter on that language's test set "
             f"(n = {p['n']} each; clearly better, 95 % CI above 0, for "
-            f"{', '.join(p['clear']) if p['clear'] else 'none'} of {p['k']}). The topic of a help "
-            "paragraph barely depends on the language adapter, so no mix of two adapters can move "
-            "accuracy much: small gains are read with their intervals. What the merge does "
-            "to the language itself shows in the masked-LM curve, which needs no labels.")
+            f"{', '.join(p['clear']) if p['clear'] else 'none'} of {p['k']}). Where the own adapter "
+            "adds little, no mix of two adapters can move accuracy much either: small gains are "
+            "read with their intervals. What the merge does to the language itself shows in the "
+            "masked-LM curve, which needs no labels.")
 
 
 @guarded

@@ -57,7 +57,7 @@ def _say_merge(ls: Lesson) -> str:
 
 def _say_flips(ls: Lesson) -> str:
     return ("The text now is a dev item the merge labels differently from A or B; the table under "
-            "“Where the merge matters” counts what the merge fixes and breaks on every dev item.")
+            "“Where the merge matters” lists the dev items the merge changes, its wins first.")
 
 
 def _say_curve(ls: Lesson) -> str:
