@@ -1,10 +1,11 @@
 """A class on one Space, and a soak: the app (``python app.py`` on the shipped bundle, its own
 process) under N students and under many events.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/classroom.py [--students 1,8,30] [--releases 4]
+    PYTHONPATH=. .venv/bin/python benchmarks/classroom.py [--students 1,30,100] [--releases 4]
         [--soak 10000] [--out benchmarks/RESULTS_class.md]
 
-- class: each student is a ``gradio_client`` client that, on every release, sends what the page
+- class: each configuration on a fresh app (a cold memo; each student's λ drawn anew); each
+  student is a ``gradio_client`` client (or a plain HTTP one) that, on every release, sends what the page
   sends on a release (the predictions ``/compare_recipe``; then the details step ``/details`` and
   the flips ``/flips`` at once) for one of five zero-shot pairs with its own text, then thinks
   1-2 s. λ on the slider's grid (what the page sends) or anywhere in [0, 1] (API callers).
@@ -58,10 +59,16 @@ def start_app(logdir: Path, profiling: bool = False) -> tuple[subprocess.Popen, 
 
 
 def texts_of_pairs() -> dict[str, str]:
+    """Each pair's text: the one the page opens the target on (its first dev text, as shipped in
+    ``results/opening_curves.json``), else the target's first example."""
+    from langarith import opening_curves
     from langarith.model import Bundle
 
     b = Bundle.load(ROOT / "assets" / "bundle")
-    return {t: b.language(t).examples[0] for t in PAIRS if t in b.languages}
+    path = b.path("results") / f"{opening_curves.FILE}.json"
+    opening = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {t: (opening[t][0]["text"] if opening.get(t) else b.language(t).examples[0])
+            for t in PAIRS if t in b.languages}
 
 
 def shown_pair() -> tuple[dict[str, str], str]:
@@ -201,6 +208,32 @@ def run_class(url: str, server_pid: int, students: int, releases: int, texts: di
             "answers": answers, "wall_s": wall, **cpu}
 
 
+def model_floor(releases: list[tuple], batch: int, details_batch: int) -> dict:
+    """The model work of a class's releases without the server: the page's own predictions and
+    details handlers on a fresh stack in this process (batches as the queue makes them at best:
+    ``batch`` predictions, ``details_batch`` details), CPU seconds per release. What the app
+    spends beyond this per release is serving (HTTP, queue, pre/postprocessing, JSON)."""
+    from langarith import opening_curves
+    from langarith.model import LanguageStack
+    from langarith.page import common, compare
+    from langarith.page import demo as page_demo
+
+    stack = LanguageStack(ROOT / "assets" / "bundle")
+    common.serve(stack)
+    opening_curves.seed(stack)  # as the page does at start-up
+    cols = list(zip(*[(t, SOURCES[t], lam, text, probe) for t, lam, text, probe in releases]))
+    t0 = time.process_time()
+    for i in range(0, len(releases), batch):
+        compare.on_predict_rows(stack, *[list(c[i:i + batch]) for c in cols])
+    t1 = time.process_time()
+    for i in range(0, len(releases), details_batch):
+        page_demo.on_details_rows(stack, *[list(c[i:i + details_batch]) for c in cols])
+    t2 = time.process_time()
+    n = max(len(releases), 1)
+    return {"releases": len(releases), "predictions_cpu_per_release": (t1 - t0) / n,
+            "details_cpu_per_release": (t2 - t1) / n, "cpu_per_release": (t2 - t0) / n}
+
+
 def where_time_goes(url: str) -> dict:
     """Gradio's traces of the events served since the last call, by event: how many calls (a
     batch is one), the time waiting in the queue and in the function (p50/p95, ms), and the
@@ -218,6 +251,18 @@ def where_time_goes(url: str) -> dict:
                      "queue_wait_p95": percentile(wait, 0.95), "fn_p50": statistics.median(call),
                      "fn_p95": percentile(call, 0.95), "fn_total_s": sum(call) / 1000}
     return out
+
+
+def warm_up(url: str) -> None:
+    """The app's first calls (lazy imports, first batches) on a text no student sends, so that
+    the class meets a started app with a cold memo for its own texts."""
+    c = HttpClient(url)
+    t = PAIRS[0]
+    text = "Warm-up: a sentence that no student of the benchmark sends."
+    shown = dict(target=t, source=SOURCES[t], lam=0.5, text=text, mask_text=text.replace("sentence", "<mask>"))
+    c.call("compare_recipe", **shown)
+    c.call("details", **shown)
+    where_time_goes(url)
 
 
 def check_alone(runs: list[dict]) -> None:
@@ -428,20 +473,36 @@ def render(res: dict) -> str:
            "(`python app.py`, shipped bundle, CPU).", "",
            "Each release is the page's chain: predictions (`/compare_recipe`), then the details step "
            "(`/details`) and the flips (`/flips`) at once. λ: `slider` = the slider's 0.05 grid (what the page "
-           "sends), `any` = anywhere in [0, 1] (API callers).", "",
+           "sends), `any` = anywhere in [0, 1] (API callers). Each configuration runs on a fresh app (a cold "
+           "memo: only the opening texts' masked-LM curves shipped with the bundle are in it; each "
+           "student's λ drawn anew); the texts are the ones the page opens each target on.", "",
            "Clients: `gradio` = each student a `gradio_client` client (as the issue measured it; on "
            "this machine the clients take as much CPU as the server), `http` = Gradio's plain HTTP "
            "API (`/gradio_api/call/v2/...`), about as light as a browser's requests.", "",
            "| students × releases, λ, clients | release → predictions p50 / p95 / max (s) | whole chain "
-           "p50 / p95 (s) | errors | answers differing from alone | server / clients CPU-s in wall s |",
-           "|---|---|---|---|---|---|"]
+           "p50 / p95 (s) | errors | answers differing from alone | server / clients CPU-s in wall s "
+           "| server CPU-s per release |",
+           "|---|---|---|---|---|---|---|"]
     for c in res.get("class", []):
         p, w = c["to_predictions"], c["to_chain"]
         out.append(f"| {c['students']} × {c['releases']}, {c['lambdas']}, {c.get('client', 'gradio')} | "
                    f"{p.get('p50', 0):.2f} / {p.get('p95', 0):.2f} / {p.get('max', 0):.2f} | "
                    f"{w.get('p50', 0):.2f} / {w.get('p95', 0):.2f} | {c['errors']} | "
                    f"{c['differing']} of {c['checked']} | {c['server_cpu_s']:.1f} / {c['clients_cpu_s']:.1f} "
-                   f"in {c['wall_s']:.1f} |")
+                   f"in {c['wall_s']:.1f} | {c.get('server_cpu_per_release', 0):.3f} |")
+    floors = [c for c in res.get("class", []) if c.get("floor")]
+    if floors:
+        out += ["", "The limit: the same releases' model work alone (the page's predictions and details "
+                "handlers on a fresh stack in one process, no server; predictions in batches of up to 32, "
+                "details of 8), CPU seconds per release, against what the server spent per release:", "",
+                "| students, λ | model work alone: predictions + details = total (CPU-s per release) "
+                "| server (CPU-s per release) | server / model work |", "|---|---|---|---|"]
+        for c in floors:
+            f = c["floor"]
+            out.append(f"| {c['students']}, {c['lambdas']} | {f['predictions_cpu_per_release']:.3f} + "
+                       f"{f['details_cpu_per_release']:.3f} = {f['cpu_per_release']:.3f} | "
+                       f"{c['server_cpu_per_release']:.3f} | "
+                       f"{c['server_cpu_per_release'] / max(f['cpu_per_release'], 1e-9):.1f}× |")
     largest = max((c["students"] for c in res.get("class", [])), default=0)
     for c in [c for c in res.get("class", []) if c.get("events") and c["students"] == largest]:
         out += ["", f"Where the time goes at {c['students']} students (λ {c['lambdas']}, "
@@ -466,7 +527,7 @@ def render(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--students", default="1,8,30")
+    ap.add_argument("--students", default="1,30,100")
     ap.add_argument("--releases", type=int, default=4)
     ap.add_argument("--lambdas", default="slider,any", help="slider: the page's 0.05 grid; any: [0, 1]")
     ap.add_argument("--clients", default="gradio,http", help="gradio: gradio_client (heavy on this "
@@ -485,34 +546,36 @@ def main(argv=None) -> int:
     questions = room_questions() if args.room else []
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_app(Path(tmp), profiling=True)
-        try:
-            from gradio_client import Client
-
-            warm = Client(url, verbose=False)
-            for t, text in texts.items():  # first calls: lazy imports, A's and B's memo, and
-                # each text's masked-LM curve over the slider's grid (as the teacher's own page
-                # load of a class link computes it)
-                probe = tasks.mask_a_word(text, "<mask>")
-                warm.predict(t, SOURCES[t], 0.5, text, probe, api_name="/compare_recipe")
-                warm.predict(t, SOURCES[t], 0.5, text, probe, api_name="/details")
-            where_time_goes(url)
-            for client in [c for c in args.clients.split(",") if c]:
-                for mode in [m for m in args.lambdas.split(",") if m]:
-                    for n in [int(x) for x in args.students.split(",") if x]:
-                        log(f"class: {n} students, λ {mode}, {client} clients")
-                        res["class"].append(run_class(url, proc.pid, n, args.releases, texts, mode, client))
-                        res["class"][-1]["events"] = where_time_goes(url)
-                        log(json.dumps({k: v for k, v in res["class"][-1].items() if k != "answers"}))
-            if args.room:
+        # Each configuration on a fresh app: a cold memo, as a class meets a Space that has just
+        # started (only the opening texts' curves, shipped with the bundle, are in it).
+        for client in [c for c in args.clients.split(",") if c]:
+            for mode in [m for m in args.lambdas.split(",") if m]:
+                for n in [int(x) for x in args.students.split(",") if x]:
+                    proc, url = start_app(Path(tmp), profiling=True)
+                    try:
+                        warm_up(url)
+                        log(f"class: {n} students, λ {mode}, {client} clients (a fresh app)")
+                        run = run_class(url, proc.pid, n, args.releases, texts, mode, client,
+                                        seed=len(res["class"]) + 1)  # each student's λ drawn anew
+                        run["events"] = where_time_goes(url)
+                        run["server_cpu_per_release"] = run["server_cpu_s"] / max(len(run["answers"]), 1)
+                        res["class"].append(run)
+                        log(json.dumps({k: v for k, v in run.items() if k != "answers"}))
+                    finally:
+                        proc.terminate()
+                        proc.wait(30)
+        if args.room:
+            proc, url = start_app(Path(tmp), profiling=True)
+            try:
+                warm_up(url)
                 log(f"room: {args.room} students guessing while {args.room} slide λ")
                 res["room"] = run_room(url, proc.pid, args.room, args.releases, texts, questions)
                 log(json.dumps(res["room"]))
                 res["room_flood"] = run_room_flood(url, proc.pid, questions, guesses=args.flood)
                 log(json.dumps(res["room_flood"]))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            finally:
+                proc.terminate()
+                proc.wait(30)
         if args.soak:  # a fresh app: the soak's first block is its first events
             proc, url = start_app(Path(tmp))
             try:
@@ -520,6 +583,13 @@ def main(argv=None) -> int:
             finally:
                 proc.terminate()
                 proc.wait(30)
+    from langarith.hosting import MAX_BATCH
+    from langarith.page.demo import DETAILS_BATCH
+
+    for c in res["class"]:  # after the apps have stopped: the same releases' model work alone
+        if c["students"] == max(x["students"] for x in res["class"] if x["lambdas"] == c["lambdas"]):
+            c["floor"] = model_floor([r for r, _ in c["answers"]], MAX_BATCH, DETAILS_BATCH)
+            log(f"floor ({c['students']}, {c['lambdas']}): {json.dumps(c['floor'])}")
     check_alone(res["class"])  # after the app has stopped: it does not compete with the class
     text = render(res)
     Path(args.out).write_text(text + "\n")
