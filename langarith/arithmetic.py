@@ -56,6 +56,15 @@ def check_weights(weights: Sequence[float], *, allow_extrapolation: bool = False
     return ws
 
 
+def pair_weights(a: str, b: str, lam: float) -> dict[str, float]:
+    """The pair merge λ·A + (1−λ)·B as weights per language: the one place where 1 − λ is formed.
+    Rounded so that λ = 0.3 gives 0.7, not 0.7000000000000001: the memo keys a merge by its value,
+    so every caller must spell the same pair the same way."""
+    if a == b:
+        raise MergeError(f"a pair merge needs two languages, got {a} twice")
+    return {a: lam, b: round(1.0 - lam, 10)}
+
+
 def check_compatible(*state_dicts: StateDict, names: Sequence[str] | None = None) -> None:
     """Raise MergeError naming the first tensor whose key set or shape differs between adapters."""
     names = list(names or [f"adapter {i}" for i in range(len(state_dicts))])

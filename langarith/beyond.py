@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import results, stats, tasks
+from .arithmetic import pair_weights
 from .model import LanguageStack, Merge
 
 GRADIENT_VALUES = (0.2, 0.5, 0.8)
@@ -28,7 +29,7 @@ def gradient_grid(values=GRADIENT_VALUES) -> list[tuple[float, float]]:
 def gradient_merge(a: str, b: str, anchors) -> Merge:
     """The per-layer merge of A and B for anchors, λ_inv = the bottom anchor."""
     anchors = tuple(float(t) for t in anchors)
-    return Merge.of({a: anchors[0], b: 1.0 - anchors[0]}, "layer_gradient", lam_layers=anchors,
+    return Merge.of(pair_weights(a, b, anchors[0]), "layer_gradient", lam_layers=anchors,
                     lam_inv=anchors[0])
 
 

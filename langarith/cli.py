@@ -213,10 +213,10 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
     kinds = {t.kind for t in stack.bundle.tasks.values()}
     if "classification" in kinds:  # the default task of a bundle with one: tasks.compare
         return None
-    from .arithmetic import check_lambda
+    from .arithmetic import check_lambda, pair_weights
 
     lam = check_lambda(args.lam)
-    weights = {a: lam, b: 1.0 - lam}
+    weights = pair_weights(a, b, lam)
     out = {"target": args.target, "a": a, "b": b, "lam": lam, "formula": tasks.formula(weights)}
     if "tagging" in kinds:
         from . import ner
@@ -390,9 +390,10 @@ def _predict(stack, args, text: str) -> dict:
 
 def cmd_merge(stack, args) -> dict:
     from . import tasks
+    from .arithmetic import pair_weights
 
     a, b, layer_merge = _merge_pair(stack, args)
-    weights = layer_merge or {a: args.lam, b: 1.0 - args.lam}
+    weights = layer_merge or pair_weights(a, b, args.lam)
     folder = stack.save_merged(weights, args.out)
     return {"out": str(folder), "formula": tasks.formula(weights),
             "weights": dict(weights.weights) if layer_merge else weights}

@@ -22,6 +22,7 @@ import sys
 import time
 
 from . import lambda_rules, results, stats, tasks
+from .arithmetic import pair_weights
 from .model import InputError, LanguageStack
 
 FILE = "head_entropy"  # results/<FILE>.json
@@ -33,7 +34,7 @@ def keys_digest(keys: list[str]) -> str:
 
 
 def _weights(a: str, b: str, lam: float):
-    return a if lam == 1 else b if lam == 0 else {a: lam, b: 1.0 - lam}
+    return a if lam == 1 else b if lam == 0 else pair_weights(a, b, lam)
 
 
 def dev_items(stack: LanguageStack, target: str, task) -> tuple[list, list[str]]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import stats, tasks
-from .arithmetic import check_lambda
+from .arithmetic import check_lambda, pair_weights
 from .model import InputError, LanguageStack
 from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
 
@@ -122,7 +122,7 @@ def compare_ner(stack: LanguageStack, text: str, target: str, source: str | None
     text, notice = clean_text(text)
     t = stack.bundle.task_of_kind("tagging", task)
     a, b = merge_pair(stack, target, source)
-    weights = {a: lam, b: 1.0 - lam}
+    weights = pair_weights(a, b, lam)
     words = {"A": tag(stack, text, a, t.name), "merged": tag(stack, text, weights, t.name),
              "B": tag(stack, text, b, t.name)}
     spans = {k: entity_spans(v) for k, v in words.items()}
@@ -323,7 +323,7 @@ def tagging_sweep(stack: LanguageStack, target: str, source: str | None = None,
         raise InputError(f"the {target} eval set needs dev and test sentences")
     res: dict = {"dev": {}, "test": {}}
     for i, lam in enumerate(lambdas):
-        w = a if lam == 1 else b if lam == 0 else {a: lam, b: 1.0 - lam}
+        w = a if lam == 1 else b if lam == 0 else pair_weights(a, b, lam)
         for s in res:
             res[s][lam] = evaluate_tagging(stack, data[s], w, t.name)
         if progress:

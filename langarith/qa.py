@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .arithmetic import check_lambda
+from .arithmetic import check_lambda, pair_weights
 from .model import InputError, LanguageStack
 from .tasks import clean_text, formula, merge_pair
 
@@ -119,7 +119,7 @@ def compare_qa(stack: LanguageStack, question: str, context: str, target: str, s
     question, _ = clean_text(question)
     context, notice = clean_text(context)
     a, b = merge_pair(stack, target, source)
-    weights = {a: lam, b: 1.0 - lam}
+    weights = pair_weights(a, b, lam)
     answers = {"A": answer(stack, question, context, a, t.name),
                "merged": answer(stack, question, context, weights, t.name),
                "B": answer(stack, question, context, b, t.name)}

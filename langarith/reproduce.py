@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths, stats
+from .arithmetic import pair_weights
 from .model import BundleError, InputError
 
 FORMAT = 1
@@ -313,7 +314,7 @@ def run_target(stack, spec: dict, target: str, a: str, b: str, lambdas: list[flo
     metrics = {"dev": [], "test": []}
     preds, cut = [], 0
     for lam in lambdas:
-        w = {a: lam, b: 1.0 - lam}
+        w = pair_weights(a, b, lam)
         for split in ("dev", "test"):
             m, c, p, n_cut = score(spec, stack, data[split], w, task, labels)
             metrics[split].append(m)
@@ -371,7 +372,7 @@ def entropy_counts(stack, spec: dict, a: str, b: str, lambdas: list[float], dev_
     limit = min(512, getattr(stack.model.config, "max_position_embeddings", 512))
     sums, n = [], None
     for lam in lambdas:
-        got = word_entropies(stack, [r["tokens"] for r in dev_rows], {a: lam, b: 1.0 - lam}, spec["task"],
+        got = word_entropies(stack, [r["tokens"] for r in dev_rows], pair_weights(a, b, lam), spec["task"],
                              max_tokens=limit)
         sums.append([h for h, _ in got])
         n = [c for _, c in got]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import tasks
 from .arithmetic import (METHODS, PARAMS, check_lambda, check_weights, layer_lambdas,
-                         merge_method)
+                         merge_method, pair_weights)
 from .model import InputError, LanguageStack, Merge
 
 MAX_LANGUAGES = 4
@@ -58,7 +58,7 @@ class Recipe:
             b = self.source or tasks.suggested_source(stack, self.target)
             if a == b:
                 raise InputError(f"source and baseline are both {a}")
-            w = {a: lam, b: 1.0 - lam}
+            w = pair_weights(a, b, lam)
         stack.check_mergeable(list(w))
         extrapolate = self.allow_extrapolation or method.extrapolates
         if method.per_layer:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .arithmetic import check_lambda, merge_method
+from .arithmetic import check_lambda, merge_method, pair_weights
 from .model import InputError, LanguageStack
 
 # --- the stack's memo: one bounded cache per stack, keyed by value -------------------------------
@@ -240,7 +240,7 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
         lam = check_lambda(lam)
     a, b = merge_pair(stack, target, source)
     if merge is None:
-        weights = {a: lam, b: 1.0 - lam}
+        weights = pair_weights(a, b, lam)
     else:
         weights = merge
         lam = dict(merge.weights).get(a, float("nan"))
@@ -266,11 +266,6 @@ def compare(stack: LanguageStack, text: str, target: str, source: str | None, la
 # Each request is (text, A, B, λ) with its own λ (and pair); ``LanguageStack.use_rows`` makes row r
 # compute with λ_r·A_r + (1−λ_r)·B_r, so a batch of visitors costs one padded pass, not one each.
 # Answers equal the same requests one by one (the live slot) to float tolerance.
-
-
-def row_weights(a: str, b: str, lam: float) -> dict[str, float]:
-    """The merge of one row, as ``mlm_curve`` writes it (so that memo keys agree)."""
-    return {a: lam, b: round(1.0 - lam, 10)}
 
 
 @torch.inference_mode()
@@ -305,19 +300,19 @@ def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None =
             out[i] = e
     # A class slides λ over the same few texts on the slider's grid: a merged answer already
     # computed (keyed by text, merge and task, as ``compare`` keys it) costs no forward pass.
-    key = {t[0]: (t[1], adapter_key({t[3]: t[5], t[4]: 1.0 - t[5]}), task_.name) for t in todo}
+    key = {t[0]: (t[1], adapter_key(pair_weights(t[3], t[4], t[5])), task_.name) for t in todo}
     run = [t for t in todo if not stack.memo.has("merged", key[t[0]])]
     fresh = {}
     if run:
         probs, hidden, _ = classify_rows(stack, [t[1] for t in run],
-                                         [row_weights(t[3], t[4], t[5]) for t in run], task_.name)
+                                         [pair_weights(t[3], t[4], t[5]) for t in run], task_.name)
         for r, (i, *_, ha, mask) in enumerate(run):
             n = int(mask.sum())  # this row's tokens: the padding of the batch is not its own
             hm = [h[r:r + 1, :n] for h in hidden]
             fresh[i] = (probs[r].tolist(), _hidden_shift(hm, ha, mask[0:1]))
     for i, text, target, a, b, lam, notice, pa, pb, _, _ in todo:
         pm, shift = stack.memo.get("merged", key[i], lambda: fresh[i])
-        out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula({a: lam, b: 1.0 - lam}),
+        out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(pair_weights(a, b, lam)),
                             labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
                             hidden_shift=list(shift), notice=notice)
     return out
@@ -394,7 +389,7 @@ def mlm_token_losses_rows(stack: LanguageStack, requests: list[tuple]) -> list:
 
 def mlm_curve_requests(texts: list[str], a: str, b: str, lambdas) -> list[tuple]:
     """The (texts, adapter) requests ``mlm_curve`` makes for a λ grid (for ``mlm_token_losses_rows``)."""
-    return [(texts, a if lam == 1.0 else b if lam == 0.0 else row_weights(a, b, lam))
+    return [(texts, a if lam == 1.0 else b if lam == 0.0 else pair_weights(a, b, lam))
             for lam in check_grid(lambdas)]
 
 
@@ -537,7 +532,7 @@ def _sweep(stack, target, a, b, lambdas, task, progress, batch_size) -> dict:
         raise InputError(f"the {target} eval set needs dev and test items")
     preds: dict[str, list[list[int]]] = {"dev": [], "test": []}
     for i, lam in enumerate(lambdas):
-        w = {a: lam, b: round(1.0 - lam, 10)}
+        w = pair_weights(a, b, lam)
         for s, rows in data.items():
             preds[s].append(predict_labels(stack, rows, w, task, batch_size))
         if progress:
@@ -670,7 +665,7 @@ def mlm_curve(stack: LanguageStack, texts: list[str], a: str, b: str, lambdas=ML
     stack.check_mergeable([a, b])
     sums, counts, points = [], [], []
     for i, lam in enumerate(lambdas):
-        adapter = a if lam == 1.0 else b if lam == 0.0 else row_weights(a, b, lam)
+        adapter = a if lam == 1.0 else b if lam == 0.0 else pair_weights(a, b, lam)
         s, c = mlm_token_losses(stack, texts, adapter)
         sums.append(s.tolist())
         counts.append(c.tolist())
@@ -794,7 +789,7 @@ def compare_ensemble(stack: LanguageStack, text: str, target: str, source: str |
     pa, _, _ = single_prediction(stack, text, a, task_.name)
     pb, _, _ = single_prediction(stack, text, b, task_.name)
     pe = mix_probs(torch.tensor(pa), torch.tensor(pb), lam)
-    pm = classify(stack, [text], {a: lam, b: 1.0 - lam}, task_.name)[0]
+    pm = classify(stack, [text], pair_weights(a, b, lam), task_.name)[0]
     cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=ensemble_formula(a, b, lam),
                      labels=list(task_.labels),
                      probs={"merged": pe.tolist(), "A": pa, "B": pb, "weight_merge": pm.tolist()},
@@ -897,7 +892,7 @@ def forward_cost(stack: LanguageStack, texts: list[str], a: str, b: str, lam: fl
 
     lam = check_lambda(lam)
     runs = {"one_adapter": lambda: classify(stack, texts, a, task),
-            "weight_merge": lambda: classify(stack, texts, {a: lam, b: 1.0 - lam}, task),
+            "weight_merge": lambda: classify(stack, texts, pair_weights(a, b, lam), task),
             "ensemble": lambda: ensemble_probs(stack, texts, a, b, lam, task)}
     seconds = {}
     for name, fn in runs.items():

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from . import results, stats, tasks
-from .arithmetic import METHODS, MergeError, typology_weights
+from .arithmetic import METHODS, MergeError, pair_weights, typology_weights
 from .model import InputError, LanguageStack, Merge
 
 FEATURE_SETS = {  # our name -> (lang2vec feature set, measure)
@@ -350,7 +350,7 @@ def evaluate_target(stack: LanguageStack, target: str, feature_set: str = DEFAUL
     lam = sweep["best_lam"]
     dev, test = (tasks.load_eval(stack, target, task, s) for s in ("dev", "test"))
     choice = choose_typology(stack, target, dev, task, feature_set, ks, temperatures)
-    systems = {"A": a, "B": b, "two_way": {a: lam, b: round(1.0 - lam, 10)},
+    systems = {"A": a, "B": b, "two_way": pair_weights(a, b, lam),
                "typology": Merge.of(choice["weights"], "typology")}
     gold = np.asarray(tasks.gold_labels(stack, test, task))
     lams = [p["lam"] for p in sweep["points"]]

@@ -9,7 +9,7 @@ import torch
 
 from langarith.arithmetic import (MergeError, add_language_vectors, check_compatible, check_lambda,
                                   check_weights, interpolate, language_vector, merge_geometry,
-                                  parameter_group, weighted_sum)
+                                  pair_weights, parameter_group, weighted_sum)
 
 KEYS = {
     "bert.encoder.layer.0.output.adapters.adapter_down.0.weight": (8, 16),
@@ -143,6 +143,18 @@ def test_check_lambda_extrapolation():
     for bad in (float("nan"), float("inf"), 11):
         with pytest.raises(MergeError):
             check_lambda(bad, allow_extrapolation=True)
+
+
+def test_pair_weights_spell_one_minus_lambda_one_way():
+    # 1 - 0.3 is 0.7000000000000001 in floats; the memo keys a merge by its value, so the pair's
+    # weights must come out identical however λ was reached (a slider's 0.3, a sweep's 0.1 * 3).
+    assert pair_weights("en", "de", 0.3) == {"en": 0.3, "de": 0.7}
+    assert repr(pair_weights("en", "de", 0.3)) == repr(pair_weights("en", "de", 0.3))
+    assert pair_weights("en", "de", 0.1 * 3)["de"] == pair_weights("en", "de", 0.3)["de"]
+    assert list(pair_weights("en", "de", 1.0)) == ["en", "de"]  # A first: the formula reads λ·A + …
+    assert pair_weights("en", "de", 1.5)["de"] == -0.5  # extrapolation is checked by the caller
+    with pytest.raises(MergeError, match="twice"):
+        pair_weights("en", "en", 0.5)
 
 
 def test_check_weights():

@@ -10,6 +10,7 @@ import torch
 
 import zerogpu_standin
 from langarith import arithmetic, hosting, tasks
+from langarith.arithmetic import pair_weights
 from langarith.page import common, compare, mlm
 
 
@@ -71,7 +72,7 @@ def test_fill_mask_and_masked_lm_loss_of_a_batch_equal_one_by_one(stack):
     rows, probes, texts = [], [], []
     for text, target, source, lam in reqs:
         a, b = tasks.merge_pair(stack, target, source)
-        rows.append(tasks.row_weights(a, b, lam))
+        rows.append(pair_weights(a, b, lam))
         probes.append(tasks.mask_a_word(text, mask))
         texts.append(tasks.mlm_text(text)[0])
     got = tasks.fill_mask_rows(stack, probes, rows)
@@ -190,6 +191,8 @@ def test_the_details_step_equals_fill_mask_the_texts_loss_and_the_plots_one_by_o
         assert got[4][i] == mlm.on_mlm_live(stack, t, None, lam, text)[1]  # the loss line, 3 decimals
         full = compare.on_compare(stack, t, None, lam, text, "")
         for g, w in zip((got[5][i], got[6][i]), full[-2:]):  # the plots' numbers, to float tolerance
+            assert g["label"] == w["label"]  # the caption: the plot's numbers in words
+            g, w = g["value"], w["value"]
             gy = [y for tr in g.data for y in (tr.y or ())]
             wy = [y for tr in w.data for y in (tr.y or ())]
             assert gy == pytest.approx(wy, abs=1e-5) and g.layout.title.text == w.layout.title.text

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..arithmetic import pair_weights
 from ..stats import format_gain
 from . import corpus as corpus_mod
 from .constants import ENHANCEMENT, LAMBDAS, RELATED
@@ -505,7 +506,7 @@ class Evaluator:
         from ..ner import tag_words
 
         spec = a if b is None or lam == 1 else b if lam == 0 else f"{a}+{b}@{lam:g}"
-        adapter = a if spec == a else b if spec == b else {a: lam, b: round(1 - lam, 10)}
+        adapter = a if spec == a else b if spec == b else pair_weights(a, b, lam)
         if (lang, spec) in self.memo:
             return self.memo[lang, spec]
         path = self.cache / f"{lang}_{self._digest(lang)}__{spec}.json" if self.cache else None

@@ -9,6 +9,7 @@ from typing import Callable
 import gradio as gr
 
 from .. import analysis, plots, tasks
+from ..arithmetic import pair_weights
 from ..model import InputError, LanguageStack
 from ..task_kinds import TaskKind
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, WHO, Controls, Method,
@@ -49,12 +50,12 @@ def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Sho
     names = column_names(a, b, lam)
     spans = [gr.update(value=cmp.highlighted(w, readable(stack, task_name)), label=names[w], visible=True)
              for w in WHO]
-    return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), spans, notice=cmp.notice)
+    return Shown(tasks.formula(pair_weights(a, b, lam)), lam, _hidden(), spans, notice=cmp.notice)
 
 
 def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
     lam = tasks.check_lambda(lam)
-    return Shown(tasks.formula({a: lam, b: 1.0 - lam}), lam, _hidden(), _hidden())
+    return Shown(tasks.formula(pair_weights(a, b, lam)), lam, _hidden(), _hidden())
 
 
 # The predictions view of each task kind (``task_kinds.KINDS``), and of a profile with no task.
@@ -97,7 +98,7 @@ def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
             f"the ensemble runs the encoder twice (A's stack and B's).")
     if not full:
         return (head, *labels, *_hidden())
-    weights = {cmp.a: cmp.lam, cmp.b: 1.0 - cmp.lam}  # plots: the weight merge at this λ
+    weights = pair_weights(cmp.a, cmp.b, cmp.lam)  # plots: the weight merge at this λ
     rows = analysis.weight_geometry(stack, cmp.a, cmp.b, cmp.lam)
     shift = tasks.hidden_shift(stack, tasks.clean_text(text)[0], cmp.a, weights)
     return (head, *labels, *_hidden(), *plot_views(rows, shift, cmp.a, cmp.b, cmp.lam))
@@ -127,7 +128,7 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
         return (head, *s.labels, *s.spans)
     if notice:
         gr.Warning(notice)
-    weights = merge if merge is not None else {a: s.lam, b: 1.0 - s.lam}
+    weights = merge if merge is not None else pair_weights(a, b, s.lam)
     shift = s.shift if s.shift is not None else tasks.hidden_shift(stack, text, a, weights)
     rows = analysis.weight_geometry(stack, a, b, s.lam, merge=merge)
     return (head, *s.labels, *s.spans, *plot_views(rows, shift, a, b, s.lam))
@@ -153,7 +154,7 @@ def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method
     lam = tasks.check_lambda(lam)
     merge = method.merge(stack, target, source, lam)
     a, b = tasks.merge_pair(stack, target, source)
-    weights = merge if merge is not None else tasks.row_weights(a, b, lam)  # the batch's memo key
+    weights = merge if merge is not None else pair_weights(a, b, lam)  # the batch's memo key
 
     def tokens(adapter):
         if merged_fill is not None and adapter is weights:
@@ -255,7 +256,7 @@ def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) ->
             try:
                 a, b = tasks.merge_pair(stack, target[i], source[i])
                 fast.append((i, probe(stack, text[i], mask_text[i]),
-                             tasks.row_weights(a, b, tasks.check_lambda(lam[i]))))
+                             pair_weights(a, b, tasks.check_lambda(lam[i]))))
             except BAD_INPUT:
                 pass  # that row's own call below reports it
     if fast:
