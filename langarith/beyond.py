@@ -112,7 +112,7 @@ def mlm_beyond(stack: LanguageStack, target: str, a: str, b: str, grid) -> dict 
     lambdas = tasks.MLM_LIVE_LAMBDAS
     merge = tasks.mlm_curve(stack, texts, a, b, lambdas)
     ens = tasks.ensemble_mlm_curve(stack, texts, a, b, lambdas)
-    per = [tasks.mlm_token_losses(stack, texts, gradient_merge(a, b, g)) for g in grid]
+    per = [tasks.mlm_token_losses(stack, [(texts, gradient_merge(a, b, g))])[0] for g in grid]  # one merged adapter held at a time
     grad = {"sums": [list(map(float, s)) for s, _ in per], "counts": [list(map(float, c)) for _, c in per]}
     first, second = stats.split_halves(len(texts))
 

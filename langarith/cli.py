@@ -223,9 +223,7 @@ def _hub_predict(stack, args, a: str, b: str, text: str) -> dict | None:
 
         out["ner"] = ner.compare_ner(stack, text, args.target, b, lam).to_json()
     mtext = args.mask_text or tasks.mask_a_word(text, stack.tokenizer.mask_token)
-    out["fill_mask"] = {"A": tasks.fill_mask(stack, mtext, a),
-                        "merged": tasks.fill_mask(stack, mtext, weights),
-                        "B": tasks.fill_mask(stack, mtext, b)}
+    out["fill_mask"] = dict(zip(("A", "merged", "B"), tasks.fill_mask(stack, [mtext] * 3, [a, weights, b])))
     return out
 
 

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import threading
+import types
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -782,21 +783,20 @@ class LanguageStack:
             yield self.model
 
     @contextlib.contextmanager
-    def use_rows(self, rows: "list[Mapping[str, float]]", task: str | None = None) -> Iterator[RowMix]:
+    def use_rows(self, rows: "list[Mapping[str, float] | Merge]", task: str | None = None) -> Iterator[RowMix]:
         """Hold the lock with ``Stack(merged[, task])`` active, the slot computing row r of a
-        batch with the merge ``rows[r]`` (weights by language; each summing to 1, as the live
-        slot's). Yields the ``RowMix`` (its ``model``; ``select`` for a pass whose input rows are
-        not the batch's rows)."""
+        batch with the merge ``rows[r]``: weights by language (summing to 1, as the live slot's),
+        or any ``Merge``. Yields the ``RowMix`` (its ``model``; ``select`` for a pass whose input
+        rows are not the batch's rows)."""
         from adapters.composition import Stack
 
-        codes = sorted({c for r in rows for c in r})
-        for r in rows:
-            check_weights(list(r.values()))
         with self.lock:
-            self.check_mergeable(codes)
-            sources = [self.flat[c].live() for c in codes]
-            weights = torch.tensor([[float(r.get(c, 0.0)) for c in codes] for r in rows],
-                                   dtype=sources[0].flat.dtype, device=sources[0].flat.device)
+            mixes = [self._row_sources(r) for r in rows]
+            names = sorted({n for m in mixes for n in m}, key=lambda n: (isinstance(n, Merge), repr(n)))
+            sources = [self._row_source(n) for n in names]
+            slot = self.slot.live()
+            weights = torch.tensor([[float(m.get(n, 0.0)) for n in names] for m in mixes],
+                                   dtype=slot.flat.dtype, device=slot.flat.device)
             mix = RowMix(self.model, weights, sources)
             patched = []
             try:
@@ -809,6 +809,35 @@ class LanguageStack:
             finally:
                 for module in patched:
                     del module.forward  # back to nn.Linear.forward over the slot's own weights
+
+    # A row's sources: language codes (their flat buffers), "@init" (the shared init, for a
+    # task-arithmetic remainder) or a Merge computed by the arithmetic layer (TIES, DARE, per-layer
+    # λ), which then enters the row as one source of weight 1: rows of any method share a pass.
+    _INIT = "@init"
+
+    def _row_sources(self, row) -> dict:
+        if not isinstance(row, Merge):
+            row = Merge.of(row)
+        method = merge_method(row.method)
+        codes = [c for c, _ in row.weights]
+        self.check_mergeable(codes)
+        if not method.in_place or method.per_layer:
+            return {row: 1.0}
+        extrapolate = method.extrapolates or row.allow_extrapolation
+        ws = check_weights([w for _, w in row.weights], allow_extrapolation=extrapolate)
+        out = dict(zip(codes, ws))
+        rest = 1.0 - sum(ws)
+        if abs(rest) > 1e-9:  # init + Σ wᵢ(θᵢ − init), as ``write_merge`` writes it
+            if self._init is None:
+                raise MergeError("weights that do not sum to 1 need the bundle's shared adapter init")
+            out[self._INIT] = rest
+        return out
+
+    def _row_source(self, name):
+        """What ``RowMix`` reads a source's ``views`` from. Caller holds the lock."""
+        if isinstance(name, Merge):
+            return types.SimpleNamespace(views=self.compute(name))
+        return (self._init if name == self._INIT else self.flat[name]).live()
 
     def _slot_linears(self) -> list[tuple[str, torch.nn.Linear]]:
         """The slot's linear maps, by the adapter-name-free key of their parameters."""

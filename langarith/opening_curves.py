@@ -42,7 +42,7 @@ def compute(stack: LanguageStack, target: str, lambdas=SLIDER_GRID) -> list[dict
     out = []
     for text in opening_texts(stack, target):
         texts, _ = tasks.mlm_text(text)
-        got = tasks.mlm_token_losses_rows(stack, tasks.mlm_curve_requests(texts, a, b, lambdas))
+        got = tasks.mlm_token_losses(stack, tasks.mlm_curve_requests(texts, a, b, lambdas))
         out.append({"text": texts[0], "a": a, "b": b, "lambdas": list(lambdas),
                     "sums": [s.tolist() for s, _ in got], "counts": [c.tolist() for _, c in got]})
     return out

@@ -31,7 +31,7 @@ class TaskKind:
     # (stack, text, target, b, lam, task) -> one text under A, the merge and B, as JSON
     compare: Callable | None
     # (stack, [(text, target, source, λ)], task) -> many visitors' comparisons in one pass, or None
-    compare_rows: Callable | None
+    comparisons: Callable | None
     # (stack, target, source, lam, task) -> the texts whose prediction the merge at λ changes,
     # the merge's wins first (the flips table's rows, in its order)
     changed_texts: Callable | None
@@ -95,14 +95,14 @@ def _tagging_changed(stack, target, source, lam, task):
 KINDS: dict[str, TaskKind] = {k.name: k for k in (
     TaskKind("classification", "text classification", on_page=True, all_methods=True,
              shipped_sweep=_topic_shipped, sweep=_topic_sweep, compare=_topic_compare,
-             compare_rows=tasks.compare_rows, changed_texts=_topic_changed),
+             comparisons=tasks.comparisons, changed_texts=_topic_changed),
     TaskKind("tagging", "span tagging", on_page=True, all_methods=False,
              shipped_sweep=_tagging_shipped, sweep=_tagging_sweep, compare=_tagging_compare,
-             compare_rows=None, changed_texts=_tagging_changed),
+             comparisons=None, changed_texts=_tagging_changed),
     # M2QA's reading comprehension (the xlmr profile): its own tab and ``qa.answer``; no stored
     # curve or sweep here (``reproduce`` measures it)
     TaskKind("extractive_qa", "extractive question answering", on_page=False, all_methods=False,
-             shipped_sweep=None, sweep=None, compare=None, compare_rows=None, changed_texts=None),
+             shipped_sweep=None, sweep=None, compare=None, comparisons=None, changed_texts=None),
 )}
 
 

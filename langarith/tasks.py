@@ -5,6 +5,7 @@ Everything here calls ``LanguageStack.use`` so that merge + forward happen under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -137,19 +138,26 @@ def masked_logits(model, enc: dict, positions: torch.Tensor, rows=None) -> torch
     return head[len(head) - 1](h)
 
 
-def fill_mask(stack: LanguageStack, text: str, adapter, k: int = 5) -> list[tuple[str, float]]:
-    """Top-k tokens for the first mask in ``text``, from the MLM head over the language adapter
-    alone (this runs the invertible adapter forward at the input and in reverse before the head).
-    Cached by value (a class sliding λ over one text asks for the same merges again and again)."""
-    return list(stack.memo.get("fill_mask", (text, adapter_key(adapter), k),
-                                lambda: tuple(_fill_mask(stack, text, adapter, k))))
+def fill_mask(stack: LanguageStack, texts: list[str], adapters: list, k: int = 5) -> list:
+    """Top-k tokens for the first mask in text i under ``adapters[i]`` (a language code, weights by
+    language, or a ``Merge``), from the MLM head over the language adapter alone (this runs the
+    invertible adapter forward at the input and in reverse before the head): a list of top-k
+    lists. Cached by value (a class sliding λ over one text asks for the same merges again and
+    again); the answers not in the memo are computed together (``_mask_probs``)."""
+    keys = [(t, adapter_key(a), k) for t, a in zip(texts, adapters)]
+    todo = [i for i, key in enumerate(keys) if not stack.memo.has("fill_mask", key)]
+    fresh = dict(zip(todo, _top_tokens(stack, _mask_probs(stack, [texts[i] for i in todo],
+                                                           [adapters[i] for i in todo]), k)))
+    return [list(stack.memo.get("fill_mask", key, lambda i=i: tuple(fresh[i]))) for i, key in enumerate(keys)]
 
 
-def _fill_mask(stack: LanguageStack, text: str, adapter, k: int) -> list[tuple[str, float]]:
-    probs = _first_mask_probs(stack, text, adapter)
-    top = probs.topk(k)
-    tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
-    return [(t.replace("▁", "") or t, float(p)) for t, p in zip(tokens, top.values)]
+def _top_tokens(stack: LanguageStack, probs: torch.Tensor, k: int) -> list:
+    out = []
+    for p in probs:
+        top = p.topk(k)
+        tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+        out.append([(t.replace("▁", "") or t, float(v)) for t, v in zip(tokens, top.values)])
+    return out
 
 
 def mask_a_word(text: str, mask: str = "<mask>") -> str:
@@ -228,50 +236,36 @@ def single_prediction(stack: LanguageStack, text: str, adapter: str, task: str):
 _single = single_prediction  # the older private name
 
 
-def compare(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
-            task: str | None = None, mask_text: str | None = None, merge=None) -> Comparison:
-    """Merged stack vs adapter A alone vs adapter B alone, for one text.
-
-    ``merge`` (a ``model.Merge``) replaces the default linear λ·A + (1−λ)·B by another recipe
-    (N-way, task arithmetic, TIES, DARE); A and B stay the baselines shown beside it."""
-    text, notice = clean_text(text)
-    task_ = stack.bundle.task(task)
-    if merge is None:
-        lam = check_lambda(lam)
-    a, b = merge_pair(stack, target, source)
-    if merge is None:
-        weights = pair_weights(a, b, lam)
-    else:
-        weights = merge
-        lam = dict(merge.weights).get(a, float("nan"))
-    pa, ha, mask = single_prediction(stack, text, a, task_.name)
-    pb, _, _ = single_prediction(stack, text, b, task_.name)
-
-    def merged():
-        pm, hm, _ = classify(stack, [text], weights, task_.name, hidden_states=True)
-        return pm[0].tolist(), _hidden_shift(hm, ha, mask[0:1])
-
-    pm, shift = stack.memo.get("merged", (text, adapter_key(weights), task_.name), merged)
-    cmp = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
-                     labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
-                     hidden_shift=list(shift), notice=notice)
-    if mask_text is not None:
-        mtext, _ = clean_text(mask_text)
-        cmp.fill_mask = {"merged": fill_mask(stack, mtext, weights),
-                         "A": fill_mask(stack, mtext, a), "B": fill_mask(stack, mtext, b)}
-    return cmp
-
-
 # --- many visitors in one forward pass: one merge per row -----------------------------------------
-# Each request is (text, A, B, λ) with its own λ (and pair); ``LanguageStack.use_rows`` makes row r
-# compute with λ_r·A_r + (1−λ_r)·B_r, so a batch of visitors costs one padded pass, not one each.
-# Answers equal the same requests one by one (the live slot) to float tolerance.
+# Each request has its own λ (and pair); ``LanguageStack.use_rows`` makes row r compute with row
+# r's merge, so a batch of visitors costs one padded pass, not one each. A single request is a
+# batch of one: there is no second path whose memo keys must agree with this one.
+
+
+def _groups(adapters: list) -> list[list[int]]:
+    """Which rows run together: the rows of each language alone in one pass under its own adapter
+    (``LanguageStack.use``: a language's adapter need not share the slot's config), every merge
+    in one pass with one merge per row (``LanguageStack.use_rows``)."""
+    out: dict = {}
+    for i, ad in enumerate(adapters):
+        out.setdefault(ad if isinstance(ad, str) else None, []).append(i)
+    return list(out.values())
+
+
+@contextlib.contextmanager
+def _pass(stack: LanguageStack, adapters: list, task: str | None):
+    """(model, the ``RowMix`` or None) for one group of ``_groups``."""
+    if isinstance(adapters[0], str):
+        with stack.use(adapters[0], task) as model:
+            yield model, None
+    else:
+        with stack.use_rows(adapters, task) as mix:
+            yield mix.model, mix
 
 
 @torch.inference_mode()
-def classify_rows(stack: LanguageStack, texts: list[str], rows: list[dict], task: str | None = None):
+def _classify_rows(stack: LanguageStack, texts: list[str], rows: list, task: str):
     """Label probabilities [n, labels] and hidden states of text i under merge ``rows[i]``."""
-    task = stack.bundle.task(task).name
     enc = _encode(stack, texts)
     with stack.use_rows(rows, task) as mix:
         out = mix.model(**enc, head=task, output_hidden_states=True)
@@ -279,116 +273,132 @@ def classify_rows(stack: LanguageStack, texts: list[str], rows: list[dict], task
     return out.logits.float().softmax(-1).cpu(), [h.float().cpu() for h in out.hidden_states], mask
 
 
-def compare_rows(stack: LanguageStack, requests: list[tuple], task: str | None = None) -> list:
-    """``compare`` for many (text, target, source, λ) requests of one task in one merged pass
-    (A's and B's predictions come from the memo, as for one request). Each answer is a
-    ``Comparison``, or the ``InputError``/``MergeError`` that request alone would raise."""
+def comparisons(stack: LanguageStack, requests: list[tuple], task: str | None = None) -> list:
+    """Merged stack vs adapter A alone vs adapter B alone, for many (text, target, source, λ[,
+    merge]) requests of one task in one merged pass (A's and B's predictions come from the
+    memo). ``merge`` (a ``model.Merge``) replaces the linear λ·A + (1−λ)·B by another recipe
+    (N-way, task arithmetic, TIES, DARE, per-layer λ); A and B stay the baselines beside it.
+    Each answer is a ``Comparison``, or the ``InputError``/``MergeError`` that request alone
+    would raise."""
     from .arithmetic import MergeError
 
     task_ = stack.bundle.task(task)
     out: list = [None] * len(requests)
     todo = []
-    for i, (text, target, source, lam) in enumerate(requests):
+    for i, (text, target, source, lam, *merge) in enumerate(requests):
+        merge = merge[0] if merge else None
         try:
             text, notice = clean_text(text)
-            lam = check_lambda(lam)
+            if merge is None:
+                lam = check_lambda(lam)
             a, b = merge_pair(stack, target, source)
+            if merge is None:
+                weights = pair_weights(a, b, lam)
+            else:
+                weights, lam = merge, dict(merge.weights).get(a, float("nan"))
             pa, ha, mask = single_prediction(stack, text, a, task_.name)
             pb, _, _ = single_prediction(stack, text, b, task_.name)
-            todo.append((i, text, target, a, b, lam, notice, pa, pb, ha, mask))
+            todo.append((i, text, target, a, b, lam, weights, notice, pa, pb, ha, mask))
         except (InputError, MergeError) as e:
             out[i] = e
     # A class slides λ over the same few texts on the slider's grid: a merged answer already
-    # computed (keyed by text, merge and task, as ``compare`` keys it) costs no forward pass.
-    key = {t[0]: (t[1], adapter_key(pair_weights(t[3], t[4], t[5])), task_.name) for t in todo}
+    # computed (keyed by text, merge and task) costs no forward pass.
+    key = {t[0]: (t[1], adapter_key(t[6]), task_.name) for t in todo}
     run = [t for t in todo if not stack.memo.has("merged", key[t[0]])]
     fresh = {}
     if run:
-        probs, hidden, _ = classify_rows(stack, [t[1] for t in run],
-                                         [pair_weights(t[3], t[4], t[5]) for t in run], task_.name)
+        probs, hidden, _ = _classify_rows(stack, [t[1] for t in run], [t[6] for t in run], task_.name)
         for r, (i, *_, ha, mask) in enumerate(run):
             n = int(mask.sum())  # this row's tokens: the padding of the batch is not its own
             hm = [h[r:r + 1, :n] for h in hidden]
             fresh[i] = (probs[r].tolist(), _hidden_shift(hm, ha, mask[0:1]))
-    for i, text, target, a, b, lam, notice, pa, pb, _, _ in todo:
+    for i, text, target, a, b, lam, weights, notice, pa, pb, _, _ in todo:
         pm, shift = stack.memo.get("merged", key[i], lambda: fresh[i])
-        out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(pair_weights(a, b, lam)),
+        out[i] = Comparison(target=target, a=a, b=b, lam=lam, formula=formula(weights),
                             labels=list(task_.labels), probs={"merged": list(pm), "A": pa, "B": pb},
                             hidden_shift=list(shift), notice=notice)
     return out
 
 
-def fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int = 5) -> list:
-    """``fill_mask`` of text i under merge ``rows[i]``: a list of top-k lists. The answers not
-    in the memo (under ``fill_mask``'s keys) are computed in one pass."""
-    keys = [(t, adapter_key(r), k) for t, r in zip(texts, rows)]
-    todo = [i for i, key in enumerate(keys) if not stack.memo.has("fill_mask", key)]
-    fresh = dict(zip(todo, _fill_mask_rows(stack, [texts[i] for i in todo], [rows[i] for i in todo], k)))
-    return [list(stack.memo.get("fill_mask", key, lambda i=i: tuple(fresh[i]))) for i, key in enumerate(keys)]
+def compare(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
+            task: str | None = None, mask_text: str | None = None, merge=None) -> Comparison:
+    """``comparisons`` of one request (its error raised); with ``mask_text``, also the fill-mask
+    of the merge, A and B."""
+    cmp = comparisons(stack, [(text, target, source, lam, merge)], task)[0]
+    if isinstance(cmp, Exception):
+        raise cmp
+    if mask_text is not None:
+        mtext, _ = clean_text(mask_text)
+        merged = merge if merge is not None else pair_weights(cmp.a, cmp.b, cmp.lam)
+        fills = fill_mask(stack, [mtext] * 3, [merged, cmp.a, cmp.b])
+        cmp.fill_mask = dict(zip(("merged", "A", "B"), fills))
+    return cmp
 
 
 @torch.inference_mode()
-def _fill_mask_rows(stack: LanguageStack, texts: list[str], rows: list[dict], k: int) -> list:
-    if not texts:
-        return []
+def _mask_probs(stack: LanguageStack, texts: list[str], adapters: list) -> torch.Tensor:
+    """The MLM head's full distribution [n, vocab] at the first mask of text i under
+    ``adapters[i]`` (fill-mask, and the output ensemble's mixture of two such distributions)."""
     mask = stack.tokenizer.mask_token
+    out = torch.empty(0)
     for t in texts:
         if mask not in t:
             raise InputError(f"the fill-mask text needs a {mask} token")
-    enc = _encode(stack, texts)
-    first = []
-    for r in range(len(texts)):
-        pos = (enc["input_ids"][r] == stack.tokenizer.mask_token_id).nonzero()
-        if len(pos) == 0:
-            raise InputError(f"the {mask} token was cut off: put it earlier in the text")
-        first.append([r, int(pos[0, 0])])
-    with stack.use_rows(rows, None) as mix:
-        probs = masked_logits(mix.model, enc, torch.tensor(first, device=stack.device),
+    for idx in _groups(adapters):
+        enc = _encode(stack, [texts[i] for i in idx])
+        first = []
+        for r in range(len(idx)):
+            pos = (enc["input_ids"][r] == stack.tokenizer.mask_token_id).nonzero()
+            if len(pos) == 0:
+                raise InputError(f"the {mask} token was cut off: put it earlier in the text")
+            first.append([r, int(pos[0, 0])])
+        with _pass(stack, [adapters[i] for i in idx], None) as (model, mix):
+            p = masked_logits(model, enc, torch.tensor(first, device=stack.device),
                               rows=mix).float().softmax(-1).cpu()
-    out = []
-    for p in probs:
-        top = p.topk(k)
-        tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
-        out.append([(t.replace("▁", "") or t, float(v)) for t, v in zip(tokens, top.values)])
+        if out.numel() == 0:
+            out = torch.empty(len(texts), p.shape[1])
+        out[idx] = p
     return out
 
 
 @torch.inference_mode()
-def mlm_token_losses_rows(stack: LanguageStack, requests: list[tuple]) -> list:
-    """``mlm_token_losses(texts, adapter)`` for many (texts, adapter) requests (an adapter: a
-    language code or a merge's weights) in shared passes, one merge per request, filling the
-    memo under the same keys: a list of (sums, counts) per request."""
+def mlm_token_losses(stack: LanguageStack, requests: list[tuple]) -> list:
+    """Per (texts, adapter) request (an adapter: a language code, weights by language or a
+    ``Merge``): per text, (summed masked-token cross-entropy, number of masked tokens), with the
+    masking of ``_mlm_batches`` and logits only at masked positions. Cached by value; the
+    requests not in the memo share passes (``_groups``), one merge per request."""
     import numpy as np
 
     m = stack.memo
     keys = [(tuple(texts), adapter_key(adapter)) for texts, adapter in requests]
     got = {i: m.get("mlm_loss", key, lambda: None) for i, key in enumerate(keys) if m.has("mlm_loss", key)}
     todo = [i for i in range(len(keys)) if got.get(i) is None]
-    if todo:
+    for group in _groups([requests[i][1] for i in todo]):
+        group = [todo[g] for g in group]
         flat, owner = [], []  # every text of every request, and which request it belongs to
-        for j, i in enumerate(todo):
+        for j, i in enumerate(group):
             flat += list(requests[i][0])
             owner += [j] * len(requests[i][0])
         owner_t = torch.tensor(owner, device=stack.device)
-        rows = [{requests[i][1]: 1.0} if isinstance(requests[i][1], str) else dict(requests[i][1]) for i in todo]
         sums, counts = np.zeros(len(flat)), np.zeros(len(flat))
-        with stack.use_rows(rows, None) as mix:
+        with _pass(stack, [requests[i][1] for i in group], None) as (model, mix):
             for inputs, att, where, true, text_idx, row_text in _mlm_batches(stack, flat):
-                mix.select(owner_t[row_text])
-                logits = masked_logits(mix.model, {"input_ids": inputs, "attention_mask": att}, where,
+                if mix is not None:
+                    mix.select(owner_t[row_text])
+                logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where,
                                        rows=mix)
                 loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
                 np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
                 np.add.at(counts, text_idx.cpu().numpy(), 1)
         owner_a = np.array(owner)
-        for j, i in enumerate(todo):
+        for j, i in enumerate(group):
             part = owner_a == j
             got[i] = m.get("mlm_loss", keys[i], lambda part=part: (sums[part].copy(), counts[part].copy()))
     return [got[i] for i in range(len(keys))]
 
 
 def mlm_curve_requests(texts: list[str], a: str, b: str, lambdas) -> list[tuple]:
-    """The (texts, adapter) requests ``mlm_curve`` makes for a λ grid (for ``mlm_token_losses_rows``)."""
+    """The (texts, adapter) requests ``mlm_curve`` makes for a λ grid (for ``mlm_token_losses``)."""
     return [(texts, a if lam == 1.0 else b if lam == 0.0 else pair_weights(a, b, lam))
             for lam in check_grid(lambdas)]
 
@@ -623,31 +633,10 @@ def _mlm_batches(stack: LanguageStack, texts: list[str]):
         raise InputError("the text has no word tokens to mask (only special tokens or spaces)")
 
 
-def mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
-    """Per text: (summed masked-token cross-entropy, number of masked tokens) under a language
-    adapter or merge, with the masking of ``_mlm_batches``; logits only at masked positions."""
-    return stack.memo.get("mlm_loss", (tuple(texts), adapter_key(adapter)),
-                           lambda: _mlm_token_losses(stack, texts, adapter))
-
-
-@torch.inference_mode()
-def _mlm_token_losses(stack: LanguageStack, texts: list[str], adapter):
-    import numpy as np
-
-    sums, counts = np.zeros(len(texts)), np.zeros(len(texts))
-    with stack.use(adapter, None) as model:
-        for inputs, att, where, true, text_idx, _ in _mlm_batches(stack, texts):
-            logits = masked_logits(model, {"input_ids": inputs, "attention_mask": att}, where)
-            loss = torch.nn.functional.cross_entropy(logits.float(), true, reduction="none")
-            np.add.at(sums, text_idx.cpu().numpy(), loss.cpu().numpy())
-            np.add.at(counts, text_idx.cpu().numpy(), 1)
-    return sums, counts
-
-
 def mlm_loss(stack: LanguageStack, texts: list[str], adapter) -> float:
     """Mean masked-LM loss of ``texts`` under a language adapter or merge, masking every 5th
     token in turn (deterministic, so scores of different adapters and λ are comparable)."""
-    sums, counts = mlm_token_losses(stack, texts, adapter)
+    sums, counts = mlm_token_losses(stack, [(texts, adapter)])[0]
     return float(sums.sum() / max(counts.sum(), 1))
 
 
@@ -666,7 +655,7 @@ def mlm_curve(stack: LanguageStack, texts: list[str], a: str, b: str, lambdas=ML
     sums, counts, points = [], [], []
     for i, lam in enumerate(lambdas):
         adapter = a if lam == 1.0 else b if lam == 0.0 else pair_weights(a, b, lam)
-        s, c = mlm_token_losses(stack, texts, adapter)
+        s, c = mlm_token_losses(stack, [(texts, adapter)])[0]
         sums.append(s.tolist())
         counts.append(c.tolist())
         points.append({"lam": lam, "loss": float(s.sum() / max(c.sum(), 1))})
@@ -753,29 +742,11 @@ def ensemble_probs(stack: LanguageStack, texts: list[str], a: str, b: str, lam: 
     return mix_probs(classify(stack, texts, a, task), classify(stack, texts, b, task), lam)
 
 
-@torch.inference_mode()
-def _first_mask_probs(stack: LanguageStack, text: str, adapter) -> torch.Tensor:
-    """The MLM head's full distribution at the first mask of ``text`` (fill-mask, and the output
-    ensemble's mixture of two such distributions)."""
-    mask = stack.tokenizer.mask_token
-    if mask not in text:
-        raise InputError(f"the fill-mask text needs a {mask} token")
-    enc = _encode(stack, [text])
-    pos = (enc["input_ids"][0] == stack.tokenizer.mask_token_id).nonzero()
-    if len(pos) == 0:
-        raise InputError(f"the {mask} token was cut off: put it earlier in the text")
-    first = torch.tensor([[0, int(pos[0, 0])]], device=stack.device)
-    with stack.use(adapter, None) as model:
-        return masked_logits(model, enc, first)[0].float().softmax(-1).cpu()
-
-
 def ensemble_fill_mask(stack: LanguageStack, text: str, a: str, b: str, lam: float,
                        k: int = 5) -> list[tuple[str, float]]:
     """Top-k tokens of λ·p_A + (1−λ)·p_B at the first mask."""
-    p = mix_probs(_first_mask_probs(stack, text, a), _first_mask_probs(stack, text, b), lam)
-    top = p.topk(k)
-    tokens = stack.tokenizer.convert_ids_to_tokens(top.indices.tolist())
-    return [(t.replace("▁", "") or t, float(v)) for t, v in zip(tokens, top.values)]
+    pa, pb = _mask_probs(stack, [text, text], [a, b])
+    return _top_tokens(stack, mix_probs(pa, pb, lam)[None], k)[0]
 
 
 def compare_ensemble(stack: LanguageStack, text: str, target: str, source: str | None, lam: float,
@@ -797,7 +768,7 @@ def compare_ensemble(stack: LanguageStack, text: str, target: str, source: str |
     if mask_text is not None:
         mtext, _ = clean_text(mask_text)
         cmp.fill_mask = {"merged": ensemble_fill_mask(stack, mtext, a, b, lam),
-                         "A": fill_mask(stack, mtext, a), "B": fill_mask(stack, mtext, b)}
+                         **dict(zip("AB", fill_mask(stack, [mtext] * 2, [a, b])))}
     return cmp
 
 

@@ -159,7 +159,7 @@ def test_unknown_language(stack, client, capsys, tiny_bundle, tmp_path):
     # the Python API
     for call in (lambda: tasks.sweep(stack, "xx"),
                  lambda: analysis.rank_sources(stack, "xx"),
-                 lambda: tasks.fill_mask(stack, PT_MASK, "xx"),
+                 lambda: tasks.fill_mask(stack, [PT_MASK], ["xx"]),
                  lambda: stack.save_merged({"xx": 0.5, "en": 0.5}, tmp_path / "m")):
         with pytest.raises(InputError, match=f"unknown language 'xx'; {known}"):
             call()
@@ -210,7 +210,7 @@ def test_bad_lambda_python_api(stack, tmp_path, lam, msg):
     for call in (lambda: tasks.sweep(stack, "pt", "es", lambdas=(0.0, lam, 1.0)),
                  lambda: share.Recipe(target="pt", source="es", lam=lam).merge(stack),
                  lambda: share.export(stack, share.Recipe(target="pt", source="es", lam=lam), tmp_path / "x"),
-                 lambda: tasks.fill_mask(stack, PT_MASK, {"en": lam, "es": 1 - lam})):
+                 lambda: tasks.fill_mask(stack, [PT_MASK], [{"en": lam, "es": 1 - lam}])):
         with pytest.raises(MergeError, match=msg):
             call()
     with pytest.raises(MergeError, match="finite|sum to 1|lie in"):

@@ -42,17 +42,21 @@ def test_row_mix_equals_each_row_through_its_own_merged_linear_map():
 
 def test_a_batch_with_one_lambda_per_row_equals_the_same_requests_one_by_one(stack):
     reqs = _requests(stack)
-    batch = tasks.compare_rows(stack, reqs)
+    batch = tasks.comparisons(stack, reqs)
     tasks.clear_cache(stack, "merged")  # the one-by-one answers computed again, not read back
     alone = [tasks.compare(stack, *r) for r in reqs]
-    for got, want in zip(batch, alone):
+    for got, want, req in zip(batch, alone, reqs):
         assert got.formula == want.formula and got.lam == want.lam
         assert got.probs["merged"] == pytest.approx(want.probs["merged"], abs=1e-5)
         assert got.hidden_shift == pytest.approx(want.hidden_shift, abs=1e-4)
+        # and the live slot's merged weights (``classify``: λ·A + (1−λ)·B written, then one
+        # forward): a path that shares no code with the per-row mix
+        slot = tasks.classify(stack, [req[0].strip()], pair_weights(got.a, got.b, got.lam))[0]
+        assert got.probs["merged"] == pytest.approx(slot.tolist(), abs=1e-5)
     # no visitor's λ in another's answer: a row at λ = 1 is A alone and at λ = 0 is B alone,
     # whatever the other rows of its batch ask
     text, target, _, _ = reqs[0]
-    ends = tasks.compare_rows(stack, [(text, target, None, 1.0), (text, target, None, 0.0), reqs[3]])
+    ends = tasks.comparisons(stack, [(text, target, None, 1.0), (text, target, None, 0.0), reqs[3]])
     assert ends[0].probs["merged"] == pytest.approx(ends[0].probs["A"], abs=1e-5)
     assert ends[1].probs["merged"] == pytest.approx(ends[1].probs["B"], abs=1e-5)
     assert ends[0].probs["A"] != pytest.approx(ends[0].probs["B"], abs=1e-4)  # A and B differ here
@@ -61,7 +65,7 @@ def test_a_batch_with_one_lambda_per_row_equals_the_same_requests_one_by_one(sta
 def test_a_bad_request_in_a_batch_is_its_own_answer_only(stack):
     reqs = _requests(stack, 3)
     bad = (reqs[1][0], reqs[1][1], None, float("nan"))
-    got = tasks.compare_rows(stack, [reqs[0], bad, ("   ", reqs[2][1], None, 0.5)])
+    got = tasks.comparisons(stack, [reqs[0], bad, ("   ", reqs[2][1], None, 0.5)])
     assert isinstance(got[1], ValueError) and isinstance(got[2], ValueError)
     assert got[0].probs["merged"] == pytest.approx(tasks.compare(stack, *reqs[0]).probs["merged"], abs=1e-5)
 
@@ -75,16 +79,17 @@ def test_fill_mask_and_masked_lm_loss_of_a_batch_equal_one_by_one(stack):
         rows.append(pair_weights(a, b, lam))
         probes.append(tasks.mask_a_word(text, mask))
         texts.append(tasks.mlm_text(text)[0])
-    got = tasks.fill_mask_rows(stack, probes, rows)
+    got = tasks.fill_mask(stack, probes, rows)
+    tasks.clear_cache(stack, "fill_mask")
     for g, p, r in zip(got, probes, rows):
-        want = tasks.fill_mask(stack, p, r)
+        want = tasks.fill_mask(stack, [p], [r])[0]
         assert [t for t, _ in g] == [t for t, _ in want]
         assert [v for _, v in g] == pytest.approx([v for _, v in want], abs=1e-5)
     tasks.clear_cache(stack, "mlm_loss")
-    batch = tasks.mlm_token_losses_rows(stack, list(zip(texts, rows)))
+    batch = tasks.mlm_token_losses(stack, list(zip(texts, rows)))
     tasks.clear_cache(stack, "mlm_loss")
     for (sums, counts), t, r in zip(batch, texts, rows):
-        want_s, want_c = tasks.mlm_token_losses(stack, t, r)
+        want_s, want_c = tasks.mlm_token_losses(stack, [(t, r)])[0]
         assert list(counts) == list(want_c)
         assert list(sums) == pytest.approx(list(want_s), rel=1e-4, abs=1e-4)
 
@@ -203,15 +208,15 @@ def test_a_merged_answer_asked_again_costs_no_forward_pass(stack, monkeypatch):
     the stack's memo, the same answer; a new λ in the same batch still gets its own pass."""
     reqs = _requests(stack, 3)
     tasks.clear_cache(stack, "merged")
-    first = tasks.compare_rows(stack, reqs)
+    first = tasks.comparisons(stack, reqs)
     passes = []
-    real = tasks.classify_rows
-    monkeypatch.setattr(tasks, "classify_rows", lambda s, texts, rows, task=None: passes.append(len(texts))
+    real = tasks._classify_rows
+    monkeypatch.setattr(tasks, "_classify_rows", lambda s, texts, rows, task: passes.append(len(texts))
                         or real(s, texts, rows, task))
-    again = tasks.compare_rows(stack, reqs)
+    again = tasks.comparisons(stack, reqs)
     assert passes == [] and [a.probs for a in again] == [f.probs for f in first]
     new = (reqs[0][0], reqs[0][1], None, 0.123)
-    mixed = tasks.compare_rows(stack, [*reqs, new])
+    mixed = tasks.comparisons(stack, [*reqs, new])
     assert passes == [1] and mixed[-1].lam == 0.123
     assert mixed[-1].probs["merged"] != pytest.approx(first[0].probs["merged"], abs=1e-6)
 

@@ -156,7 +156,7 @@ def test_mlm_loss_matches_the_library_head_and_masks_every_token_once(stack):
     assert tasks.mlm_loss(stack, TEXTS, "es") == pytest.approx(_library_mlm_loss(stack, TEXTS, "es"), rel=1e-5)
     w = {"en": 0.3, "es": 0.7}
     assert tasks.mlm_loss(stack, TEXTS, w) == pytest.approx(_library_mlm_loss(stack, TEXTS, w), rel=1e-5)
-    _, counts = tasks.mlm_token_losses(stack, TEXTS, "es")
+    _, counts = tasks.mlm_token_losses(stack, [(TEXTS, "es")])[0]
     words = [len(stack.tokenizer(t)["input_ids"]) - 2 for t in TEXTS]  # minus <s> and </s>
     assert counts.tolist() == words
 

@@ -39,7 +39,7 @@ def test_a_shipped_curve_equals_a_fresh_computation_and_seeding_makes_it_free(sh
     requests = tasks.mlm_curve_requests([c["text"]], c["a"], c["b"], c["lambdas"])
     for i in (0, 7, 20):  # B alone, a merge, A alone: computed again, one request at a time
         adapter = requests[i][1]
-        sums, counts = tasks.mlm_token_losses(shipped_stack, [c["text"]], adapter)
+        sums, counts = tasks.mlm_token_losses(shipped_stack, [([c["text"]], adapter)])[0]
         np.testing.assert_allclose(sums, c["sums"][i], rtol=1e-4)
         assert counts.tolist() == c["counts"][i]
     tasks.clear_cache(shipped_stack)

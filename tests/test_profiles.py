@@ -195,8 +195,10 @@ def test_xlmr_fill_mask_through_the_checkpoint_head(hub_cache):
     assert stack.adapter_config["en"]["inv_adapter"] == "nice"
     assert stack.flat["en"].flat.numel() == profiles.madx_adapter_params(32, 12)
     text = "Angela <mask> met Emmanuel"
-    assert tasks.fill_mask(stack, text, {"en": 1.0, "de": 0.0}) == tasks.fill_mask(stack, text, "en")
-    assert tasks.fill_mask(stack, text, {"en": 0.5, "de": 0.5}) != tasks.fill_mask(stack, text, "en")
+    # one request a call: a batch's rows are computed together, and float sums may then differ
+    # from a batch of one's in the last bit
+    pure, half, en = (tasks.fill_mask(stack, [text], [ad])[0] for ad in ({"en": 1.0, "de": 0.0}, {"en": 0.5, "de": 0.5}, "en"))
+    assert pure == en and half != en
 
 
 # --- mBERT's second naming pattern (adapter plus a 370 MB masked-LM head) ----------------------

@@ -159,7 +159,7 @@ def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method
     def tokens(adapter):
         if merged_fill is not None and adapter is weights:
             return merged_fill
-        return tasks.fill_mask(stack, mtext, adapter)
+        return tasks.fill_mask(stack, [mtext], [adapter])[0]
 
     return tuple(gr.update(value=dict(tokens(adapter)), label=f"fill-mask, {name}")
                  for adapter, name in ((a, a), (weights, "merged"), (b, b)))
@@ -204,8 +204,8 @@ def _linear_rows(stack, methods, task_names) -> dict[int, Callable]:
     for i, m in enumerate(methods):
         kind = each_row(page_kind, stack, task_names[i])
         if (m.merges_linearly and m.method != tasks.ENSEMBLE and isinstance(kind, TaskKind)
-                and kind.compare_rows is not None):
-            out[i] = kind.compare_rows
+                and kind.comparisons is not None):
+            out[i] = kind.comparisons
     return out
 
 
@@ -261,7 +261,7 @@ def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) ->
                 pass  # that row's own call below reports it
     if fast:
         try:
-            got = tasks.fill_mask_rows(stack, [p for _, p, _ in fast], [w for _, _, w in fast])
+            got = tasks.fill_mask(stack, [p for _, p, _ in fast], [w for _, _, w in fast])
             merged = {i: g for (i, _, _), g in zip(fast, got)}
         except BAD_INPUT:
             merged = {}  # e.g. a probe whose mask was cut off: each row on its own says which

@@ -90,7 +90,7 @@ def live_rows(stack: LanguageStack, target, source, lam, text) -> list:
         need += [] if isinstance(got, Exception) else got
     if need:
         try:
-            tasks.mlm_token_losses_rows(stack, need)
+            tasks.mlm_token_losses(stack, need)
         except BAD_INPUT:  # one row's text cannot be scored: each row on its own below, which says so
             pass
     return [each_row(live_view, stack, target[i], source[i], lam[i], text[i]) for i in range(n)]
