@@ -31,10 +31,8 @@ def _hidden() -> list:
     return [gr.update(visible=False) for _ in WHO]  # one dict each: Gradio consumes them
 
 
-def _classification(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
-    if isinstance(done, Exception):
-        raise done
-    cmp = done or tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
+def _classification(stack, text, target, a, b, lam, task_name, merge) -> Shown:
+    cmp = tasks.compare(stack, text, target, b, lam, task_name, merge=merge)
     shown = lam if merge is None else cmp.lam
     names, say = column_names(a, b, shown), readable(stack, task_name)
     labels = [gr.update(value={say(k): p for k, p in zip(cmp.labels, cmp.probs[w])}, label=names[w],
@@ -42,7 +40,7 @@ def _classification(stack, text, target, a, b, lam, task_name, merge, done=None)
     return Shown(cmp.formula, shown, labels, _hidden(), shift=cmp.hidden_shift)
 
 
-def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
+def _tagging(stack, text, target, a, b, lam, task_name, merge) -> Shown:
     from .. import ner
 
     lam = tasks.check_lambda(lam)
@@ -53,7 +51,7 @@ def _tagging(stack, text, target, a, b, lam, task_name, merge, done=None) -> Sho
     return Shown(tasks.formula(pair_weights(a, b, lam)), lam, _hidden(), spans, notice=cmp.notice)
 
 
-def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge, done=None) -> Shown:
+def _fill_mask_only(stack, text, target, a, b, lam, task_name, merge) -> Shown:
     lam = tasks.check_lambda(lam)
     return Shown(tasks.formula(pair_weights(a, b, lam)), lam, _hidden(), _hidden())
 
@@ -104,12 +102,12 @@ def _compare_ensemble(stack, target, source, lam, text, task_name, full: bool):
     return (head, *labels, *_hidden(), *plot_views(rows, shift, cmp.a, cmp.b, cmp.lam))
 
 
-def compare_view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool,
-                 done: "tasks.Comparison | Exception | None" = None):
-    """The page's comparison: the formula and the task predictions of A, the merge and B
+def _view(stack: LanguageStack, target, source, lam, text, method: Method, task_name, full: bool):
+    """One visitor's comparison: the formula and the task predictions of A, the merge and B
     (labels or spans); with ``full``, also the weight and hidden-state plots. (Fill-mask is its
-    own event, ``fill_view``: the predictions are painted before its three MLM forwards.)
-    ``done``: the comparison already computed in a batch (``compare_rows``)."""
+    own event, ``fill_view``: the predictions are painted before its three MLM forwards.) The
+    predictions come through ``tasks.comparisons`` (a batch of one), so what ``compare_view``
+    computed for the whole batch is read back from the stack's memo, under the same key."""
     kind = page_kind(stack, task_name)
     all_methods = kind is not None and kind.all_methods
     if method.method == tasks.ENSEMBLE:
@@ -121,7 +119,7 @@ def compare_view(stack: LanguageStack, target, source, lam, text, method: Method
         raise InputError("this task merges linearly only (λ·A + (1−λ)·B) for now")
     text, notice = tasks.clean_text(text)
     a, b = tasks.merge_pair(stack, target, source)
-    s = VIEWS[kind.name if kind else None](stack, text, target, a, b, lam, task_name, merge, done)
+    s = VIEWS[kind.name if kind else None](stack, text, target, a, b, lam, task_name, merge)
     notice = s.notice or notice
     head = f"### `{s.formula}`" + (f"\n\n*{notice}*" if notice else "")
     if not full:
@@ -141,11 +139,9 @@ def probe(stack: LanguageStack, text, mask_text) -> str:
     return tasks.clean_text(mtext)[0]
 
 
-def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method: Method, task_name,
-              merged_fill=None):
-    """Fill-mask: the MLM head's top tokens for the probe under A, the merge (or the output
-    ensemble) and B. The probe is the text with a word masked when the box is empty.
-    ``merged_fill``: the merge's tokens already computed in a batch (``fill_mask_rows``)."""
+def _fill(stack: LanguageStack, target, source, lam, text, mask_text, method: Method, task_name):
+    """One visitor's fill-mask: the MLM head's top tokens for the probe under A, the merge (or the
+    output ensemble) and B. The probe is the text with a word masked when the box is empty."""
     mtext = probe(stack, text, mask_text)
     if method.method == tasks.ENSEMBLE:
         cmp = tasks.compare_ensemble(stack, text, target, source, lam, task_name, mask_text=mtext)
@@ -154,15 +150,9 @@ def fill_view(stack: LanguageStack, target, source, lam, text, mask_text, method
     lam = tasks.check_lambda(lam)
     merge = method.merge(stack, target, source, lam)
     a, b = tasks.merge_pair(stack, target, source)
-    weights = merge if merge is not None else pair_weights(a, b, lam)  # the batch's memo key
-
-    def tokens(adapter):
-        if merged_fill is not None and adapter is weights:
-            return merged_fill
-        return tasks.fill_mask(stack, [mtext], [adapter])[0]
-
-    return tuple(gr.update(value=dict(tokens(adapter)), label=f"fill-mask, {name}")
-                 for adapter, name in ((a, a), (weights, "merged"), (b, b)))
+    weights = merge if merge is not None else pair_weights(a, b, lam)
+    fills = tasks.fill_mask(stack, [mtext] * 3, [a, weights, b])
+    return tuple(gr.update(value=dict(f), label=f"fill-mask, {name}") for f, name in zip(fills, (a, "merged", b)))
 
 
 @model_handler(duration=20)
@@ -174,7 +164,7 @@ def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text:
     predictions (labels or spans), the weight and hidden-state plots. (A hub profile downloads a
     language's adapter the first time it is picked: its tqdm bar shows here.) ``mask_text`` is
     unused here (fill-mask is ``on_fill_mask``): it keeps the endpoints' inputs as they were."""
-    return compare_view(stack, target, source, lam, text, method, task_name, full=True)
+    return _view(stack, target, source, lam, text, method, task_name, full=True)
 
 
 @model_handler(duration=10)
@@ -182,7 +172,7 @@ def on_compare(stack: LanguageStack, target: str, source: str, lam: float, text:
 def on_fill_mask(stack: LanguageStack, target: str, source: str, lam: float, text: str,
                  mask_text: str, method: Method = LINEAR, task_name: str | None = None):
     """Fill-mask under A, the merge and B: an event of its own after the comparison."""
-    return fill_view(stack, target, source, lam, text, mask_text, method, task_name)
+    return _fill(stack, target, source, lam, text, mask_text, method, task_name)
 
 
 @model_handler(duration=10)
@@ -191,15 +181,15 @@ def on_drag(stack: LanguageStack, target: str, source: str, lam: float, text: st
             method: Method = LINEAR, task_name: str | None = None):
     """While the slider is dragged: the formula and the three predictions only (A's and B's are
     cached, so one forward); fill-mask and the plots follow on release."""
-    return compare_view(stack, target, source, lam, text, method, task_name, full=False)
+    return _view(stack, target, source, lam, text, method, task_name, full=False)
 
 
 # --- the batched handlers: every visitor waiting on an event in one forward pass ------------------
 
 
 def _linear_rows(stack, methods, task_names) -> dict[int, Callable]:
-    """Rows whose merge is the plain λ·A + (1−λ)·B of a task kind with ``compare_rows`` (one
-    pass for many visitors), and that function; other rows write the live slot one at a time."""
+    """Rows whose merge is the plain λ·A + (1−λ)·B of a task kind with ``comparisons`` (one
+    pass for many visitors), and that function; other rows run one at a time."""
     out = {}
     for i, m in enumerate(methods):
         kind = each_row(page_kind, stack, task_names[i])
@@ -209,21 +199,19 @@ def _linear_rows(stack, methods, task_names) -> dict[int, Callable]:
     return out
 
 
-def compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full: bool) -> list:
-    """Each row's ``compare_view`` (a tuple of outputs, or its bad-input error): the plain linear
-    merges of a task kind with ``compare_rows`` in one forward pass (or from the memo)."""
+def compare_view(stack, target, source, lam, text, mask_text, method, task_name, full: bool) -> list:
+    """The comparison of every visitor of a batch (each input a list): each row's answer (a
+    tuple of outputs, or its bad-input error). The plain linear merges of a task kind with
+    ``comparisons`` run in one forward pass first; each row's view then reads them from the memo."""
     n = len(target)
     source, lam, text, task_name = (per_row(n, v) for v in (source, lam, text, task_name))
     methods = method_rows(method, n)
-    done: dict = {}
     fast = _linear_rows(stack, methods, task_name)
     for task in {task_name[i] for i in fast}:
         idx = [i for i in fast if task_name[i] == task]
-        got = fast[idx[0]](stack, [(text[i], target[i], source[i], lam[i]) for i in idx],
-                           page_task(stack, task))
-        done.update(zip(idx, got))
-    return [each_row(compare_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i],
-                     full, done.get(i)) for i in range(n)]
+        fast[idx[0]](stack, [(text[i], target[i], source[i], lam[i]) for i in idx], page_task(stack, task))
+    return [each_row(_view, stack, target[i], source[i], lam[i], text[i], methods[i], task_name[i], full)
+            for i in range(n)]
 
 
 @model_handler(duration=30, batched=True)
@@ -231,7 +219,7 @@ def on_compare_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                     method: Method = LINEAR, task_name=None):
     """``on_compare`` for every visitor waiting on the event (each input a list): the plain
     linear merges of the batch in one forward pass, one merge per row."""
-    return batch_answer(compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True), 9)
+    return batch_answer(compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=True), 9)
 
 
 @model_handler(duration=20, batched=True, served_first=True)
@@ -241,15 +229,15 @@ def on_predict_rows(stack: LanguageStack, target, source, lam, text, mask_text,
     predictions only, for every visitor waiting. The plots, fill-mask and the text's loss (below
     the first screen) follow in the details step (``demo.on_details_rows``), so the predictions
     are never behind them."""
-    return batch_answer(compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=False), 7)
+    return batch_answer(compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=False), 7)
 
 
-def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) -> list:
-    """Fill-mask of a batch: A's and B's from the memo, the linear merges in one pass."""
+def fill_view(stack, target, source, lam, text, mask_text, method, task_name) -> list:
+    """Fill-mask of every visitor of a batch (each input a list): the linear merges in one pass
+    first (A's and B's are in the memo), then each row's answer reads them back from the memo."""
     n = len(target)
     source, lam, text, mask_text, task_name = (per_row(n, v) for v in (source, lam, text, mask_text, task_name))
     methods = method_rows(method, n)
-    merged: dict = {}
     fast = []
     for i, m in enumerate(methods):
         if m.merges_linearly and m.method != tasks.ENSEMBLE:
@@ -261,19 +249,18 @@ def fill_rows(stack, target, source, lam, text, mask_text, method, task_name) ->
                 pass  # that row's own call below reports it
     if fast:
         try:
-            got = tasks.fill_mask(stack, [p for _, p, _ in fast], [w for _, _, w in fast])
-            merged = {i: g for (i, _, _), g in zip(fast, got)}
+            tasks.fill_mask(stack, [p for _, p, _ in fast], [w for _, _, w in fast])
         except BAD_INPUT:
-            merged = {}  # e.g. a probe whose mask was cut off: each row on its own says which
-    return [each_row(fill_view, stack, target[i], source[i], lam[i], text[i], mask_text[i], methods[i],
-                     task_name[i], merged.get(i)) for i in range(n)]
+            pass  # e.g. a probe whose mask was cut off: each row on its own says which
+    return [each_row(_fill, stack, target[i], source[i], lam[i], text[i], mask_text[i], methods[i],
+                     task_name[i]) for i in range(n)]
 
 
 @model_handler(duration=20, batched=True)
 def on_fill_mask_rows(stack: LanguageStack, target, source, lam, text, mask_text,
                       method: Method = LINEAR, task_name=None):
     """``on_fill_mask`` batched."""
-    return batch_answer(fill_rows(stack, target, source, lam, text, mask_text, method, task_name), 3)
+    return batch_answer(fill_view(stack, target, source, lam, text, mask_text, method, task_name), 3)
 
 
 ANIMATE_LAMBDAS = [round(0.1 * i, 1) for i in range(11)]
@@ -288,7 +275,7 @@ def on_animate(stack: LanguageStack, target: str, source: str, text: str, mask_t
     the formula and the three predictions (one forward a frame: A's and B's are cached). The
     frames are computed in one GPU call; the page plays them ``ANIMATE_PAUSE_S`` apart."""
     for lam in ANIMATE_LAMBDAS:
-        yield (lam, *compare_view(stack, target, source, lam, text, method, task_name, full=False))
+        yield (lam, *_view(stack, target, source, lam, text, method, task_name, full=False))
 
 
 def layout_text(stack: LanguageStack, c: Controls) -> None:

@@ -38,9 +38,9 @@ def on_details_rows(stack: LanguageStack, target, source, lam, text, mask_text,
     and B, the masked-LM loss of the text over λ, and the per-layer plots of weights and hidden
     states; every visitor waiting in one batch. The merged forward of the plots comes from the
     memo the predictions filled."""
-    fills = compare.fill_rows(stack, target, source, lam, text, mask_text, method, task_name)
+    fills = compare.fill_view(stack, target, source, lam, text, mask_text, method, task_name)
     lives = mlm.live_rows(stack, target, source, lam, text)
-    views = compare.compare_rows(stack, target, source, lam, text, mask_text, method, task_name, full=True)
+    views = compare.compare_view(stack, target, source, lam, text, mask_text, method, task_name, full=True)
     errors = [e for e in (*fills, *lives, *views) if isinstance(e, Exception)]
     if len(target) == 1 and errors:
         raise gr.Error(str(errors[0])) from None
