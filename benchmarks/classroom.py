@@ -62,7 +62,7 @@ def texts_of_pairs() -> dict[str, str]:
     """Each pair's text: the one the page opens the target on (its first dev text, as shipped in
     ``results/opening_curves.json``), else the target's first example."""
     from langarith import opening_curves
-    from langarith.model import Bundle
+    from langarith.loading import Bundle
 
     b = Bundle.load(ROOT / "assets" / "bundle")
     path = b.path("results") / f"{opening_curves.FILE}.json"
@@ -74,7 +74,7 @@ def texts_of_pairs() -> dict[str, str]:
 def shown_pair() -> tuple[dict[str, str], str]:
     """Each pair's source B and the task, as the page's pickers send them (the door refuses a
     missing value of a picker that always holds one)."""
-    from langarith.model import Bundle
+    from langarith.loading import Bundle
 
     b = Bundle.load(ROOT / "assets" / "bundle")
     return {t: b.language(t).source for t in PAIRS if t in b.languages}, b.default_task

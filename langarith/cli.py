@@ -53,7 +53,7 @@ def lam_arg(text: str) -> float:
 
 def anchors_arg(text: str) -> list[float]:
     """Per-layer λ anchors ``0.2,0.5,0.8``, each a λ."""
-    from .model import InputError
+    from .loading import InputError
     from .share import parse_anchors
 
     try:
@@ -131,7 +131,7 @@ def _profile_name(bundle_arg: str | None, profile: str | None) -> str | None:
 
 def load_manifest(path: Path, profile: str | None = None):
     """The bundle's (or hub profile's) manifest alone: no model, no download."""
-    from .model import Bundle, BundleError
+    from .loading import Bundle, BundleError
 
     if profile:
         from .profiles import load_profile
@@ -143,7 +143,8 @@ def load_manifest(path: Path, profile: str | None = None):
 
 
 def load_stack(path: Path, profile: str | None = None):
-    from .model import BundleError, LanguageStack
+    from .loading import BundleError
+    from .model import LanguageStack
 
     if profile:
         from .profiles import load_profile
@@ -156,7 +157,7 @@ def load_stack(path: Path, profile: str | None = None):
 
 def check_names(bundle, args) -> None:
     """Languages and task of the request, checked against the manifest before the model loads."""
-    from .model import InputError
+    from .loading import InputError
 
     for code in (getattr(args, "target", None), getattr(args, "source", None)):
         if code:
@@ -182,7 +183,7 @@ def serve(bundle: str | None, profile: str | None, host: str, port: int) -> None
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from . import hosting  # first: on ZeroGPU, `spaces` patches torch before CUDA is touched
     from .encoder import SourceFetchError
-    from .model import BundleError
+    from .loading import BundleError
     from .page import LAUNCH, build_demo
 
     cache = hosting.use_encoder_cache()
@@ -295,7 +296,7 @@ def _typology_json(stack, target: str | None, ranking: list | None) -> dict:
     """URIEL similarity per feature set (row and ranking for a target); a language URIEL lacks
     gives an ``error`` entry instead of failing the whole command."""
     from . import typology
-    from .model import InputError
+    from .loading import InputError
 
     try:
         return typology.cli_summary(stack, target, ranking)
@@ -350,7 +351,7 @@ def _merge_pair(stack, args):
 
 def _predict_text(stack, args) -> tuple[str, str]:
     """(the text, where it came from): --text, else the target's first example, said aloud."""
-    from .model import InputError
+    from .loading import InputError
 
     if args.text is not None:
         return args.text, "--text"
@@ -414,7 +415,7 @@ def _export_recipe(stack, args):
 
 
 def _read_recipe(path: str) -> str:
-    from .model import InputError
+    from .loading import InputError
 
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -485,7 +486,7 @@ def cmd_mlm(stack, args) -> dict:
 
 def _mlm_texts(stack, args) -> list[str]:
     from . import results, tasks
-    from .model import InputError
+    from .loading import InputError
 
     if args.text is not None:
         texts, notice = tasks.mlm_text(args.text)
@@ -502,7 +503,7 @@ def _mlm_texts(stack, args) -> list[str]:
 def cmd_beyond(stack, args) -> dict:
     """``beyond``: the measured comparison of per-layer gradients and the output ensemble."""
     from . import beyond
-    from .model import InputError
+    from .loading import InputError
 
     if args.mlm_only:
         if not args.out or not Path(args.out).is_file():
@@ -772,7 +773,7 @@ def _run(args):
 def _failure(e: Exception) -> tuple[int, str]:
     """(exit code, the one line to print) of an error the command line knows."""
     from .encoder import SourceFetchError
-    from .model import BundleError
+    from .loading import BundleError
 
     if isinstance(e, SourceFetchError):
         from .hosting import encoder_cache_dir
@@ -789,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     from .arithmetic import MergeError
     from .encoder import SourceFetchError
-    from .model import BundleError, InputError
+    from .loading import BundleError, InputError
 
     try:
         out = _run(args)

@@ -23,7 +23,8 @@ import time
 
 from . import lambda_rules, results, stats, tasks
 from .arithmetic import pair_weights
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 
 FILE = "head_entropy"  # results/<FILE>.json
 

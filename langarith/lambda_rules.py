@@ -39,7 +39,8 @@ import numpy as np
 from . import results, stats
 from .arithmetic import MergeError, check_lambda
 from .cache import MEMO_LIMITS, Memo
-from .model import Bundle, InputError, LanguageStack
+from .loading import Bundle, InputError
+from .model import LanguageStack
 
 RULES = ("dev", "mlm", "entropy", "fixed")
 LABEL_FREE = ("mlm", "entropy")  # the rules that read no label: the page offers both

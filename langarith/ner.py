@@ -15,7 +15,8 @@ import torch
 
 from . import stats, tasks
 from .arithmetic import check_lambda, pair_weights
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 from .tasks import MAX_TOKENS, clean_text, formula, merge_pair
 
 

@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from . import results, tasks
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 
 FILE = "opening_curves"
 SLIDER_GRID = tuple(round(i * 0.05, 2) for i in range(21))  # the page's λ slider: 0, 0.05, ..., 1

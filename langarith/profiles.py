@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .lock import Lock, LockMismatch, snapshot_entry
-from .model import Bundle, BundleError, InputError
+from .loading import Bundle, BundleError, InputError
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from .arithmetic import check_lambda, pair_weights
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 from .tasks import clean_text, formula, merge_pair
 
 MAX_QA_TOKENS = 512  # question + context: the M2QA QA adapter's max_seq_length (the context is cut)

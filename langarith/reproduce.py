@@ -37,7 +37,7 @@ import numpy as np
 
 from . import paths, stats
 from .arithmetic import pair_weights
-from .model import BundleError, InputError
+from .loading import BundleError, InputError
 
 FORMAT = 1
 SETTINGS = ("zero_shot", "enhancement")

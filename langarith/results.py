@@ -14,7 +14,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 from . import tasks
 from .tasks import decode_predictions, item_keys, load_eval
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from . import tasks
 from .arithmetic import (METHODS, PARAMS, check_lambda, check_weights, layer_lambdas,
                          merge_method, pair_weights)
-from .model import InputError, LanguageStack, Merge
+from .loading import InputError
+from .model import LanguageStack, Merge
 
 MAX_LANGUAGES = 4
 MAX_RECIPE_BYTES = 100_000  # a recipe is a few hundred bytes; the page refuses larger uploads too

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import results, tasks
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .arithmetic import check_lambda, merge_method, pair_weights
-from .model import InputError, LanguageStack
+from .loading import InputError
+from .model import LanguageStack
 
 # --- the stack's memo: one bounded cache per stack, keyed by value -------------------------------
 

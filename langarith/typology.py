@@ -23,7 +23,8 @@ import numpy as np
 
 from . import results, stats, tasks
 from .arithmetic import METHODS, MergeError, pair_weights, typology_weights
-from .model import InputError, LanguageStack, Merge
+from .loading import InputError
+from .model import LanguageStack, Merge
 
 FEATURE_SETS = {  # our name -> (lang2vec feature set, measure)
     "syntax": ("syntax_knn", "cosine"),

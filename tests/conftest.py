@@ -186,7 +186,7 @@ def fresh_model(tiny_bundle):
     """
     from adapters import BertAdapterModel
 
-    from langarith.model import Bundle
+    from langarith.loading import Bundle
 
     bundle = Bundle.load(tiny_bundle)
 

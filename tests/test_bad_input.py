@@ -23,7 +23,8 @@ import torch
 import conftest
 from langarith import analysis, cli, share, tasks
 from langarith.arithmetic import MergeError
-from langarith.model import BundleError, InputError, LanguageStack, Merge
+from langarith.loading import BundleError, InputError
+from langarith.model import LanguageStack, Merge
 
 PT_TEXT = "insira uma fórmula na célula"
 PT_MASK = "insira uma <mask> na célula"

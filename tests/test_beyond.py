@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from langarith import arithmetic, beyond, results, share, stats, tasks
 from langarith.arithmetic import MergeError
-from langarith.model import InputError, LanguageStack, Merge
+from langarith.loading import InputError
+from langarith.model import LanguageStack, Merge
 
 TEXTS = ["insira uma fórmula na célula", "desenhe uma linha e uma forma"]
 

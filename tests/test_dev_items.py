@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from langarith import ner, results, tasks
-from langarith.model import InputError
+from langarith.loading import InputError
 from langarith.task_kinds import kind_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from langarith import tasks
 from langarith.arithmetic import MergeError
-from langarith.model import MERGED, BundleError, InputError, language_params, load_adapter_checked
+from langarith.loading import BundleError, InputError, load_adapter_checked
+from langarith.model import MERGED, language_params
 
 PT_TEXT = "insira uma fórmula na célula"
 ES_TEXT = "formatee el párrafo y el estilo de página"

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 import zerogpu_standin
 from langarith import arithmetic, hosting, share, tasks
 from langarith.page import common
-from langarith.model import MERGED, InputError, Merge, language_params
+from langarith.loading import InputError
+from langarith.model import MERGED, Merge, language_params
 
 TEXTS = ["insira uma fórmula na célula", "formatee el párrafo y el estilo de página"]
 

@@ -19,7 +19,7 @@ import pytest
 
 from langarith import lambda_rules as lr
 from langarith import stats
-from langarith.model import Bundle
+from langarith.loading import Bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets" / "bundle"

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "langarith"
 LAYERS = {
     "langarith": 0, "langarith.__init__": 0,
     "langarith.arithmetic": 1, "langarith.stats": 1, "langarith.cache": 1, "langarith.paths": 1,
-    "langarith.model": 2, "langarith.encoder": 2, "langarith.profiles": 2, "langarith.hosting": 2,
+    "langarith.model": 2, "langarith.loading": 2, "langarith.encoder": 2, "langarith.profiles": 2, "langarith.hosting": 2,
     "langarith.trust": 2, "langarith.lock": 2,
     "langarith.tasks": 3, "langarith.ner": 3, "langarith.qa": 3, "langarith.results": 3,
     "langarith.beyond": 3, "langarith.typology": 3, "langarith.reproduce": 3,

@@ -17,7 +17,7 @@ import torch
 
 from langarith import results, stats, tasks
 from langarith.page import flips, mlm, sweep
-from langarith.model import InputError
+from langarith.loading import InputError
 
 # --- the paired bootstrap -------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import torch
 
 from langarith import profiles
 from langarith.arithmetic import MergeError
-from langarith.model import Bundle, BundleError
+from langarith.loading import Bundle, BundleError
 
 ROOT = Path(__file__).resolve().parent.parent
 

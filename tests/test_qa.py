@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from langarith import profiles
-from langarith.model import BundleError, InputError
+from langarith.loading import BundleError, InputError
 
 QUESTION = "Angela Merkel met whom ?"
 CONTEXT = "Angela Merkel met Emmanuel Macron in Paris on Tuesday . The United Nations has its headquarters"

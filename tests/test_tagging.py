@@ -13,7 +13,7 @@ import pytest
 
 from langarith import cli, ner, stats
 from langarith.bundle import corpus, tagging
-from langarith.model import InputError
+from langarith.loading import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 

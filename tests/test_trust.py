@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from langarith import trust
-from langarith.model import BundleError, LanguageStack
+from langarith.loading import BundleError
+from langarith.model import LanguageStack
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

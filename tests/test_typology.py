@@ -19,7 +19,7 @@ import torch
 
 from langarith import share, stats, typology
 from langarith.arithmetic import METHODS, MergeError, typology_weights
-from langarith.model import InputError
+from langarith.loading import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 

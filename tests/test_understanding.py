@@ -16,7 +16,8 @@ import torch
 
 from langarith import analysis, share, tasks
 from langarith.arithmetic import (METHODS, MergeError, dare_merge, interpolate, ties_merge)
-from langarith.model import InputError, Merge
+from langarith.loading import InputError
+from langarith.model import Merge
 
 REPO = Path(__file__).resolve().parent.parent
 

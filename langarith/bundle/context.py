@@ -122,7 +122,7 @@ class Build:
 
     def model_with(self, adapters: list[str], task: bool = False):
         """Base + MLM head + the named adapters, loaded from the bundle being built."""
-        from ..model import load_adapter_checked
+        from ..loading import load_adapter_checked
 
         model = train.load_model(self.base, self.device)
         model.load_head(str(self.bundle / "heads" / "mlm"), load_as="mlm")

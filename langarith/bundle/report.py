@@ -243,7 +243,7 @@ def lambda_rules_tables(table: dict) -> str:
 def lambda_rules_section(bundle: Path) -> str:
     """``lambda_rules_tables`` computed here from the bundle's shipped files (seconds)."""
     from .. import lambda_rules
-    from ..model import Bundle
+    from ..loading import Bundle
 
     return lambda_rules_tables(lambda_rules.rules_table(lambda_rules.Shipped(Bundle.load(bundle))))
 

@@ -443,7 +443,7 @@ def stage_train(build: Build, dest: Path, *, epochs: int = 8, batch: int = 16, l
     """Train on the packaged bundle's frozen English adapter; write the task adapter (fp16, with
     its head), the eval sets and the manifest entry into ``dest``. Budget: 8 epochs of the ~9,000
     English sentences or 40 minutes (one CPU core: ~0.5 s a batch of 16), whichever ends first."""
-    from ..model import Bundle, load_adapter_checked
+    from ..loading import Bundle, load_adapter_checked
     from .train import load_model, save_fp16_adapter
 
     items, stats = items_for(build)

@@ -17,7 +17,8 @@ import gradio as gr
 from .. import hosting, share, tasks, typology
 from ..task_kinds import KINDS, TaskKind, kind_of
 from ..arithmetic import METHODS, PARAMS, MergeError
-from ..model import BundleError, InputError, LanguageStack
+from ..loading import BundleError, InputError
+from ..model import LanguageStack
 
 BAD_INPUT = (InputError, MergeError, BundleError)
 FALLBACK_TEXT = "Barack Obama visited Berlin and Paris with Angela Merkel in 2013."

@@ -10,7 +10,8 @@ import gradio as gr
 
 from .. import analysis, plots, tasks
 from ..arithmetic import pair_weights
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from ..task_kinds import TaskKind
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LINEAR, PRIVATE, WHO, Controls, Method,
                      batch_answer, column_names, each_row, event, first_target, guarded, method_rows,

@@ -9,7 +9,8 @@ import html
 import gradio as gr
 
 from .. import results, tasks
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import PRIVATE, Controls, event, guarded, page_kind, page_task, readable
 
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps

@@ -7,7 +7,8 @@ import gradio as gr
 
 from .. import lambda_rules, results, share, tasks
 from ..arithmetic import METHODS
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, FALLBACK_TEXT, LAM_STEP, PRIVATE, Controls, event, first_target, guarded,
                      language_choices, page_task, pts, task_choices)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import gradio as gr
 
 from .. import share, tasks
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import LINEAR, PANEL, PRIVATE, Controls, Method, class_query, event, guarded, model_handler
 
 

@@ -26,7 +26,8 @@ import plotly.graph_objects as go
 
 from .. import classroom, results
 from ..classroom import RoomError
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, LINEAR, PRIVATE, Controls, Method, class_query, event, page_kind,
                      page_task, readable)
 

@@ -9,7 +9,8 @@ import os
 import gradio as gr
 
 from .. import plots, results, tasks
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import (Controls, ci_words, event, gain_line, guarded, model_handler, page_kind, page_task,
                      served_stack)
 

@@ -11,7 +11,8 @@ from typing import Callable
 import gradio as gr
 
 from .. import results, tasks
-from ..model import InputError, LanguageStack
+from ..loading import InputError
+from ..model import LanguageStack
 from .common import PRIVATE, Controls, event, guarded, page_kind, page_task
 
 
