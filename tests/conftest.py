@@ -10,9 +10,24 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import socket  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _served_stack_kept():
+    """The page's handlers read the one stack ``page.common.serve`` was given (the ZeroGPU
+    boundary sends no stack). A test that builds another page (a hub profile's, a QA page) must
+    not leave the session's app serving that page's stack to later tests."""
+    common = sys.modules.get("langarith.page.common")
+    saved = dict(common._SERVED) if common else None
+    yield
+    common = sys.modules.get("langarith.page.common")
+    if common is not None and saved:
+        common._SERVED.clear()
+        common._SERVED.update(saved)
 
 
 def free_port() -> int:
