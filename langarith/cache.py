@@ -28,6 +28,7 @@ MEMO_LIMITS = {
     "eval": 64,  # tasks: a language's labelled eval items, read from the bundle once
     "pair_statistics": 64,  # analysis: per-layer statistics of a pair
     "similarity": 2,  # analysis: the language-vector similarity matrix
+    "flips": 512,  # page.flips: a pair's flips table at one λ (read from the stored predictions)
 }
 
 

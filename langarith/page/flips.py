@@ -107,7 +107,11 @@ def on_flips(stack: LanguageStack, target: str, source: str, lam: float, task_na
     against B, and the items whose prediction differs between A, the merge and B (the table, and
     the same items in the picker under it)."""
     kind = page_kind(stack, task_name)
-    md, rows = TABLES.get(kind.name if kind else None, _no_flips)(stack, target, source, lam, task_name)
+    table = TABLES.get(kind.name if kind else None, _no_flips)
+    # Every student of a class asks for the same few tables (a pair, the slider's λ): built once
+    # (a table read the stored predictions back each time: ~50 ms of the server's one GIL a call).
+    md, rows = stack.memo.get("flips", (table.__name__, target, source, round(float(lam), 6), task_name),
+                              lambda: table(stack, target, source, lam, task_name))
     return md, table_html(rows), pick_choices(rows)
 
 
