@@ -161,7 +161,6 @@ class FirstInLine(list):
         else:
             super().append(event)
 
-
     def drop_stale(self, event) -> list:
         """Take the visitor's waiting events of ``event``'s handler out of the line and answer
         each as Gradio's own cancel route does (completed, no output: the page keeps what it

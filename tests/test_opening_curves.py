@@ -21,6 +21,9 @@ def shipped_stack():
 
 
 def test_the_shipped_curves_cover_each_target_the_page_opens_on(shipped_stack):
+    from langarith.page.common import LAM_GRID
+
+    assert opening_curves.SLIDER_GRID == LAM_GRID  # the grid the page's slider sends
     shipped = json.loads((BUNDLE / "results" / f"{opening_curves.FILE}.json").read_text())
     for target, curves in shipped.items():
         assert [c["text"] for c in curves] == opening_curves.opening_texts(shipped_stack, target)
