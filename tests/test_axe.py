@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from test_browser import ARGS, CHROMIUM, TIMEOUT
+from test_browser import TIMEOUT, browser  # noqa: F401 - the module's one browser
 
 SCREENS = [(1280, 720, False), (390, 844, True)]
 
@@ -21,24 +21,12 @@ SCREENS = [(1280, 720, False), (390, 844, True)]
 ACCEPTED: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture(scope="module", params=SCREENS, ids=lambda v: f"{v[0]}x{v[1]}")
-def loaded(request, chromium, app_url):
+def loaded(request, browser, app_url):  # noqa: F811
     """The page with everything its first load sends painted: predictions, the held-out curve,
     the flips and the details step's plots."""
     width, height, touch = request.param
-    context = chromium.new_context(viewport={"width": width, "height": height}, has_touch=touch,
+    context = browser.new_context(viewport={"width": width, "height": height}, has_touch=touch,
                                    is_mobile=touch)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT)

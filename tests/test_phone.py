@@ -10,29 +10,17 @@ import re
 import pytest
 
 from langarith import tasks
-from test_browser import ARGS, CHROMIUM, TIMEOUT, new_errors, watch_errors
+from test_browser import TIMEOUT, browser, new_errors, watch_errors  # noqa: F401 - browser: the module's one
 
 PHONES = [(390, 844), (360, 640)]
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture(scope="module", params=PHONES, ids=lambda v: f"{v[0]}x{v[1]}")
-def phone(request, chromium, app_url):
+def phone(request, browser, app_url):  # noqa: F811
     """One touch page per phone size, loaded (the first comparison painted), shared by the
     module's tests in their order: first screen, drag, scroll."""
     width, height = request.param
-    context = chromium.new_context(viewport={"width": width, "height": height}, has_touch=True,
+    context = browser.new_context(viewport={"width": width, "height": height}, has_touch=True,
                                    is_mobile=True, device_scale_factor=2)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT)
