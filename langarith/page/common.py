@@ -458,3 +458,18 @@ def ci_words(g: dict, unit: str = "points", digits: int = 1) -> str:
     lo, hi = g["ci95"]
     verdict = "clear" if lo > 0 or hi < 0 else "inside its interval"
     return f"**{g['points']:+.{digits}f}** {unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({verdict})"
+
+
+def spans_of(words: list[str], tags: list[str], name=str, none: str = "—") -> str:
+    """BIO tags as ``type name: words; ...`` (a cell of the flips table, a question's sentence);
+    ``none`` when the tags name nothing."""
+    spans, cur = [], None
+    for w, t in zip(words, tags):
+        if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur[0] != t[2:])):
+            cur = [t[2:], [w]]
+            spans.append(cur)
+        elif t.startswith("I-"):
+            cur[1].append(w)
+        else:
+            cur = None
+    return "; ".join(f"{name(k)}: {' '.join(ws)}" for k, ws in spans) or none

@@ -11,7 +11,7 @@ import gradio as gr
 from .. import results, tasks
 from ..loading import InputError
 from ..model import LanguageStack
-from .common import PRIVATE, Controls, event, guarded, page_kind, page_task, readable
+from .common import PRIVATE, Controls, event, guarded, page_kind, page_task, readable, spans_of
 
 FLIP_COLUMNS = ["gold", "A", "merged", "B", "text"]  # short columns first: the text wraps
 COLUMN_WIDTHS = ["14%", "14%", "14%", "14%", "44%"]  # on a phone the table scrolls sideways instead
@@ -61,20 +61,6 @@ def _classification_flips(stack, target, source, lam, task_name):
     say = readable(stack, task_name)
     table = [[say(r[c]) if c != "text" else r[c] for c in FLIP_COLUMNS] for r in f["rows"]]
     return md, table
-
-
-def spans_of(words: list[str], tags: list[str], name=str) -> str:
-    """BIO tags as ``type name: words; ...`` (a cell of the flips table)."""
-    spans, cur = [], None
-    for w, t in zip(words, tags):
-        if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur[0] != t[2:])):
-            cur = [t[2:], [w]]
-            spans.append(cur)
-        elif t.startswith("I-"):
-            cur[1].append(w)
-        else:
-            cur = None
-    return "; ".join(f"{name(k)}: {' '.join(ws)}" for k, ws in spans) or "—"
 
 
 def _tagging_flips(stack, target, source, lam, task_name):

@@ -29,7 +29,7 @@ from ..classroom import RoomError
 from ..loading import InputError
 from ..model import LanguageStack
 from .common import (BAD_INPUT, CPU_LANE, LINEAR, PRIVATE, Controls, Method, class_query, event, page_kind,
-                     page_task, readable)
+                     page_task, readable, spans_of)
 
 ROOMS = classroom.Rooms()  # this server's rooms (one process serves every visitor)
 POLL_S = 3.0  # a room's pages ask for news this often: a reveal reaches a class within seconds
@@ -44,19 +44,6 @@ def _dev_lambda(stack: LanguageStack, target: str, a: str, b: str, task_name: st
     kind = page_kind(stack, task_name)
     lam = kind.dev_lambda(stack, target, a, b, page_task(stack, task_name)) if kind else None
     return 0.5 if lam is None else float(lam)
-
-
-def _spans(words: list[str], tags: list[str], name) -> str:
-    """BIO tags as ``type: words; ...`` (how the question shows a sentence's names)."""
-    spans: list[list] = []
-    for w, t in zip(words, tags):
-        if t.startswith("B-") or (t.startswith("I-") and (not spans or spans[-1][0] != t[2:] or spans[-1][2])):
-            spans.append([t[2:], [w], False])
-        elif t.startswith("I-"):
-            spans[-1][1].append(w)
-        elif spans:
-            spans[-1][2] = True  # closed: an I- after an O starts a new span
-    return "; ".join(f"{name(k)}: {' '.join(ws)}" for k, ws, _ in spans) or "no names"
 
 
 def _pick(rows: list, salt: str):
@@ -103,9 +90,9 @@ def question(stack: LanguageStack, qid: str) -> dict:
         text, right = " ".join(row["words"]), m_tags == gold
         from .. import tasks
 
-        shown = (f"gold names: *{_spans(row['words'], gold, say)}*; A = {tasks.merge_pair(stack, target, b)[0]} alone "
-                 f"tags: *{_spans(row['words'], a_tags, say)}*")
-        merged = f"tags *{_spans(row['words'], m_tags, say)}*"
+        shown = (f"gold names: *{spans_of(row['words'], gold, say, none='no names')}*; A = {tasks.merge_pair(stack, target, b)[0]} alone "
+                 f"tags: *{spans_of(row['words'], a_tags, say, none='no names')}*")
+        merged = f"tags *{spans_of(row['words'], m_tags, say, none='no names')}*"
     else:
         f = results.flips(stack, target, b, lam, "dev", limit=10_000)
         row = next((r for r in f["rows"] if r["key"] == key), None)
